@@ -1,0 +1,58 @@
+"""Repository-level checks: layout, pinned requirements, side-effect-free imports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROMISED = [
+    "main_train.py", "analyze_100k.py", "visualize_results.py", "examples", "docs", "results",
+    "data", "checkpoints", "requirements.txt", "README.md", "CHANGELOG.md", "LICENSE",
+]
+
+
+@pytest.mark.parametrize("name", PROMISED)
+def test_promised_top_level_exists(name):
+    assert (ROOT / name).exists(), f"{name} is promised at the top level"
+
+
+@pytest.mark.parametrize("req", ["requirements.txt", "requirements-dev.txt"])
+def test_requirements_are_pinned_exactly(req):
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / req).read_text().splitlines()]
+    specs = [ln for ln in lines if ln and not ln.startswith("-r")]
+    assert specs, f"{req} lists no packages"
+    for spec in specs:
+        assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][A-Za-z0-9.+]*", spec), spec
+
+
+def test_torch_pin_is_the_local_cpu_build():
+    assert "torch==2.13.0" in (ROOT / "requirements.txt").read_text().splitlines()
+
+
+def test_license_is_mit():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_changelog_follows_keep_a_changelog():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert "Keep a Changelog" in text and "## [Unreleased]" in text
+
+
+def test_importing_every_module_prints_nothing():
+    """Importing the package and all submodules has no visible side effects."""
+    code = (
+        "import importlib, pkgutil, zhbert\n"
+        "for m in pkgutil.walk_packages(zhbert.__path__, 'zhbert.'):\n"
+        "    importlib.import_module(m.name)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr == ""
