@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Analyse how MLM accuracy grows with training steps (thin front end of zhbert.analysis).
+
+    python analyze_100k.py --history runs/demo/training_history.json
+    python analyze_100k.py --history H100k.json --compare H50k.json --labels 100k 50k
+
+Prints a bilingual report and writes the JSON (default: analysis_result.json beside the history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from zhbert.analysis import analyze, format_report, load_history
+from zhbert.analysis.bootstrap import DEFAULT_N_BOOT
+from zhbert.errors import UserError, run_cli
+from zhbert.io_utils import atomic_write_json
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--history", required=True, type=Path,
+                   help="training_history.json (this project's format or the original study's)")
+    p.add_argument("--compare", nargs="*", default=[], type=Path, metavar="OTHER.json",
+                   help="other histories to compare with (differences at matched steps)")
+    p.add_argument("--labels", nargs="*", default=None,
+                   help="labels for --history then each --compare file (default: file stems)")
+    p.add_argument("--series", choices=("auto", "eval", "train"), default="auto",
+                   help="accuracy series: held-out eval, training batches, or auto (eval when "
+                        "present, else train; default)")
+    p.add_argument("--target-step", type=float, default=None,
+                   help="step to extrapolate the best fit to (default: 2x the last step)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="output JSON (default: analysis_result.json beside the history)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
+    p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT,
+                   help=f"bootstrap replicates for the extrapolation interval (default {DEFAULT_N_BOOT})")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load, analyse, print the report, write the JSON."""
+    args = parse_args(argv)
+    if args.n_boot < 0:
+        raise UserError(f"--n-boot must be >= 0 (got {args.n_boot})")
+    if args.target_step is not None and args.target_step <= 0:
+        raise UserError(f"--target-step must be positive (got {args.target_step:g})")
+    paths = [args.history, *args.compare]
+    labels = args.labels or [p.stem for p in paths]
+    if len(labels) != len(paths):
+        raise UserError(f"--labels: {len(labels)} label(s) for {len(paths)} history file(s)")
+    histories = [load_history(p) for p in paths]
+    for h in histories:
+        for w in h.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    result = analyze(histories[0], series=args.series, target_step=args.target_step,
+                     compare=list(zip(labels[1:], histories[1:], strict=True)), seed=args.seed,
+                     n_boot=args.n_boot, label=labels[0])
+    output = args.output or args.history.with_name("analysis_result.json")
+    print(format_report(result), end="")
+    atomic_write_json(output, result)
+    print(f"\nwritten: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

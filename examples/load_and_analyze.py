@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Use the analysis package directly: load a history, correlate, fit, predict with an interval.
+
+    python examples/load_and_analyze.py --history runs/demo/training_history.json --step 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from zhbert.analysis import evaluate_family, load_history, select_series
+from zhbert.analysis.bootstrap import extrapolate
+from zhbert.analysis.correlation import pearson, spearman
+from zhbert.analysis.curves import choose_best, fit_all
+from zhbert.errors import UserError, run_cli
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description="Load a training history and analyse it with the API.")
+    p.add_argument("--history", required=True, type=Path, help="training_history.json to analyse")
+    p.add_argument("--step", type=float, default=None,
+                   help="step at which to predict accuracy (default: 2x the last step)")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Walk through the API and print what each call returns."""
+    args = parse_args(argv)
+    if args.step is not None and args.step <= 0:
+        raise UserError(f"--step must be positive (got {args.step:g})")
+    history = load_history(args.history)           # UserError on bad input
+    df = history.train                             # a pandas DataFrame, one row per logged step
+    print(f"train frame: {len(df)} rows, columns {list(df.columns)}")
+    print(df.tail(3).to_string(index=False))
+    series = select_series(history, "auto")        # held-out series when present
+    print(f"\nanalysing the {series.kind} series ({series.n} points)")
+    p = pearson(series.steps, series.acc)
+    print(f"Pearson r = {p['r']:.4f}, 95% CI [{p['ci95'][0]:.3f}, {p['ci95'][1]:.3f}]; "
+          f"Spearman rho = {spearman(series.steps, series.acc)['rho']:.4f}")
+    fits = fit_all(series.steps, series.acc)
+    best = choose_best(fits)
+    if best is None:
+        raise UserError(f"{args.history}: no curve family could be fitted")
+    print(f"best fit: {best['family']} {best['params']}")
+    last = float(series.steps[-1])
+    print(f"fitted accuracy at the last step ({last:,.0f}): "
+          f"{evaluate_family(best['family'], best['params'], np.array([last]))[0]:.4f}")
+    x = extrapolate(best, series.steps, series.acc, args.step, n_boot=args.n_boot)
+    lo, hi = x["ci95"]
+    print(f"predicted accuracy at step {x['target_step']:,.0f}: {x['value']:.4f} "
+          f"(95% CI {lo:.4f}..{hi:.4f}, block bootstrap, block length {x['block_length']})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

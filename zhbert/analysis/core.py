@@ -1,0 +1,88 @@
+"""``analyze``: every statistic of one history (and optional comparison runs) as one JSON dict."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import Any
+
+import numpy as np
+
+from zhbert.analysis.bootstrap import DEFAULT_N_BOOT, extrapolate
+from zhbert.analysis.compare import comparison
+from zhbert.analysis.correlation import correlations, describe, loss_stats
+from zhbert.analysis.curves import choose_best, fit_all, fit_family
+from zhbert.analysis.history import History, select_series
+from zhbert.analysis.phases import marginal_gain, noise_block, phases
+from zhbert.analysis.trend import trend_analysis
+
+
+def _column(history: History, name: str) -> np.ndarray | None:
+    frame = history.train
+    return frame[name].to_numpy(dtype=np.float64) if name in frame.columns else None
+
+
+def _loss_fit(history: History) -> dict | None:
+    loss = _column(history, "loss")
+    if loss is None or len(loss) < 10:
+        return None
+    fit = fit_family("loss_power_law", _column(history, "steps"), loss)
+    return {"family": "loss_power_law", "series_kind": "train", **fit}
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types: numpy scalars to Python, NaN/inf to None (strict JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def analyze(history: History, series: str = "auto", target_step: float | None = None,
+            compare: list[tuple[str, History]] | None = None, seed: int = 0,
+            n_boot: int = DEFAULT_N_BOOT, label: str | None = None) -> dict:
+    """Analyse ``history`` (see docs/ANALYSIS.md for every key); pure apart from the timestamp.
+
+    ``compare`` is a list of ``(label, History)``; this history is the reference, labelled
+    ``label`` (default: its file stem).
+    """
+    s = select_series(history, series)
+    steps, acc = s.steps, s.acc
+    train_steps = _column(history, "steps")
+    corr = correlations(steps, acc)
+    fits = fit_all(steps, acc)
+    best = choose_best(fits)
+    out = {
+        "timestamp": _dt.datetime.now().isoformat(),
+        "total_steps": int(train_steps[-1]),
+        "data_points": s.n,
+        "pearson_correlation": corr["pearson_correlation"],
+        "r_squared": corr["r_squared"],
+        "mlm_stats": describe(acc),
+        "loss_stats": loss_stats(_column(history, "loss")),
+        "input": {"path": str(history.path), "format": history.format,
+                  "dropped_nonfinite": history.dropped_nonfinite, "warnings": history.warnings},
+        "series": {"kind": s.kind, "n": s.n, "requested": series},
+        "pearson": corr["pearson"], "spearman": corr["spearman"], "kendall": corr["kendall"],
+        "trend": trend_analysis(steps, acc, corr["pearson"]["r"], corr["pearson"]["p_value"]),
+        "curve_fits": fits,
+        "loss_fit": _loss_fit(history),
+        "best_fit": best,
+        "extrapolation": extrapolate(best, steps, acc, target_step, n_boot, seed),
+        "phases": phases(steps, acc, train_steps, _column(history, "lr")),
+        "marginal_gain": marginal_gain(best, steps),
+        "noise": noise_block(acc, s.kind),
+    }
+    if compare:
+        runs = [(label or history.path.stem, str(history.path), s)]
+        runs += [(lab, str(h.path), select_series(h, series if series != "eval" else "auto"))
+                 for lab, h in compare]
+        out["comparison"] = comparison(runs)
+    return jsonable(out)

@@ -1,0 +1,243 @@
+"""Curve families for accuracy (and loss) against training step, robust fitting and scoring.
+
+Every family is evaluated on a scaled step ``ts = t / t_scale`` (``t_scale`` is stored in the
+params, so ``evaluate_family(name, params, t)`` takes raw steps). Starting values come from
+variable projection: for a grid of the non-linear parameters the model is linear in the rest,
+which is solved in closed form for the whole grid at once; the best grid point is then polished
+by ``scipy.optimize.curve_fit`` within bounds. A fit that fails is marked ``converged: false``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+
+#: above this many points the fits run on equal-count bin means (scores still use every point)
+FIT_MAX_POINTS = 2000
+TAIL_FRACTION = 0.2
+
+
+def _linear(ts, a, b):
+    return a + b * ts
+
+
+def _log_linear(ts, a, b):
+    return a + b * np.log(ts)
+
+
+def _power_law(ts, a, b, c):
+    return a - b * ts ** (-c)
+
+
+def _weibull(ts, a, d, lam, k):
+    return a - (a - d) * np.exp(-((ts / lam) ** k))
+
+
+def _loss_power_law(ts, E, A, alpha):  # noqa: N803 - names follow the scaling-law literature
+    return E + A * ts ** (-alpha)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A named model ``y = func(t / t_scale, *params)``; ``saturating`` families have an asymptote."""
+
+    name: str
+    func: Callable
+    params: tuple[str, ...]
+    saturating: bool
+    asymptote_param: str | None = None
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("linear", _linear, ("a", "b"), False),
+    Family("log_linear", _log_linear, ("a", "b"), False),
+    Family("power_law", _power_law, ("a", "b", "c"), True, "a"),
+    Family("weibull", _weibull, ("a", "d", "lam", "k"), True, "a"),
+    Family("loss_power_law", _loss_power_law, ("E", "A", "alpha"), True, "E"),
+)}
+ACC_FAMILIES = ("linear", "log_linear", "power_law", "weibull")
+
+
+def evaluate_family(name: str, params: dict, t: np.ndarray) -> np.ndarray:
+    """Evaluate family ``name`` with fitted ``params`` (as in the JSON) at raw steps ``t``."""
+    fam = FAMILIES[name]
+    ts = np.asarray(t, dtype=np.float64) / float(params.get("t_scale", 1.0))
+    with np.errstate(all="ignore"):
+        return fam.func(ts, *(float(params[p]) for p in fam.params))
+
+
+def choose_t_scale(steps: np.ndarray) -> float:
+    """1000 (params read per 1K steps) for runs of at least 1K steps, else 1."""
+    return 1000.0 if float(np.max(steps)) >= 1000 else 1.0
+
+
+def _linear_grid(y: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares ``y = alpha + beta * g_j`` for every row ``g_j`` of ``g``: (alpha, beta, rss)."""
+    gm = g.mean(axis=1, keepdims=True)
+    gc = g - gm
+    yc = y - y.mean()
+    var = np.einsum("ij,ij->i", gc, gc)
+    cov = gc @ yc
+    with np.errstate(all="ignore"):
+        beta = np.where(var > 0, cov / var, 0.0)
+        rss = float(yc @ yc) - beta * cov
+    alpha = y.mean() - beta * gm[:, 0]
+    return alpha, beta, np.where(np.isfinite(rss), rss, np.inf)
+
+
+def _start_and_bounds(name: str, ts: np.ndarray, y: np.ndarray):
+    """Starting values (variable projection on a grid) and bounds for family ``name``."""
+    inf = np.inf
+    a_hi = 1.0 if y.max() <= 1.0 else inf  # an accuracy cannot saturate above 1
+    if name in ("linear", "log_linear"):
+        x = ts if name == "linear" else np.log(ts)
+        b, a = np.polyfit(x, y, 1)
+        return [a, b], ([-inf, -inf], [inf, inf])
+    if name in ("power_law", "loss_power_law"):
+        cs = np.geomspace(0.01, 3.0, 48)
+        alpha, beta, rss = _linear_grid(y, ts[None, :] ** (-cs[:, None]))
+        j = int(np.argmin(rss))
+        if name == "power_law":
+            return [alpha[j], -beta[j], cs[j]], ([-inf, 0.0, 1e-4], [a_hi, inf, 10.0])
+        return [alpha[j], beta[j], cs[j]], ([0.0, 0.0, 1e-4], [inf, inf, 10.0])
+    lams = np.geomspace(ts.min(), ts.max() * 3, 24)
+    ks = np.array([0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0])
+    lam_g, k_g = (m.ravel() for m in np.meshgrid(lams, ks))
+    e = np.exp(-((ts[None, :] / lam_g[:, None]) ** k_g[:, None]))
+    alpha, beta, rss = _linear_grid(y, e)
+    j = int(np.argmin(rss))
+    # d is the value at step 0: an accuracy there lies in [0, 1]; lam is kept near the observed
+    # range, otherwise a power-law-shaped curve drives it to a degenerate corner (slow, meaningless)
+    d_lo, d_hi = (0.0, 1.0) if a_hi == 1.0 and y.min() >= 0 else (-inf, inf)
+    lo = [-inf, d_lo, ts.min() * 0.1, 0.05]
+    p0 = [alpha[j], alpha[j] + beta[j], lam_g[j], k_g[j]]
+    return p0, (lo, [a_hi, d_hi, ts.max() * 100, 10.0])
+
+
+def clip_into(p0, bounds) -> np.ndarray:
+    """Move a starting point strictly inside the bounds (curve_fit refuses points outside)."""
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in bounds)
+    p = np.asarray(p0, dtype=np.float64)
+    span = np.where(np.isfinite(hi - lo), (hi - lo) * 1e-6, 1e-9)
+    return np.clip(p, lo + span, hi - span)
+
+
+def fit_params(name: str, ts: np.ndarray, y: np.ndarray, p0=None, bounds=None) -> np.ndarray | None:
+    """Fit family ``name`` to (ts, y); None when the optimiser fails or returns non-finite values."""
+    if p0 is None or bounds is None:
+        try:
+            p0, bounds = _start_and_bounds(name, ts, y)
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            return None
+    fam = FAMILIES[name]
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", OptimizeWarning)
+            popt, _ = curve_fit(fam.func, ts, y, p0=clip_into(p0, bounds), bounds=bounds,
+                                method="trf", maxfev=2000)
+    except (RuntimeError, ValueError, np.linalg.LinAlgError):
+        return None
+    pred = fam.func(ts, *popt)
+    return popt if np.all(np.isfinite(popt)) and np.all(np.isfinite(pred)) else None
+
+
+def bin_series(steps: np.ndarray, y: np.ndarray, max_points: int = FIT_MAX_POINTS):
+    """Equal-count bin means when longer than ``max_points`` (keeps fits fast on 100K points)."""
+    n = len(y)
+    if n <= max_points:
+        return steps, y
+    edges = np.linspace(0, n, max_points + 1).round().astype(np.int64)
+    counts = np.diff(edges)
+    return (np.add.reduceat(steps, edges[:-1]) / counts, np.add.reduceat(y, edges[:-1]) / counts)
+
+
+def gaussian_ic(rss: float, n: int, k: int) -> tuple[float, float]:
+    """AIC and BIC under a Gaussian likelihood with the variance as one more parameter."""
+    if rss <= 0 or n <= 0:
+        return -math.inf, -math.inf
+    ll = -0.5 * n * (math.log(2 * math.pi * rss / n) + 1)
+    return 2 * (k + 1) - 2 * ll, (k + 1) * math.log(n) - 2 * ll
+
+
+def _params_dict(fam: Family, popt: np.ndarray, t_scale: float) -> dict:
+    d = {p: float(v) for p, v in zip(fam.params, popt, strict=True)}
+    d["t_scale"] = t_scale
+    return d
+
+
+def fit_family(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float | None = None) -> dict:
+    """Fit one family; return params, rmse, aic, bic, tail_rmse, asymptote and converged."""
+    fam = FAMILIES[name]
+    steps, y = np.asarray(steps, float), np.asarray(y, float)
+    keep = steps > 0  # log and power families are undefined at step 0
+    steps, y = steps[keep], y[keep]
+    t_scale = t_scale or choose_t_scale(steps)
+    out = {"params": None, "rmse": None, "aic": None, "bic": None, "tail_rmse": None,
+           "asymptote": None, "converged": False, "n_params": len(fam.params),
+           "n_fit_points": 0, "at_bound": []}
+    if len(y) < len(fam.params) + 2:
+        return out
+    bs, by = bin_series(steps, y)
+    ts = bs / t_scale
+    p0, bounds = _start_and_bounds(name, ts, by)
+    popt = fit_params(name, ts, by, p0, bounds)
+    if popt is None:
+        return out
+    resid = y - fam.func(steps / t_scale, *popt)
+    rss = float(resid @ resid)
+    aic, bic = gaussian_ic(rss, len(y), len(fam.params))
+    params = _params_dict(fam, popt, t_scale)
+    lo, hi = bounds
+    out.update(params=params, rmse=math.sqrt(rss / len(y)), aic=aic, bic=bic, converged=True,
+               n_fit_points=int(len(by)), tail_rmse=tail_rmse(name, steps, y, t_scale),
+               asymptote=params[fam.asymptote_param] if fam.asymptote_param else None,
+               at_bound=[p for p, v, a, b in zip(fam.params, popt, lo, hi, strict=True)
+                         if np.isclose(v, a, rtol=1e-4) or np.isclose(v, b, rtol=1e-4)])
+    return out
+
+
+def tail_rmse(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float) -> float | None:
+    """Fit on the first 80% of points, return the RMSE on the last 20% (an extrapolation score)."""
+    cut = int(round(len(y) * (1 - TAIL_FRACTION)))
+    if cut < len(FAMILIES[name].params) + 2 or cut >= len(y):
+        return None
+    bs, by = bin_series(steps[:cut], y[:cut])
+    popt = fit_params(name, bs / t_scale, by)
+    if popt is None:
+        return None
+    err = y[cut:] - FAMILIES[name].func(steps[cut:] / t_scale, *popt)
+    return float(math.sqrt(np.mean(err**2)))
+
+
+def fit_all(steps: np.ndarray, y: np.ndarray, families=ACC_FAMILIES) -> dict:
+    """``curve_fits``: every family in ``families`` fitted to (steps, y)."""
+    t_scale = choose_t_scale(steps)
+    return {name: fit_family(name, steps, y, t_scale) for name in families}
+
+
+#: families whose tail RMSE is within this relative margin of the best count as tied
+TIE_MARGIN = 0.02
+
+
+def choose_best(fits: dict) -> dict | None:
+    """Lowest tail RMSE among converged fits; near-ties (within 2%) go to the lowest BIC."""
+    ok = {k: v for k, v in fits.items() if v["converged"] and v["tail_rmse"] is not None}
+    if not ok:
+        ok = {k: v for k, v in fits.items() if v["converged"]}
+        if not ok:
+            return None
+        name = min(ok, key=lambda k: ok[k]["bic"])
+        crit = "lowest BIC (no family could be scored on the held-back tail)"
+    else:
+        best = min(v["tail_rmse"] for v in ok.values())
+        tied = [k for k, v in ok.items() if v["tail_rmse"] <= best * (1 + TIE_MARGIN)]
+        name = min(tied, key=lambda k: ok[k]["bic"])
+        crit = (f"lowest tail RMSE (fit on first {1 - TAIL_FRACTION:.0%}, scored on last "
+                f"{TAIL_FRACTION:.0%}) among converged families; within {TIE_MARGIN:.0%} -> lowest BIC")
+    return {"family": name, "asymptote": fits[name]["asymptote"], "criterion": crit,
+            "params": fits[name]["params"]}

@@ -1,0 +1,178 @@
+"""Load and validate a training history (this project's format or the original study's).
+
+Two formats are accepted (see contracts.md, "History file"):
+
+* ``"zhbert"``: train columns (``steps``, ``mlm_acc``, ``loss``, ``lr``, ...) plus an optional
+  held-out series (``eval_steps``, ``eval_mlm_acc``, ``eval_loss``, ``eval_stderr``) and ``meta``;
+* ``"original"``: the original study's subset ``{"steps", "mlm_acc", "nsp_acc", "loss", "lr"}``.
+
+Rows holding a non-finite value in a core column are dropped (counted, with a warning) when they
+are few, and the file is refused when they are many: a history that is mostly NaN is broken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zhbert.errors import UserError
+
+ORIGINAL_KEYS = frozenset({"steps", "mlm_acc", "nsp_acc", "loss", "lr"})
+TRAIN_CORE = ("steps", "mlm_acc", "loss", "lr", "nsp_acc")
+EVAL_COLUMNS = {"eval_steps": "steps", "eval_mlm_acc": "mlm_acc", "eval_loss": "loss",
+                "eval_stderr": "stderr"}
+MIN_POINTS = 10
+#: refuse a file when more than this fraction of its rows hold NaN/inf
+MAX_NONFINITE_FRACTION = 0.10
+
+
+@dataclass
+class History:
+    """A validated history: ``train`` (one row per logged step) and optional ``eval`` frames."""
+
+    train: pd.DataFrame
+    eval: pd.DataFrame | None
+    meta: dict
+    path: Path
+    dropped_nonfinite: int = 0
+    format: str = "zhbert"
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Series:
+    """The accuracy series one analysis runs on: ``kind`` is ``"eval"`` or ``"train"``."""
+
+    kind: str
+    steps: np.ndarray
+    acc: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return int(self.steps.size)
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"{path}: history file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _column(path: Path, name: str, value: Any) -> np.ndarray:
+    """A JSON list of numbers (``null`` counts as NaN) as float64, or a UserError."""
+    if not isinstance(value, list):
+        raise UserError(f"{path}: '{name}' must be a list of numbers, got {type(value).__name__}")
+    out = np.empty(len(value), dtype=np.float64)
+    for i, v in enumerate(value):
+        if v is None:
+            out[i] = math.nan
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[i] = float(v)
+        else:
+            raise UserError(f"{path}: '{name}'[{i}] is not a number ({v!r})")
+    return out
+
+
+def _frame(path: Path, data: dict, names: dict[str, str], core: tuple[str, ...]) -> pd.DataFrame:
+    """Build a frame of the listed columns; unequal lengths are refused."""
+    cols = {dst: _column(path, src, data[src]) for src, dst in names.items() if src in data}
+    lengths = {src: len(data[src]) for src in names if src in data}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k}={v}" for k, v in lengths.items())
+        raise UserError(f"{path}: columns have unequal lengths ({detail})")
+    frame = pd.DataFrame(cols)
+    frame.attrs["core"] = [c for c in core if c in frame.columns]
+    return frame
+
+
+def _drop_nonfinite(path: Path, frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
+    core = frame.attrs.get("core", list(frame.columns))
+    bad = ~np.isfinite(frame[core].to_numpy()).all(axis=1)
+    n_bad = int(bad.sum())
+    if n_bad and n_bad > MAX_NONFINITE_FRACTION * len(frame):
+        raise UserError(f"{path}: {n_bad} of {len(frame)} {label} rows hold NaN/inf "
+                        f"(more than {MAX_NONFINITE_FRACTION:.0%}); refusing to analyse")
+    return frame.loc[~bad].reset_index(drop=True), n_bad
+
+
+def _check_steps(path: Path, frame: pd.DataFrame, label: str, minimum: int) -> None:
+    if len(frame) < minimum:
+        raise UserError(f"{path}: only {len(frame)} {label} points; at least {minimum} are needed")
+    steps = frame["steps"].to_numpy()
+    diffs = np.diff(steps)
+    if (diffs <= 0).any():
+        i = int(np.argmax(diffs <= 0))
+        raise UserError(f"{path}: {label} steps are not strictly increasing (step {steps[i]:g} is "
+                        f"followed by {steps[i + 1]:g}; two runs concatenated?)")
+    acc = frame["mlm_acc"].to_numpy()
+    if acc.size and (acc.min() < 0 or acc.max() > 1):
+        raise UserError(f"{path}: {label} accuracies must be fractions in [0, 1] "
+                        f"(found {acc.min():g}..{acc.max():g})")
+
+
+def load_history(path: str | Path) -> History:
+    """Read, validate and clean a history JSON file; raise ``UserError`` on bad input."""
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object with 'steps' and 'mlm_acc'")
+    missing = [k for k in ("steps", "mlm_acc") if k not in data]
+    if missing:
+        raise UserError(f"{path}: missing key(s) {', '.join(missing)}")
+    train_names = {k: k for k, v in data.items() if isinstance(v, list)
+                   and not k.startswith("eval_")}
+    train = _frame(path, data, train_names, TRAIN_CORE)
+    train, dropped = _drop_nonfinite(path, train, "train")
+    _check_steps(path, train, "train", MIN_POINTS)
+    warnings = []
+    if dropped:
+        warnings.append(f"{path}: dropped {dropped} train row(s) holding NaN/inf")
+    evaluation = None
+    if "eval_steps" in data or "eval_mlm_acc" in data:
+        for key in ("eval_steps", "eval_mlm_acc"):
+            if key not in data:
+                raise UserError(f"{path}: missing key {key} (the other eval column is present)")
+        evaluation = _frame(path, data, EVAL_COLUMNS, ("steps", "mlm_acc", "loss"))
+        evaluation, dropped_eval = _drop_nonfinite(path, evaluation, "eval")
+        if dropped_eval:
+            warnings.append(f"{path}: dropped {dropped_eval} eval row(s) holding NaN/inf")
+        dropped += dropped_eval
+        _check_steps(path, evaluation, "eval", 1)
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    is_original = set(data) <= ORIGINAL_KEYS
+    return History(train=train, eval=evaluation, meta=meta, path=path, dropped_nonfinite=dropped,
+                   format="original" if is_original else "zhbert", warnings=warnings)
+
+
+def select_series(history: History, kind: str = "auto") -> Series:
+    """Choose the accuracy series: ``"eval"`` (held-out), ``"train"``, or ``"auto"``.
+
+    ``"auto"`` takes the held-out series when it has at least ``MIN_POINTS`` points, else the
+    training-batch series; asking for ``"eval"`` when it is absent or too short is a UserError.
+    """
+    if kind not in ("auto", "eval", "train"):
+        raise UserError(f"series must be auto, eval or train (got {kind!r})")
+    ev = history.eval
+    has_eval = ev is not None and len(ev) >= MIN_POINTS
+    if kind == "eval" and not has_eval:
+        n = 0 if ev is None else len(ev)
+        raise UserError(f"{history.path}: no held-out series with at least {MIN_POINTS} points "
+                        f"(found {n}); use --series train")
+    frame = ev if (kind == "eval" or (kind == "auto" and has_eval)) else history.train
+    chosen = "eval" if frame is ev else "train"
+    return Series(kind=chosen, steps=frame["steps"].to_numpy(dtype=np.float64),
+                  acc=frame["mlm_acc"].to_numpy(dtype=np.float64))

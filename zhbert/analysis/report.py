@@ -1,0 +1,145 @@
+"""Readable bilingual (Chinese | English) text report of an ``analyze`` result."""
+
+from __future__ import annotations
+
+import math
+
+
+def _f(v, spec: str = ".4f") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return format(v, spec)
+
+
+def _p(p) -> str:
+    return "n/a" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3g}")
+
+
+def _head(title: str) -> list[str]:
+    return ["", title, "-" * 60]
+
+
+def _summary(r: dict) -> list[str]:
+    m, inp, s = r["mlm_stats"], r["input"], r["series"]
+    lines = _head("概要 | Summary")
+    lines += [f"input: {inp['path']} (format {inp['format']}, dropped non-finite rows: "
+              f"{inp['dropped_nonfinite']})",
+              f"series: {s['kind']} ({s['n']} points), total steps {r['total_steps']:,}",
+              f"MLM accuracy: mean {_f(100 * m['mean'], '.2f')}%  max {_f(100 * m['max'], '.2f')}%"
+              f"  min {_f(100 * m['min'], '.2f')}%  std {_f(100 * m['std'], '.2f')}% (population)"]
+    ls = r["loss_stats"]
+    if ls:
+        lines.append(f"loss: {ls['initial']:.2f} -> {ls['final']:.2f} "
+                     f"(-{_f(ls['decrease_pct'], '.1f')}%)")
+    return lines
+
+
+def _correlation(r: dict) -> list[str]:
+    p, t = r["pearson"], r["trend"]
+    lo, hi = p["ci95"]
+    lines = _head("相关性分析 | Correlation")
+    lines += [f"Pearson r = {p['r']:.4f}, R^2 = {r['r_squared']:.4f}, p {_p(p['p_value'])}, "
+              f"95% CI [{_f(lo, '.2f')}, {_f(hi, '.2f')}] (Fisher z; {_f(lo, '.3f')}..{_f(hi, '.3f')})",
+              f"Spearman rho = {r['spearman']['rho']:.4f} (p {_p(r['spearman']['p_value'])}), "
+              f"Kendall tau = {r['kendall']['tau']:.4f} (p {_p(r['kendall']['p_value'])})"]
+    lo2, hi2 = t["pearson_ci95_neff"]
+    lines.append(f"effective n = {t['n_eff']:.0f} -> Pearson 95% CI [{_f(lo2, '.3f')}, "
+                 f"{_f(hi2, '.3f')}], p {_p(t['pearson_p_value_neff'])}")
+    return lines
+
+
+def _trend(r: dict) -> list[str]:
+    t = r["trend"]
+    d = t["residuals"]
+    lines = _head("趋势检验 | Trend tests")
+    for key in ("mann_kendall", "modified_mann_kendall"):
+        m = t[key]
+        thin = f", thinned to {m['n_used']} points" if m["thinned"] else ""
+        lines.append(f"{key} ({m['method']}): {m['trend']}, z = {m['z']:.2f}, p {_p(m['p_value'])}, "
+                     f"Sen slope {m['sen_slope_per_1k']:.4g}/1K steps{thin}")
+    lines.append(f"residuals of the straight line: Durbin-Watson {d['durbin_watson']:.2f}, "
+                 f"Ljung-Box p ({d['ljung_box_lags']} lags) {_p(d['ljung_box_p'])}, "
+                 f"lag-1 autocorrelation {d['lag1_autocorr']:.2f}")
+    lines.append(t["statement"])
+    return lines
+
+
+def _fits(r: dict) -> list[str]:
+    lines = _head("曲线拟合 | Curve fits")
+    lines.append(f"{'family':<12}{'RMSE':>9}{'tail RMSE':>11}{'BIC':>11}{'asymptote':>11}  params")
+    for name, f in r["curve_fits"].items():
+        if not f["converged"]:
+            lines.append(f"{name:<12} not converged")
+            continue
+        params = ", ".join(f"{k}={v:.4g}" for k, v in f["params"].items() if k != "t_scale")
+        lines.append(f"{name:<12}{f['rmse']:>9.4f}{_f(f['tail_rmse']):>11}{f['bic']:>11.1f}"
+                     f"{_f(f['asymptote']):>11}  {params} (t in {f['params']['t_scale']:g} steps)")
+    b = r["best_fit"]
+    lines.append(f"best fit: {b['family'] if b else 'none'}" + (f" — {b['criterion']}" if b else ""))
+    lf = r.get("loss_fit")
+    if lf and lf["converged"]:
+        pr = lf["params"]
+        lines.append(f"loss ~ E + A t^-alpha: E={pr['E']:.3f}, A={pr['A']:.3f}, "
+                     f"alpha={pr['alpha']:.3f}, RMSE {lf['rmse']:.4f}")
+    return lines
+
+
+def _extrapolation(r: dict) -> list[str]:
+    x = r["extrapolation"]
+    lines = _head("外推 | Extrapolation")
+    if not x:
+        return [*lines, "no converged fit to extrapolate"]
+    lo, hi = x["ci95"]
+    lines.append(f"{x['family']} at step {x['target_step']:,.0f}: {100 * x['value']:.2f}% "
+                 f"(95% CI {_f(100 * lo if lo is not None else None, '.2f')}% .. "
+                 f"{_f(100 * hi if hi is not None else None, '.2f')}%; block bootstrap, "
+                 f"block {x['block_length']}, {x['n_boot_ok']}/{x['n_boot']} refits)")
+    for g in r["marginal_gain"]:
+        lines.append(f"  marginal gain at step {g['step']:,.0f}: "
+                     f"{100 * g['gain_per_1k']:+.3f} points per 1K steps")
+    return lines
+
+
+def _phases(r: dict) -> list[str]:
+    ph = r["phases"]
+    lines = _head("阶段分析 | Phases")
+    for i, q in enumerate(ph["quarters"], 1):
+        lines.append(f"Q{i} {q['start_step']:>9,.0f}-{q['end_step']:<9,.0f} mean "
+                     f"{100 * q['mean_acc']:.2f}%  gain {100 * q['gain']:+.2f} points "
+                     f"({100 * q['gain_per_1k']:+.3f}/1K)")
+    cps = ", ".join(f"{c['step']:,.0f}" for c in ph["change_points"]) or "none"
+    lines.append(f"change points: {cps}")
+    for ev in ph["lr_events"]:
+        lines.append(f"lr event {ev['event']} at step {ev['step']:,.0f} (nearest change point: "
+                     f"{_f(ev['nearest_change_point_step'], ',.0f')})")
+    n = r["noise"]
+    lines.append(f"noise sd (first differences / sqrt 2): {n['sd_first_diff_over_sqrt2']:.4f} "
+                 f"— {n['note']}")
+    return lines
+
+
+def _comparison(r: dict) -> list[str]:
+    c = r.get("comparison")
+    if not c:
+        return []
+    lines = _head("运行对比 | Comparison")
+    for s in c["runs"]:
+        lines.append(f"{s['label']:<16} n={s['n']:<6} last step {s['last_step']:>9,.0f}  final "
+                     f"{100 * s['final_acc']:.2f}%  max {100 * s['max_acc']:.2f}%  "
+                     f"r={s['pearson_r']:.4f}  best {s['best_fit']}  asymptote {_f(s['asymptote'])}")
+    for m in c["matched"]:
+        if m["overlap"] is None:
+            lines.append(f"{m['b']} vs {m['a']}: no overlapping steps")
+            continue
+        lines.append(f"{m['b']} - {m['a']} over steps {m['overlap'][0]:,.0f}-{m['overlap'][1]:,.0f}:"
+                     f" mean {100 * m['mean_diff']:+.2f} points, at the end "
+                     f"{100 * m['final_diff']:+.2f} points")
+    return lines
+
+
+def format_report(result: dict) -> str:
+    """The whole report as text (section headings in Chinese and English)."""
+    lines = ["中文BERT训练步数-准确率分析 | Chinese BERT steps-accuracy analysis"]
+    for part in (_summary, _correlation, _trend, _fits, _extrapolation, _phases, _comparison):
+        lines += part(result)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,94 @@
+"""Synthetic histories with known answers, for tests, examples and benchmarks (no I/O)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import least_squares
+
+#: the original study's published figures (analysis_100k_result.json)
+ORIGINAL_TARGETS = {"r": 0.7869267513375451, "mean": 0.5052538213282823,
+                    "max": 0.663484513759613, "min": 0.15161290764808655,
+                    "std": 0.10480852619897836, "loss_initial": 8.95722484588623,
+                    "loss_final": 2.972820520401001}
+
+
+def ar1(n: int, rho: float, sd: float, rng: np.random.Generator) -> np.ndarray:
+    """AR(1) noise with marginal standard deviation ``sd``."""
+    w = rng.normal(0.0, sd * math.sqrt(1 - rho**2), n)
+    e = np.empty(n)
+    e[0] = rng.normal(0.0, sd)
+    for i in range(1, n):
+        e[i] = rho * e[i - 1] + w[i]
+    return e
+
+
+def warmup_cosine(steps: np.ndarray, peak: float = 1e-4, warmup_frac: float = 0.1) -> np.ndarray:
+    """Linear warmup to ``peak`` then cosine decay to 0 at the last step."""
+    last = steps[-1]
+    w = warmup_frac * last
+    return np.where(steps < w, peak * steps / w,
+                    peak * 0.5 * (1 + np.cos(np.pi * (steps - w) / (last - w))))
+
+
+def make_history(n: int = 1000, last_step: int = 100_000, a: float = 0.68, b: float = 0.5,
+                 c: float = 0.45, noise: float = 0.01, rho: float = 0.5, seed: int = 0,
+                 eval_every: int = 0) -> dict:
+    """A saturating accuracy ``a - b t^-c`` (t in 1K steps) + AR(1) noise, loss and lr columns.
+
+    With ``eval_every`` > 0 an eval series (less noisy, i.i.d.) is added every that many points.
+    """
+    rng = np.random.default_rng(seed)
+    steps = np.linspace(last_step / n, last_step, n).round().astype(np.int64)
+    ts = steps / 1000.0
+    acc = np.clip(a - b * ts ** (-c) + ar1(n, rho, noise, rng), 0.0, 1.0)
+    loss = 2.8 + 4.0 * ts ** (-0.5) + ar1(n, rho, 0.05, rng)
+    hist = {"steps": steps.tolist(), "mlm_acc": acc.tolist(), "loss": loss.tolist(),
+            "lr": warmup_cosine(steps.astype(float)).tolist()}
+    if eval_every:
+        es = steps[eval_every - 1::eval_every]
+        ev = np.clip(a - b * (es / 1000.0) ** (-c) + rng.normal(0, noise / 3, es.size), 0, 1)
+        hist.update(eval_steps=es.tolist(), eval_mlm_acc=ev.tolist(),
+                    eval_loss=(2.8 + 4.0 * (es / 1000.0) ** (-0.5)).tolist(),
+                    eval_stderr=[noise / 3] * es.size, meta={"source": "synthetic"})
+    return hist
+
+
+def make_original_like(seed: int = 0) -> dict:
+    """1,000-point original-format history reproducing the published statistics.
+
+    A saturating curve + AR(1) noise supplies the shape (chosen so that the result stays
+    inside [min, max]); then the max and min are pinned at two points
+    and the other 998 are mapped to ``alpha + beta*u + gamma*v`` (u: standardised step, v: the
+    shape's component orthogonal to u) with alpha, beta, gamma solved so that mean, population
+    std and Pearson r with the step match exactly. Loss: first and last values pinned.
+    """
+    tg = ORIGINAL_TARGETS
+    rng = np.random.default_rng(seed)
+    steps = np.arange(100, 100_001, 100, dtype=np.float64)
+    shape = 0.66 - 0.5 * np.exp(-((steps / 20000) ** 1.3)) + ar1(steps.size, 0.3, 0.02, rng)
+    i_max, i_min = int(np.argmax(shape)), int(np.argmin(shape))
+    rest = np.setdiff1d(np.arange(steps.size), [i_max, i_min])
+    u = (steps - steps.mean()) / steps.std()
+    v = shape - shape.mean() - (shape @ u) / (u @ u) * u
+    v = v / v.std()
+
+    def build(p):
+        y = np.empty(steps.size)
+        y[rest] = p[0] + p[1] * u[rest] + p[2] * v[rest]
+        y[i_max], y[i_min] = tg["max"], tg["min"]
+        return y
+
+    def resid(p):
+        y = build(p)
+        return [y.mean() - tg["mean"], y.std() - tg["std"], np.corrcoef(steps, y)[0, 1] - tg["r"]]
+
+    cos = tg["r"]
+    p0 = [tg["mean"], tg["std"] * cos, tg["std"] * math.sqrt(1 - cos**2)]
+    acc = build(least_squares(resid, p0, xtol=1e-15, ftol=1e-15, gtol=1e-15).x)
+    loss = 2.97 + 60.0 * steps ** (-0.45) + rng.normal(0, 0.05, steps.size)
+    loss[0], loss[-1] = tg["loss_initial"], tg["loss_final"]
+    nsp = np.clip(0.5 + 0.3 * (1 - np.exp(-steps / 20000)) + rng.normal(0, 0.02, steps.size), 0, 1)
+    return {"steps": steps.astype(int).tolist(), "mlm_acc": acc.tolist(), "nsp_acc": nsp.tolist(),
+            "loss": loss.tolist(), "lr": warmup_cosine(steps).tolist()}
