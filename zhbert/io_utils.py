@@ -14,6 +14,13 @@ from typing import Any
 from zhbert.errors import UserError
 
 
+def _default_mode(kind: str) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give (mkstemp/mkdtemp default to 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o666 if kind == "file" else 0o777) & ~umask
+
+
 def _ensure_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +41,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode("file"))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -66,6 +74,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         raise UserError(f"cannot write {final}: {exc.strerror or exc}") from None
     try:
         yield tmp
+        os.chmod(tmp, _default_mode("dir"))
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)

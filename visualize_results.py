@@ -1,0 +1,103 @@
+"""Draw the figure set for a training history (thin front end over zhbert.plots).
+
+Example::
+
+    python visualize_results.py --history runs/a/training_history.json --out-dir results/
+    python visualize_results.py --history h100k.json --compare h50k.json --labels 100k 50k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from zhbert.errors import UserError, run_cli
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--history", required=True, help="training_history.json to plot")
+    p.add_argument("--analysis", default=None,
+                   help="analysis JSON written by analyze_100k.py (computed when omitted)")
+    p.add_argument("--compare", nargs="+", default=[], metavar="OTHER.json",
+                   help="other runs' history files to compare (draws comparison_50k_100k)")
+    p.add_argument("--labels", nargs="+", default=None,
+                   help="run labels: one for --history followed by one per --compare file "
+                        "(default: the files' folder or file names)")
+    p.add_argument("--out-dir", default="results", help="folder for the figures (default results/)")
+    p.add_argument("--format", default="png", choices=["png", "svg", "pdf"],
+                   help="figure file format (default png)")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of raster output (default 150)")
+    p.add_argument("--series", default="auto", choices=["auto", "eval", "train"],
+                   help="accuracy series to analyse when --analysis is omitted (default auto)")
+    p.add_argument("--target-step", type=int, default=None,
+                   help="step to extrapolate to when --analysis is omitted (analysis default)")
+    args = p.parse_args(argv)
+    if not 30 <= args.dpi <= 600:
+        p.error(f"--dpi must be between 30 and 600 (got {args.dpi})")
+    return args
+
+
+def _labels(args: argparse.Namespace) -> list[str]:
+    paths = [Path(args.history), *map(Path, args.compare)]
+    if args.labels is None:
+        names = [p.parent.name if p.stem == "training_history" and p.parent.name else p.stem
+                 for p in paths]
+        # identical names would make the legend ambiguous: fall back to numbered labels
+        if len(set(names)) < len(names):
+            names = [f"run {i + 1}" for i in range(len(paths))]
+        return names
+    if len(args.labels) != len(paths):
+        raise UserError(f"--labels needs {len(paths)} label(s) (the history and each --compare "
+                        f"file), got {len(args.labels)}")
+    return list(args.labels)
+
+
+def _read_analysis(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: analysis file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or "series" not in data:
+        raise UserError(f"{path}: not an analysis file (expected a JSON object with 'series')")
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load the inputs, compute the analysis when needed, draw every figure."""
+    args = parse_args(argv)
+    from zhbert.analysis import analyze, load_history, select_series
+    from zhbert.plots import render_all
+
+    history = load_history(args.history)
+    labels = _labels(args)
+    others = [(label, load_history(p)) for label, p in zip(labels[1:], args.compare, strict=True)]
+    if args.analysis:
+        analysis = _read_analysis(args.analysis)
+        kind, n = analysis["series"].get("kind", "auto"), analysis["series"].get("n")
+        if n is not None and select_series(history, kind).n != n:
+            raise UserError(f"{args.analysis}: analysis of {n} points does not match "
+                            f"{args.history} ({select_series(history, kind).n} {kind} points)")
+        if others and not analysis.get("comparison"):
+            redo = analyze(history, series=kind, compare=others, label=labels[0])
+            analysis["comparison"] = redo["comparison"]
+    else:
+        analysis = analyze(history, series=args.series, target_step=args.target_step,
+                           compare=others or None, label=labels[0])
+    paths = render_all(history, analysis, args.out_dir, fmt=args.format, dpi=args.dpi,
+                       compare=others, label=labels[0])
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])

@@ -1,0 +1,23 @@
+"""Figures for training histories and their analysis (matplotlib, pyplot-free, deterministic).
+
+Each figure function takes ``(history, analysis, path, *, dpi=150)`` and returns the written path;
+:func:`render_all` draws the full set. Importing this package has no side effects: the CJK font is
+found and registered on the first draw (see :mod:`zhbert.plots.fonts`).
+"""
+
+from zhbert.plots.figures_compare import comparison
+from zhbert.plots.figures_fits import correlation_analysis, learning_curve_fit
+from zhbert.plots.figures_training import loss_analysis, phases, training_curves
+from zhbert.plots.render import COMPARISON_NAME, FIGURES, render_all
+
+__all__ = [
+    "COMPARISON_NAME",
+    "FIGURES",
+    "comparison",
+    "correlation_analysis",
+    "learning_curve_fit",
+    "loss_analysis",
+    "phases",
+    "render_all",
+    "training_curves",
+]

@@ -1,0 +1,42 @@
+"""Draw the whole figure set for one analysed history (used by visualize_results.py)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from zhbert.plots.figures_compare import comparison
+from zhbert.plots.figures_fits import correlation_analysis, learning_curve_fit
+from zhbert.plots.figures_training import loss_analysis, phases, training_curves
+from zhbert.plots.style import DEFAULT_DPI, FORMATS
+
+#: figure base name -> drawing function taking (history, analysis, path, *, dpi)
+FIGURES = {
+    "training_curves": training_curves,
+    "correlation_analysis": correlation_analysis,
+    "loss_analysis": loss_analysis,
+    "learning_curve_fit": learning_curve_fit,
+    "phases": phases,
+}
+#: name kept from the original study for continuity; drawn only when other runs are given
+COMPARISON_NAME = "comparison_50k_100k"
+
+
+def render_all(history, analysis: Mapping, out_dir: str | os.PathLike, *, fmt: str = "png",
+               dpi: int = DEFAULT_DPI,
+               compare: Sequence[tuple[str, object]] | None = None,
+               label: str = "main") -> list[Path]:
+    """Write every figure into ``out_dir`` as ``<name>.<fmt>``; returns the written paths.
+
+    ``compare`` holds ``(label, History)`` of other runs; the comparison figure is drawn only
+    when it is non-empty, with this run (``label``) first.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}")
+    out = Path(out_dir)
+    paths = [fn(history, analysis, out / f"{name}.{fmt}", dpi=dpi) for name, fn in FIGURES.items()]
+    if compare:
+        runs = [(label, history), *compare]
+        paths.append(comparison(runs, analysis, out / f"{COMPARISON_NAME}.{fmt}", dpi=dpi))
+    return paths
