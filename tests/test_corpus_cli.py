@@ -1,0 +1,75 @@
+"""Bad inputs to examples/prepare_dataset.py: one error line, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import bz2
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "prepare_dataset.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--quiet", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def check_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(n in lines[0] for n in needles), proc.stderr
+
+
+@pytest.fixture()
+def files(tmp_path):
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "short.txt").write_text("短。\n\n也短。\n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("中文句子".encode("gbk"))
+    (tmp_path / "broken.xml").write_text("<<not xml", encoding="utf-8")
+    (tmp_path / "x.jsonl").write_text('{"body": "文本"}\n', encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("source", "name", "needles"), [
+    ("text", "missing.txt", ("missing.txt", "no such file")),
+    ("text", "empty.txt", ("empty.txt", "empty corpus")),
+    ("text", "short.txt", ("short.txt", "filtered out")),
+    ("text", "latin1.txt", ("latin1.txt", "UTF-8")),
+    ("wiki", "broken.xml", ("broken.xml", "XML")),
+    ("jsonl", "x.jsonl", ("x.jsonl:1", "'text'")),
+])
+def test_bad_inputs(files, source, name, needles):
+    out = files / "out"
+    check_error(run("--source", source, "--input", str(files / name), "--out-dir", str(out)),
+                *needles)
+    assert not out.exists()  # nothing half-written
+
+
+def test_unknown_source_and_nonempty_out_dir(tmp_path):
+    proc = run("--source", "nope", "--out-dir", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "invalid choice" in proc.stderr
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "keep.txt").write_text("x")
+    check_error(run("--out-dir", str(tmp_path / "o")), "not empty", "--overwrite")
+    assert (tmp_path / "o" / "keep.txt").exists()
+
+
+def test_truncated_wiki_warns_and_succeeds(tmp_path):
+    body = "".join(
+        f"<page><title>页{i}</title><ns>0</ns><revision><text>第{i}篇文章讲述了一个相当长的中文故事，"
+        f"内容包括历史、地理和文化等多个方面的知识{i}。</text></revision></page>\n"
+        for i in range(3000))
+    xml = f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/">{body}</mediawiki>'
+    data = bz2.compress(xml.encode("utf-8"), compresslevel=1)
+    dump = tmp_path / "cut.xml.bz2"
+    dump.write_bytes(data[: len(data) // 2])
+    proc = run("--source", "wiki", "--input", str(dump), "--out-dir", str(tmp_path / "w"),
+               "--min-length", "10", "--min-val-sentences", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "warning:" in proc.stderr and "truncated" in proc.stderr
+    assert (tmp_path / "w" / "dataset_stats.json").is_file()
