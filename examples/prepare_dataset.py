@@ -55,6 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="use jieba's HMM for unknown words when marking word starts (slower)")
     p.add_argument("--max-documents", type=int, default=None,
                    help="stop after reading this many documents (quick runs and tests)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help=f"processes for wiki markup removal, 1 = no pool (default {d.workers})")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out-dir")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")
     return p.parse_args(argv)
@@ -70,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_wordpieces=args.max_wordpieces, lowercase=not args.no_lowercase,
         text_field=args.text_field, text_docs=args.text_docs, max_documents=args.max_documents,
         t2s={"auto": None, "on": True, "off": False}[args.t2s], jieba_hmm=args.jieba_hmm,
-        overwrite=args.overwrite,
+        workers=args.workers, overwrite=args.overwrite,
     )
     # Warnings (e.g. a truncated dump) as one "warning: ..." line, not a source excerpt.
     warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)

@@ -1,14 +1,25 @@
-"""Streaming dump reader: namespaces, redirects, truncated and broken dumps."""
+"""Streaming dump reader: namespaces, redirects, truncated and broken dumps, markup removal, and
+the worker pool (same output as one process, errors and Ctrl-C do not hang)."""
 
 from __future__ import annotations
 
 import bz2
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 
-from zhbert.corpus.wiki import iter_wiki, iter_wiki_pages
+from zhbert.corpus import wiki
+from zhbert.corpus.wiki import clean_wikitext, imap_ordered, iter_wiki, iter_wiki_pages
 from zhbert.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NS = "http://www.mediawiki.org/xml/export-0.11/"
 
@@ -63,3 +74,117 @@ def test_broken_start_is_user_error(tmp_path):
     other.write_text("<html><body/></html>", encoding="utf-8")
     with warnings.catch_warnings(), pytest.raises(UserError, match="not a MediaWiki"):
         list(iter_wiki_pages(other))
+
+
+@pytest.mark.parametrize("text, expected", [
+    # templates: nested, multi-line with a list line inside, unclosed (kept as text, as before)
+    ("前{{a|{{b|c}}|d}}后。", "前后。"),
+    ("甲{{Infobox\n|name = 某\n* 项\n|x = {{convert|1|km}}\n}}乙。", "甲乙。"),
+    ("{{未闭合 文本", "{{未闭合 文本"),
+    # refs (named, self-closing, holding templates) and comments
+    ('文<ref name="a">{{cite web|url=http://x.org|title=题}}</ref>字<ref name=b />。<!-- 注 -->',
+     "文字。"),
+    # tables, also nested and indented by one space; text after |} stays
+    ("表前\n{| class=wikitable\n|-\n| 甲 || {{x}}\n|\n{|\n| 内\n|}\n|}\n表后", "表前\n表后"),
+    (" {|\n| 格\n |} 之后", "之后"),
+    # files/images and categories vanish, link labels stay, bold/italic markup goes
+    ("[[File:a.jpg|thumb|说明]][[Image:b.png]][[文件:c.jpg|图]]正文[[Category:类]][[分类:类]]",
+     "正文"),
+    ("'''粗体'''与''斜体''和[[北京市|北京]]及[[上海]]。", "粗体与斜体和北京及上海。"),
+    # headings and list lines are dropped; parser-only content: math/gallery dropped, nowiki kept
+    ("== 标题 ==\n* 列表\n# 编号\n正文", "正文"),
+    ("式<math>\\frac{{a}}{b}</math>中<gallery>\nA.jpg|图\n</gallery>文。", "式中文。"),
+    ("<nowiki>{{不是模板}}</nowiki>文。", "{{不是模板}}文。"),
+    ("-{zh-hans:计算机;zh-hant:電腦;}-与-{软件}-。", "计算机与软件。"),
+])
+def test_markup_removal(text, expected):
+    assert clean_wikitext(text) == expected
+
+
+MARKUP_PAGES = [
+    page(f"页{i}", 1 if i % 3 == 2 else 0,
+         f"'''词{i}'''是[[目标|标签{i}]]{{{{模板|{i}}}}}的文本&lt;ref&gt;{{{{cite|x}}}}&lt;/ref&gt;。"
+         f"\n{{| class=wikitable\n| 格 || {i}\n|}}\n* 列表\n電腦軟體第{i}段。\n[[Category:类]]")
+    for i in range(60)
+]
+
+
+def test_pool_matches_single_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(wiki, "_BATCH_PAGES", 7)  # many batches, more than the in-flight window
+    path = tmp_path / "m.xml"
+    path.write_text(dump(MARKUP_PAGES + PAGES), encoding="utf-8")
+    single_stats: dict = {}
+    pool_stats: dict = {}
+    single = list(iter_wiki(path, single_stats, workers=1))
+    pooled = list(iter_wiki(path, pool_stats, workers=2))
+    assert pooled == single and pool_stats == single_stats
+    assert len(single) == 40 + 2 and single[0] == ("m.xml", "词0是标签0的文本。\n电脑软体第0段。")
+    assert list(iter_wiki(path, t2s=False, workers=2)) == list(iter_wiki(path, t2s=False))
+    with pytest.raises(UserError, match="workers"):
+        next(iter_wiki(path, workers=0))
+
+
+def test_pool_truncated_dump_keeps_complete_pages(tmp_path):
+    data = bz2.compress(dump(PAGES * 1000).encode("utf-8"), compresslevel=1)
+    path = tmp_path / "cut.xml.bz2"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    stats: dict = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        docs = list(iter_wiki(path, stats, workers=2))
+    assert len(caught) == 1 and "truncated" in str(caught[0].message)
+    kept = stats["pages_seen"] - stats["skipped_namespace"] - stats["skipped_redirect"]
+    assert stats["truncated"] is True and 0 < len(docs) == kept < 2000
+
+
+def _items(consumed: list):
+    for i in range(10_000):
+        consumed.append(i)
+        yield str(i)
+
+
+def test_imap_ordered_is_bounded_and_stops_early():
+    consumed: list = []
+    gen = imap_ordered(int, _items(consumed), workers=2)
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    assert len(consumed) <= 3 + 2 * 2  # never more than the in-flight window ahead
+    t = time.monotonic()
+    gen.close()  # the consumer stops early: the pool is shut down, nothing hangs
+    assert time.monotonic() - t < 10
+
+
+def test_worker_error_is_raised_not_hung():
+    t = time.monotonic()
+    with pytest.raises(ValueError, match="not-a-number"):
+        list(imap_ordered(int, ["1", "2", "not-a-number"] + [str(i) for i in range(50)], workers=2))
+    with pytest.raises(BrokenProcessPool):  # a worker that dies (e.g. killed for memory)
+        list(imap_ordered(os._exit, [3] * 10, workers=2))
+    assert time.monotonic() - t < 20
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from zhbert.corpus.wiki import iter_wiki
+for n, _ in enumerate(iter_wiki(Path(sys.argv[1]), workers=2)):
+    if n == 0:
+        print("started", flush=True)
+    time.sleep(0.01)  # a slow consumer: the pool is busy or waiting when Ctrl-C comes
+"""
+
+
+def test_ctrl_c_stops_the_pool(tmp_path):
+    path = tmp_path / "big.xml"
+    path.write_text(dump(MARKUP_PAGES * 100), encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err

@@ -41,6 +41,7 @@ class PrepareOptions:
     max_documents: int | None = None
     t2s: bool | None = None  # None: traditional->simplified only for the wiki source
     jieba_hmm: bool = False  # dictionary-only segmentation: ~25% faster, see DATASET.md
+    workers: int = 2  # processes for wiki markup removal (1: in the main process)
     overwrite: bool = False
 
     def validate(self) -> None:
@@ -55,6 +56,8 @@ class PrepareOptions:
             raise UserError("--min-char-freq and --max-chars must be positive")
         if self.max_documents is not None and self.max_documents < 1:
             raise UserError(f"max documents {self.max_documents} must be positive")
+        if self.workers < 1:
+            raise UserError(f"workers {self.workers} must be at least 1")
         if self.text_docs not in ("blank_line", "line"):
             raise UserError(f"text document mode {self.text_docs!r} is not blank_line or line")
 
@@ -62,6 +65,18 @@ class PrepareOptions:
 def iter_documents(source: str, inputs: Sequence[Path], options: PrepareOptions,
                    wiki_stats: dict) -> Iterator[tuple[str, str]]:
     """``(source_label, text)`` documents of all inputs of ``source``."""
+    if source == "wiki":  # the wiki reader converts in its worker pool itself
+        for path in inputs:
+            yield from wiki.iter_wiki(path, wiki_stats.setdefault(path.name, {}),
+                                      t2s=options.t2s is not False, workers=options.workers)
+        return
+    converter = wiki.make_converter() if options.t2s else None
+    for label, text in _iter_plain_documents(source, inputs, options):
+        yield label, (converter.convert(text) if converter is not None else text)
+
+
+def _iter_plain_documents(source: str, inputs: Sequence[Path],
+                          options: PrepareOptions) -> Iterator[tuple[str, str]]:
     if source == "demo":
         yield from sources.iter_demo()
         return
@@ -70,9 +85,6 @@ def iter_documents(source: str, inputs: Sequence[Path], options: PrepareOptions,
             yield from sources.iter_text(path, options.text_docs)
         elif source == "jsonl":
             yield from sources.iter_jsonl(path, options.text_field)
-        else:
-            yield from wiki.iter_wiki(path, wiki_stats.setdefault(path.name, {}),
-                                      t2s=options.t2s is not False)
 
 
 def collect_sentences(docs: Iterator[tuple[str, str]], options: PrepareOptions,
@@ -80,7 +92,6 @@ def collect_sentences(docs: Iterator[tuple[str, str]], options: PrepareOptions,
     """Normalise, split, filter and deduplicate; return kept documents and per-source counts."""
     from tqdm import tqdm
 
-    converter = wiki.make_converter() if options.t2s else None
     seen: set[str] = set()
     kept_docs: list[list[str]] = []
     per_source: dict[str, dict] = {}
@@ -91,8 +102,6 @@ def collect_sentences(docs: Iterator[tuple[str, str]], options: PrepareOptions,
         st = per_source.setdefault(label, {"documents_read": 0, "sentences_split": 0,
                                            "sentences_kept": 0, "dropped": dict.fromkeys(FILTERS, 0)})
         st["documents_read"] += 1
-        if converter is not None:
-            text = converter.convert(text)
         kept = []
         for sentence in split_sentences(normalize_text(text)):
             st["sentences_split"] += 1
