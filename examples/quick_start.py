@@ -1,6 +1,6 @@
 """Fill in [MASK] characters with a trained model.
 
-    python examples/quick_start.py --model results/demo_model --text "今天天气很[MASK]。"
+    python examples/quick_start.py --model runs/demo/final --text "今天天气很[MASK]。"
 
 MODEL is an exported directory (transformers format, e.g. RUN/final) or a training checkpoint
 directory (RUN/checkpoints/step_N).  Works offline; weights are read with safetensors only.

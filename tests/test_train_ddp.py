@@ -1,0 +1,31 @@
+"""Two CPU processes under torchrun (gloo): one history, DDP-synchronised weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from zhbert.training.checkpoint import list_checkpoints
+
+
+def test_torchrun_two_processes_on_cpu(tiny_corpus, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "main_train.py", "--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}",
+           "--set", "run.max_steps=6", "--set", "run.save_interval=3", "--set",
+           "run.eval_interval=3", "--run-dir", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    h = json.loads((run / "training_history.json").read_text())
+    meta = h["meta"]
+    assert meta["world_size"] == 2 and meta["global_batch"] == 2 * 8 * 2
+    assert h["steps"] == [2, 4, 6] and h["eval_steps"] == [3, 6]
+    # both ranks' tokens are counted: 6 steps x 2 micro-batches x 8 x 32 tokens x 2 ranks
+    assert h["tokens_seen"][-1] == 6 * 2 * 8 * 32 * 2
+    assert [s for s, _ in list_checkpoints(run)] == [3, 6]
+    assert (run / "final" / "config.json").is_file()
+    assert proc.stdout.count("resolved config") == 1  # only rank 0 talks

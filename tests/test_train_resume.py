@@ -1,0 +1,89 @@
+"""Resume after SIGKILL reproduces an uninterrupted run exactly; incompatible resumes refuse."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import main_train
+from zhbert.errors import UserError
+
+ROOT_ARGS = ["--set", "run.max_steps=24", "--set", "run.save_interval=4",
+             "--set", "run.log_interval=3", "--set", "run.eval_interval=6",
+             "--set", "run.export_final=false"]
+# Columns that depend on wall time are not expected to match.
+TIMED = {"elapsed_s", "tokens_per_s", "data_wait_frac"}
+
+
+def _history(run_dir):
+    return json.loads((run_dir / "training_history.json").read_text())
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tiny_corpus, tmp_path, train_cli):
+    base = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", *ROOT_ARGS]
+    ref = tmp_path / "ref"
+    assert main_train.main([*base, "--run-dir", str(ref)]) == 0
+
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "main_train.py", *base, "--run-dir", str(run),
+           "--set", "run.step_delay_s=0.25"]  # slow enough to be killed mid-run
+    proc = subprocess.Popen(cmd, cwd=main_train.ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "step_8").is_dir():
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (run / "checkpoints" / "step_24").exists()
+    done = train_cli([*base[:], "--run-dir", str(run), "--resume"])
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout
+
+    a = load_file(ref / "checkpoints" / "step_24" / "model.safetensors")
+    b = load_file(run / "checkpoints" / "step_24" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha, hb = _history(ref), _history(run)
+    for key in ha:
+        if key != "meta" and key not in TIMED:
+            assert ha[key] == hb[key], key
+    assert [r["step"] for r in hb["meta"]["resumed"]] and hb["meta"]["resumed"][0]["step"] >= 8
+
+
+def test_resume_with_other_shape_is_refused(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    base = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", "--run-dir", str(run),
+            "--set", "run.max_steps=4", "--set", "run.export_final=false"]
+    assert main_train.main(base) == 0
+    with pytest.raises(UserError, match="hidden_size"):
+        main_train.main([*base, "--resume", "--set", "model.hidden_size=64",
+                         "--set", "run.max_steps=6"])
+    # a longer run resumes from step 4 and keeps the first points
+    assert main_train.main([*base, "--resume", "--set", "run.max_steps=6"]) == 0
+    h = _history(run)
+    assert h["steps"] == [2, 4, 6]
+
+
+def test_resume_rejects_a_checkpoint_of_another_vocabulary(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    base = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", "--run-dir", str(run),
+            "--set", "run.max_steps=2", "--set", "run.export_final=false"]
+    assert main_train.main(base) == 0
+    ck = run / "checkpoints" / "step_2" / "config.json"
+    cfg = json.loads(ck.read_text())
+    cfg["model"]["vocab_size"] += 7
+    ck.write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="vocab_size"):
+        main_train.main([*base, "--resume", "--set", "run.max_steps=3"])

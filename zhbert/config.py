@@ -1,0 +1,408 @@
+"""Training configuration: dataclasses, presets, ``key=value`` overrides and JSON round trips.
+
+A :class:`TrainConfig` is four sections — ``model`` (:class:`zhbert.model.BertConfig`), ``data``,
+``optim`` and ``run``. It is built from a preset, optionally updated from a JSON file and from
+``--set section.key=value`` overrides (each value is parsed and type-checked against the field's
+annotation), validated, and then saved verbatim in the run's history and every checkpoint.
+
+>>> cfg = get_preset("smoke")
+>>> apply_overrides(cfg, ["optim.lr=0.01", "max_steps=5"])
+>>> cfg.optim.lr, cfg.run.max_steps
+(0.01, 5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zhbert.errors import UserError
+from zhbert.model import BertConfig
+
+SECTIONS = ("model", "data", "optim", "run")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DATA_FORMATS = ("pairs", "packed")
+SCHEDULES = ("cosine", "linear", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DataConfig:
+    """Where the prepared corpus is and how training and held-out batches are built."""
+
+    corpus_dir: str = "data/demo"  # prepared corpus directory (see docs/DATASET.md)
+    auto_prepare: bool = False  # build the bundled demo corpus into corpus_dir when it is missing
+    format: str = "packed"  # "pairs": NSP sentence pairs padded to seq_len; "packed": MLM blocks
+    seq_len: int = 128  # tokens per sequence, [CLS]/[SEP] included
+    batch_size: int = 32  # sequences per micro-batch on each rank
+    mask_rate: float = 0.15  # training MLM selection rate (80/10/10 replacement)
+    whole_word_mask: bool = False  # mask whole jieba words in training (eval stays per token)
+    eval_mask_rate: float = 0.15  # held-out masking rate (fixed masks, drawn once)
+    eval_min_masked: int = 10000  # held-out subset grows until this many masked tokens
+    eval_max_sequences: int = 4096  # upper bound on held-out sequences (small val splits)
+    eval_batch_size: int = 64  # sequences per held-out forward pass
+    eval_seed: int = 20240601  # seed of the held-out subset and its masks
+    prefetch: int = 2  # batches built ahead in a background thread (0: build inline)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW, gradient accumulation and clipping, and the warmup + decay schedule."""
+
+    lr: float = 5e-5  # peak learning rate (reached at the end of warmup)
+    weight_decay: float = 0.01  # decoupled weight decay; never applied to biases and LayerNorm
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.999  # AdamW beta2
+    eps: float = 1e-8  # AdamW epsilon
+    grad_accum: int = 1  # micro-batches per optimizer step
+    clip_norm: float = 1.0  # max global gradient norm (0: no clipping)
+    warmup_steps: int = 0  # linear warmup from 0 to lr
+    schedule: str = "cosine"  # decay after warmup: "cosine" or "linear" to 0, or "constant"
+    total_steps: int = 0  # step at which the decay reaches 0 (0: run.max_steps)
+    fused: str = "auto"  # AdamW implementation: "auto", "fused", "foreach" or "default"
+
+
+@dataclass
+class RunConfig:
+    """Length of the run, logging, evaluation, checkpoints, precision and device."""
+
+    max_steps: int = 1000  # optimizer steps to train
+    log_interval: int = 100  # steps between train-metric log points (history rows)
+    eval_interval: int = 1000  # steps between held-out evaluations (and at the last step)
+    save_interval: int = 2000  # steps between checkpoints (and at the last step)
+    keep_last: int = 3  # most recent checkpoints kept
+    milestones: list[int] = field(default_factory=list)  # checkpoint steps never rotated away
+    seed: int = 42  # seed of initialisation, data order, masks and dropout
+    precision: str = "auto"  # "auto" (bf16 where supported, else fp16 on GPU), "bf16", "fp16", "fp32"
+    compile: bool = False  # torch.compile the model (checkpoints keep clean names)
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    num_threads: int = 0  # torch CPU threads (0: torch's default)
+    tf32: bool = True  # allow TF32 matmuls on Ampere+ GPUs
+    progress: bool = True  # tqdm progress bar on rank 0
+    export_final: bool = True  # write RUN/final/ (transformers format) at the end
+    step_delay_s: float = 0.0  # testing aid: sleep after every step (interruption tests)
+
+
+@dataclass
+class TrainConfig:
+    """The whole resolved configuration of one training run."""
+
+    model: BertConfig = field(default_factory=BertConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    preset: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (``{"model": {...}, "data": {...}, ..., "preset": ...}``)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    @property
+    def total_steps(self) -> int:
+        """Step where the schedule reaches its end (``optim.total_steps`` or ``run.max_steps``)."""
+        return self.optim.total_steps or self.run.max_steps
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def _paper() -> TrainConfig:
+    """The original study's setup (hidden 512, 12 layers, MLM + NSP, 100K steps)."""
+    return TrainConfig(
+        model=BertConfig(hidden_size=512, num_layers=12, num_heads=8, intermediate_size=2048,
+                         max_position_embeddings=512, dropout=0.1, attention_dropout=0.1,
+                         use_nsp=True,
+                         # an untied decoder: the original's 48,398,152 parameters count a
+                         # separate 10,054 x 512 decoder matrix (tests/test_model.py)
+                         tie_word_embeddings=False),
+        data=DataConfig(corpus_dir="data/zhwiki", format="pairs", seq_len=128, batch_size=32,
+                        mask_rate=0.15),
+        optim=OptimConfig(lr=5e-5, weight_decay=0.01, grad_accum=4, clip_norm=1.0,
+                          warmup_steps=2000, schedule="cosine", total_steps=100_000),
+        run=RunConfig(max_steps=100_000, log_interval=100, eval_interval=1000,
+                      save_interval=2000, keep_last=3,
+                      milestones=[10_000, 25_000, 50_000, 75_000, 100_000], precision="auto"),
+        preset="paper",
+    )
+
+
+def _efficient() -> TrainConfig:
+    """Same architecture and step budget, trained the way a 2020s recipe would."""
+    cfg = _paper()
+    cfg.preset = "efficient"
+    cfg.model.use_nsp = False
+    cfg.data = DataConfig(corpus_dir="data/zhwiki", format="packed", seq_len=128, batch_size=32,
+                          mask_rate=0.3, whole_word_mask=True)
+    cfg.optim = OptimConfig(lr=5e-4, weight_decay=0.01, beta2=0.98, eps=1e-6, grad_accum=4,
+                            clip_norm=1.0, warmup_steps=2000, schedule="cosine",
+                            total_steps=100_000)
+    return cfg
+
+
+def _demo() -> TrainConfig:
+    """The main job on a 2-core CPU: a small MLM model trained for a few minutes."""
+    return TrainConfig(
+        model=BertConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
+                         max_position_embeddings=128, dropout=0.0, attention_dropout=0.0,
+                         use_nsp=False),
+        # mask 25% in training (eval stays 15%): more predictions per forward pass; measured
+        # +0.7 to +2 points held-out over 15% at steps 160-360 of this preset.
+        data=DataConfig(corpus_dir="data/demo", auto_prepare=True, format="packed", seq_len=128,
+                        batch_size=32, mask_rate=0.25, whole_word_mask=False,
+                        eval_min_masked=10000, eval_batch_size=128),
+        # lr 5e-4 leaves the post-LN "unigram plateau" after ~150 steps; 1e-3 stayed on it
+        # for 475+ steps in a measurement (docs/TRAINING.md). 800 steps of 32 x 128 tokens take
+        # ~5-6 min on 2 quiet cores in bf16 (~0.4 s/step), 20 held-out points ~1 min.
+        optim=OptimConfig(lr=5e-4, weight_decay=0.01, beta2=0.98, eps=1e-6, grad_accum=1,
+                          clip_norm=1.0, warmup_steps=80, schedule="cosine"),
+        run=RunConfig(max_steps=800, log_interval=10, eval_interval=40, save_interval=200,
+                      keep_last=2, precision="auto"),
+        preset="demo",
+    )
+
+
+def _smoke() -> TrainConfig:
+    """Tiny and fast (seconds on a CPU): for tests; pass data.corpus_dir explicitly."""
+    return TrainConfig(
+        model=BertConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                         max_position_embeddings=64, dropout=0.1, attention_dropout=0.1,
+                         use_nsp=False),
+        data=DataConfig(corpus_dir="data/smoke", format="packed", seq_len=32, batch_size=8,
+                        eval_min_masked=200, eval_max_sequences=64, eval_batch_size=32,
+                        prefetch=2),
+        optim=OptimConfig(lr=1e-3, grad_accum=2, warmup_steps=4, schedule="cosine"),
+        run=RunConfig(max_steps=20, log_interval=2, eval_interval=5, save_interval=5,
+                      keep_last=2, milestones=[10], precision="fp32", num_threads=1,
+                      progress=False),
+        preset="smoke",
+    )
+
+
+PRESETS: dict[str, Callable[[], TrainConfig]] = {
+    "smoke": _smoke, "demo": _demo, "paper": _paper, "efficient": _efficient,
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    """A fresh copy of preset ``name``; UserError for an unknown name."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+# --------------------------------------------------------------------------- values & types
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", None) or str(tp)
+
+
+def coerce_value(tp: Any, value: Any, where: str) -> Any:
+    """Check/convert ``value`` (from JSON or a parsed string) to annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce_value(arg, value, where)
+            except UserError:
+                pass
+        raise UserError(f"{where}: {value!r} is not a {_type_name(tp)}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        return [coerce_value(item, v, f"{where}[]") for v in value]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{where}: expected a string, got {value!r}")
+    raise UserError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def parse_text(tp: Any, text: str, where: str) -> Any:
+    """Parse the right-hand side of ``key=value``: JSON first, a bare string for str fields."""
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        value: Any = True
+    elif lowered in ("false", "no", "off"):
+        value = False
+    else:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+    if tp is str and not isinstance(value, str):
+        value = text  # e.g. data.corpus_dir=123 is a directory name, not a number
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if origin in (list, tuple) and isinstance(value, str):
+        parts = [p for p in value.split(",") if p.strip()]
+        value = [json.loads(p) if p.strip().lstrip("-").replace(".", "", 1).isdigit() else p
+                 for p in parts]
+    return coerce_value(tp, value, where)
+
+
+def _resolve_key(cfg: TrainConfig, key: str) -> tuple[Any, str]:
+    """Map ``section.key`` or a bare unique ``key`` to (section object, field name)."""
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section not in SECTIONS:
+            raise UserError(f"unknown config section {section!r} in {key!r}; "
+                            f"sections: {', '.join(SECTIONS)}")
+        obj = getattr(cfg, section)
+        if name not in _field_types(obj):
+            raise UserError(f"unknown config key {key!r}; {section} keys: "
+                            f"{', '.join(_field_types(obj))}")
+        return obj, name
+    owners = [s for s in SECTIONS if key in _field_types(getattr(cfg, s))]
+    if not owners:
+        raise UserError(f"unknown config key {key!r} (use section.key; see docs/TRAINING.md)")
+    if len(owners) > 1:
+        raise UserError(f"ambiguous config key {key!r}: use one of "
+                        f"{', '.join(f'{s}.{key}' for s in owners)}")
+    return getattr(cfg, owners[0]), key
+
+
+def set_value(cfg: TrainConfig, key: str, value: Any, *, from_text: bool = False) -> None:
+    """Set one field; the value is type-checked against the field's annotation."""
+    obj, name = _resolve_key(cfg, key)
+    tp = _field_types(obj)[name]
+    where = f"config key {key!r}"
+    value = parse_text(tp, value, where) if from_text else coerce_value(tp, value, where)
+    setattr(obj, name, value)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> None:
+    """Apply ``key=value`` strings in order (later ones win)."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        set_value(cfg, key.strip(), value, from_text=True)
+
+
+def update_from_dict(cfg: TrainConfig, data: dict[str, Any], source: str = "config") -> None:
+    """Update ``cfg`` from a (possibly partial) nested dict as written by :meth:`to_dict`."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a JSON object")
+    for section, values in data.items():
+        if section == "preset":
+            cfg.preset = str(values)
+            continue
+        if section in ("step",):  # checkpoint config.json carries the step too
+            continue
+        if section not in SECTIONS:
+            raise UserError(f"{source}: unknown config section {section!r}")
+        if not isinstance(values, dict):
+            raise UserError(f"{source}: section {section!r} must be an object")
+        for key, value in values.items():
+            set_value(cfg, f"{section}.{key}", value)
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A config from a full dict (missing keys take the dataclass defaults)."""
+    cfg = TrainConfig()
+    update_from_dict(cfg, data, source)
+    return cfg
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON config file (UserError when missing or malformed)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid JSON: {exc}") from None
+
+
+def build_config(preset: str, config_file: str | Path | None = None,
+                 overrides: Iterable[str] = ()) -> TrainConfig:
+    """Preset, then JSON file, then ``key=value`` overrides; validated."""
+    cfg = get_preset(preset)
+    if config_file is not None:
+        update_from_dict(cfg, load_json(config_file), str(config_file))
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise UserError(f"invalid config: {message}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject values that cannot work (one-line UserError naming the key)."""
+    m, d, o, r = cfg.model, cfg.data, cfg.optim, cfg.run
+    _check(m.hidden_size > 0 and m.num_layers > 0 and m.num_heads > 0, "model sizes must be > 0")
+    _check(m.hidden_size % m.num_heads == 0,
+           f"model.hidden_size={m.hidden_size} is not divisible by model.num_heads={m.num_heads}")
+    _check(m.intermediate_size > 0, "model.intermediate_size must be > 0")
+    _check(0.0 <= m.dropout < 1.0 and 0.0 <= m.attention_dropout < 1.0, "dropout must be in [0, 1)")
+    _check(d.format in DATA_FORMATS, f"data.format={d.format!r}; choose {DATA_FORMATS}")
+    _check(not m.use_nsp or d.format == "pairs", "model.use_nsp=true needs data.format=pairs")
+    _check(d.seq_len >= 8, "data.seq_len must be >= 8")
+    _check(d.seq_len <= m.max_position_embeddings,
+           f"data.seq_len={d.seq_len} exceeds model.max_position_embeddings="
+           f"{m.max_position_embeddings}")
+    _check(d.batch_size > 0 and d.eval_batch_size > 0, "batch sizes must be > 0")
+    _check(0.0 < d.mask_rate < 1.0 and 0.0 < d.eval_mask_rate < 1.0, "mask rates must be in (0, 1)")
+    _check(d.eval_min_masked > 0 and d.eval_max_sequences > 0, "eval sizes must be > 0")
+    _check(d.prefetch >= 0, "data.prefetch must be >= 0")
+    _check(o.lr > 0, "optim.lr must be > 0")
+    _check(o.weight_decay >= 0 and o.clip_norm >= 0, "weight_decay and clip_norm must be >= 0")
+    _check(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "AdamW betas must be in [0, 1)")
+    _check(o.grad_accum >= 1, "optim.grad_accum must be >= 1")
+    _check(o.warmup_steps >= 0 and o.total_steps >= 0, "steps must be >= 0")
+    _check(o.schedule in SCHEDULES, f"optim.schedule={o.schedule!r}; choose {SCHEDULES}")
+    _check(o.fused in ("auto", "fused", "foreach", "default"),
+           f"optim.fused={o.fused!r}; choose auto, fused, foreach or default")
+    _check(r.max_steps >= 1, "run.max_steps must be >= 1")
+    _check(r.log_interval >= 1 and r.eval_interval >= 1 and r.save_interval >= 1,
+           "run intervals must be >= 1")
+    _check(r.keep_last >= 1, "run.keep_last must be >= 1")
+    _check(r.precision in PRECISIONS, f"run.precision={r.precision!r}; choose {PRECISIONS}")
+    _check(r.device in DEVICES, f"run.device={r.device!r}; choose {DEVICES}")
+    _check(r.num_threads >= 0 and r.step_delay_s >= 0, "run.num_threads/step_delay_s must be >= 0")
+    _check(cfg.total_steps >= r.max_steps or o.schedule == "constant",
+           f"optim.total_steps={o.total_steps} is before run.max_steps={r.max_steps}")

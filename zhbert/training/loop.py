@@ -1,0 +1,162 @@
+"""The hand-written pretraining loop (no Trainer, no accelerate).
+
+:func:`train` builds a :class:`Run` (see :mod:`zhbert.training.state`) and then alternates
+``train_step`` (gradient accumulation, clipping, AdamW, LambdaLR, autocast, DDP ``no_sync``)
+with log points, held-out evaluations and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from zhbert.config import TrainConfig
+from zhbert.training import distributed as D
+from zhbert.training.checkpoint import rotate, save_checkpoint
+from zhbert.training.evaluate import evaluate
+from zhbert.training.state import Run, build_run, checkpoint_state, make_progress
+
+
+def _micro_step(run: Run, micro: int) -> None:
+    """Forward + backward of one micro-batch; metrics accumulate on the device (no sync)."""
+    t = time.perf_counter()
+    batch = next(run.stream)
+    run.timing["data_wait"] += time.perf_counter() - t
+    b = batch.to(run.device)
+    accum = run.cfg.optim.grad_accum
+    last = micro == accum - 1
+    sync = run.ddp.no_sync() if (run.dist.enabled and not last) else contextlib.nullcontext()
+    with sync:
+        with run.autocast() if run.autocast else contextlib.nullcontext():
+            out = run.fwd(b.input_ids, attention_mask=None if run.packed else b.attention_mask,
+                          token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
+                          nsp_labels=b.nsp_labels)
+        loss = out.loss / accum
+        (run.scaler.scale(loss) if run.scaler else loss).backward()
+    acc = run.acc
+    acc["mlm_correct"] += out.mlm_correct
+    acc["mlm_count"] += out.mlm_count
+    acc["loss_sum"] += out.loss.detach().double()
+    acc["n_micro"] += 1
+    acc["tokens"] += batch.n_tokens
+    if out.nsp_correct is not None:
+        acc["nsp_correct"] += out.nsp_correct
+        acc["nsp_count"] += out.nsp_count
+
+
+def train_step(run: Run) -> None:
+    """One optimizer step over ``grad_accum`` micro-batches."""
+    for micro in range(run.cfg.optim.grad_accum):
+        _micro_step(run, micro)
+    opt, clip = run.optimizer, run.cfg.optim.clip_norm
+    if run.scaler:
+        run.scaler.unscale_(opt)
+    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip if clip > 0 else math.inf)
+    run.last_lr = opt.param_groups[0]["lr"]
+    if run.scaler:
+        run.scaler.step(opt)
+        run.scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    run.scheduler.step()
+    run.acc["grad_norm_sum"] += norm.detach().double()
+    run.acc["n_steps"] += 1
+    run.step += 1
+    if run.cfg.run.step_delay_s:
+        time.sleep(run.cfg.run.step_delay_s)
+
+
+def log_point(run: Run) -> dict:
+    """Reduce the interval's sums over ranks, append a history row, reset the interval."""
+    keys = ("mlm_correct", "mlm_count", "loss_sum", "n_micro", "tokens", "nsp_correct",
+            "nsp_count")
+    vals = dict(zip(keys, D.all_reduce_sum([float(run.acc[k]) for k in keys], run.device,
+                                           run.dist), strict=True))
+    now = time.perf_counter()
+    busy = max(now - run.timing["start"] - run.timing["overhead"], 1e-9)
+    run.tokens_seen += int(vals["tokens"])
+    row = {"steps": run.step, "mlm_acc": vals["mlm_correct"] / max(vals["mlm_count"], 1.0),
+           "loss": vals["loss_sum"] / max(vals["n_micro"], 1.0), "lr": run.last_lr,
+           "tokens_seen": run.tokens_seen, "elapsed_s": round(run.elapsed(), 3),
+           "tokens_per_s": round(vals["tokens"] / busy, 1),
+           "grad_norm": float(run.acc["grad_norm_sum"]) / max(float(run.acc["n_steps"]), 1.0),
+           "data_wait_frac": round(run.timing["data_wait"] / busy, 4)}
+    if run.history.nsp:
+        row["nsp_acc"] = vals["nsp_correct"] / max(vals["nsp_count"], 1.0)
+    run.history.add_train(row)
+    run.reset_interval()
+    return row
+
+
+def eval_point(run: Run) -> dict:
+    t = time.perf_counter()
+    res = evaluate(run.eval_model, run.eval_batches, run.device, run.autocast, run.dist,
+                   packed=run.packed)
+    row = {"eval_steps": run.step, "eval_mlm_acc": res["acc"], "eval_loss": res["loss"],
+           "eval_stderr": res["stderr"]}
+    if run.history.nsp:
+        row["eval_nsp_acc"] = res.get("nsp_acc", float("nan"))
+    run.history.add_eval(row)
+    run.timing["overhead"] += time.perf_counter() - t
+    return row
+
+
+def save_point(run: Run) -> None:
+    """Checkpoint (rank 0 writes; every rank contributes its RNG state), then rotate."""
+    t = time.perf_counter()
+    state = checkpoint_state(run)  # collective: gathers per-rank RNG states
+    if run.dist.is_main:
+        path = save_checkpoint(run.run_dir, run.step, run.model, run.cfg.to_dict(), state,
+                               run.info.path)
+        removed = rotate(run.run_dir, run.cfg.run.keep_last, run.cfg.run.milestones)
+        run.log.info("step %d: checkpoint %s%s", run.step, path,
+                     f" (removed {len(removed)} old)" if removed else "")
+    D.barrier(run.dist)
+    run.timing["overhead"] += time.perf_counter() - t
+
+
+def _points(run: Run) -> None:
+    """Log / eval / save as due at the current step; the history is rewritten when it changed."""
+    r, last = run.cfg.run, run.step == run.cfg.run.max_steps
+    changed = False
+    if run.step % r.log_interval == 0 or last:
+        row = log_point(run)
+        changed = True
+        run.log.debug("train %s", row)
+        run.bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['mlm_acc']:.3f}",
+                            eval=run.last_eval, tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
+        run.log_line(row)
+    if run.step % r.eval_interval == 0 or last:
+        ev = eval_point(run)
+        changed = True
+        run.last_eval = f"{ev['eval_mlm_acc']:.4f}"
+        run.log.info("step %d: held-out MLM acc %.4f ± %.4f, loss %.4f", run.step,
+                     ev["eval_mlm_acc"], ev["eval_stderr"], ev["eval_loss"])
+    if changed and run.dist.is_main:
+        run.history.save()
+    if run.step % r.save_interval == 0 or last:
+        save_point(run)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+          overwrite: bool = False, echo=print) -> dict:
+    """Train (or resume) a run in ``run_dir``; returns a small summary dict."""
+    run = build_run(cfg, Path(run_dir), resume=resume, overwrite=overwrite, echo=echo)
+    try:
+        run.bar = make_progress(run)
+        run.reset_timing()  # the interval's sums may come from a checkpoint; its clock starts now
+        while run.step < cfg.run.max_steps:
+            train_step(run)
+            run.bar.update(1)
+            _points(run)
+        run.bar.close()
+        run.stream.close()
+        summary = run.finish()
+    finally:
+        run.close()
+    return summary

@@ -1,0 +1,200 @@
+"""Everything the loop needs before step 1: device, precision, corpus, run directory, logging."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from zhbert.config import TrainConfig
+from zhbert.errors import UserError
+from zhbert.training.history import HISTORY_NAME
+
+LOG_NAME = "train.log"
+_SHAPE_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+               "max_position_embeddings", "type_vocab_size", "tie_word_embeddings", "use_nsp")
+
+
+def resolve_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
+    """``run.device``: auto picks CUDA when available."""
+    kind = cfg.run.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("run.device=cuda but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """``auto``: bf16 on CPU and on GPUs that support it, fp16 (+ GradScaler) on older GPUs."""
+    p = cfg.run.precision
+    if p == "auto":
+        if device.type == "cuda":
+            p = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            p = "bf16"
+    if p == "fp16" and device.type != "cuda":
+        raise UserError("run.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    return p
+
+
+def autocast_factory(precision: str, device: torch.device) -> Callable | None:
+    """A zero-argument factory of the autocast context (None for fp32)."""
+    if precision == "fp32":
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def make_scaler(precision: str, device: torch.device):
+    """GradScaler for fp16 only (bf16 and fp32 need none)."""
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+def configure_backends(cfg: TrainConfig, device: torch.device) -> None:
+    """Threads on CPU; TF32 matmuls on Ampere+ GPUs."""
+    if cfg.run.num_threads:
+        torch.set_num_threads(cfg.run.num_threads)
+    if device.type == "cuda" and cfg.run.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def _auto_prepare(corpus_dir: Path, log: logging.Logger) -> None:
+    """Build the bundled demo corpus into ``corpus_dir`` with zhbert.corpus.prepare_corpus."""
+    from zhbert.corpus import PrepareOptions, prepare_corpus
+
+    log.info("corpus %s is missing: preparing the demo corpus (about a minute)", corpus_dir)
+    stats = prepare_corpus("demo", out_dir=corpus_dir, options=PrepareOptions(overwrite=True),
+                           progress=False)
+    log.info("prepared %s: %s sentences, %s train tokens, vocabulary %s", corpus_dir,
+             stats.get("num_sentences"), stats.get("train_tokens"), stats.get("vocab_size"))
+
+
+def load_corpus(cfg: TrainConfig, *, allow_prepare: bool, log: logging.Logger, barrier):
+    """CorpusInfo of ``data.corpus_dir``; auto-prepared on rank 0 when configured."""
+    from zhbert.corpus.binary import load_corpus_info
+
+    corpus = Path(cfg.data.corpus_dir)
+    missing = not (corpus / "corpus_meta.json").is_file()
+    if missing and cfg.data.auto_prepare and allow_prepare:
+        _auto_prepare(corpus, log)
+    barrier()
+    if not (corpus / "corpus_meta.json").is_file():
+        raise UserError(f"corpus directory {corpus} is not a prepared corpus (no corpus_meta.json);"
+                        " prepare it with examples/prepare_dataset.py or set data.corpus_dir")
+    return load_corpus_info(corpus)
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def has_run(run_dir: Path) -> bool:
+    ck = run_dir / "checkpoints"
+    return (run_dir / HISTORY_NAME).exists() or (ck.is_dir() and any(ck.iterdir()))
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing run unless ``--resume``/``--overwrite``; check writability."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run dir {run_dir} exists and is not a directory")
+    if has_run(run_dir) and not (resume or overwrite):
+        raise UserError(f"run dir {run_dir} already holds a run; pass --resume to continue it or "
+                        "--overwrite to start again")
+    if overwrite:
+        for name in (HISTORY_NAME, "checkpoints", "final", LOG_NAME):
+            p = run_dir / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"run dir {run_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def check_compatible(saved: dict, cfg: TrainConfig, path: Path) -> list[str]:
+    """UserError when the checkpoint's model shape differs; returns other changed keys."""
+    model = saved.get("model", {})
+    for key in _SHAPE_KEYS:
+        if key in model and model[key] != getattr(cfg.model, key):
+            raise UserError(f"checkpoint {path} has model.{key}={model[key]!r} but the config has "
+                            f"{getattr(cfg.model, key)!r}; resume with the original config")
+    changed = []
+    now = cfg.to_dict()
+    for section in ("data", "optim", "run"):
+        for key, value in saved.get(section, {}).items():
+            if now[section].get(key) != value:
+                changed.append(f"{section}.{key}: {value!r} -> {now[section].get(key)!r}")
+    return changed
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class _TqdmHandler(logging.Handler):
+    """Console lines that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stdout)
+        except Exception:  # logging must never kill training
+            self.handleError(record)
+
+
+def make_logger(run_dir: Path | None, is_main: bool) -> logging.Logger:
+    """``zhbert.train`` logger: console + RUN/train.log on rank 0, silent elsewhere."""
+    log = logging.getLogger("zhbert.train")
+    close_logger(log)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not is_main:
+        log.addHandler(logging.NullHandler())
+        return log
+    console = _TqdmHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if run_dir is not None:
+        fh = logging.FileHandler(run_dir / LOG_NAME, encoding="utf-8")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(fh)
+    return log
+
+
+def close_logger(log: logging.Logger) -> None:
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        with contextlib.suppress(Exception):
+            h.close()
+
+
+def git_commit() -> str | None:
+    """The repository's commit, when git and a commit exist (failures ignored)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parents[2])
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

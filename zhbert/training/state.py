@@ -1,0 +1,274 @@
+"""The :class:`Run` object the loop works on, and how it is built fresh or from a checkpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zhbert.config import TrainConfig
+from zhbert.corpus.binary import CorpusInfo, load_split
+from zhbert.data import BatchBuilder, BatchStream, _seed, build_eval_set
+from zhbert.errors import UserError
+from zhbert.model import BertForPretraining
+from zhbert.training import distributed as D
+from zhbert.training import setup as S
+from zhbert.training.checkpoint import (
+    clean_partial,
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    rng_state,
+    set_rng_state,
+)
+from zhbert.training.history import HISTORY_NAME, History
+from zhbert.training.optim import make_optimizer
+from zhbert.training.schedule import make_scheduler
+
+ACC_KEYS = ("mlm_correct", "mlm_count", "loss_sum", "n_micro", "tokens", "nsp_correct",
+            "nsp_count", "grad_norm_sum", "n_steps")
+
+
+@dataclass
+class Run:
+    """Everything one training process holds; the loop functions mutate it."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    dist: D.DistInfo
+    device: torch.device
+    log: Any
+    info: CorpusInfo
+    model: torch.nn.Module  # the plain module: checkpoints and eval use it
+    ddp: torch.nn.Module  # DDP wrapper (or the model itself)
+    fwd: Callable  # what the step calls (compiled or not)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    autocast: Callable | None
+    precision: str
+    stream: BatchStream
+    eval_batches: list
+    history: History
+    packed: bool
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed_before: float = 0.0
+    last_lr: float = 0.0
+    last_eval: str = "-"
+    acc: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+    bar: Any = None
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.model
+
+    def elapsed(self) -> float:
+        """Wall seconds of training so far, including earlier (resumed) sessions."""
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def reset_interval(self, values: dict[str, float] | None = None) -> None:
+        self.acc = {k: torch.tensor(float((values or {}).get(k, 0.0)), dtype=torch.float64,
+                                    device=self.device) for k in ACC_KEYS}
+        self.reset_timing()
+
+    def reset_timing(self) -> None:
+        self.timing = {"start": time.perf_counter(), "overhead": 0.0, "data_wait": 0.0}
+
+    def log_line(self, row: dict) -> None:
+        """One train log line (console above the bar, and RUN/train.log)."""
+        nsp = f" nsp {row['nsp_acc']:.3f}" if "nsp_acc" in row else ""
+        self.log.info("step %d: loss %.4f mlm_acc %.4f%s lr %.3g grad %.3f tok/s %.0f "
+                      "data_wait %.1f%%", row["steps"], row["loss"], row["mlm_acc"], nsp,
+                      row["lr"], row["grad_norm"], row["tokens_per_s"],
+                      100 * row["data_wait_frac"])
+
+    def finish(self) -> dict:
+        """Export RUN/final/ (transformers format) on rank 0; return a summary."""
+        final = None
+        if self.dist.is_main and self.cfg.run.export_final:
+            from zhbert.export import export_hf
+
+            final = export_hf(self.model, self.info.path, self.run_dir / "final")
+            self.log.info("exported %s", final)
+        D.barrier(self.dist)
+        h = self.history.data
+        return {"run_dir": str(self.run_dir), "steps": self.step, "final": str(final),
+                "eval_mlm_acc": h["eval_mlm_acc"][-1] if h["eval_mlm_acc"] else None,
+                "elapsed_s": round(self.elapsed(), 1)}
+
+    def close(self) -> None:
+        self.stream.close()
+        if self.bar is not None:
+            self.bar.close()
+        S.close_logger(self.log)
+        D.cleanup()
+
+
+def make_progress(run: Run):
+    """tqdm bar on rank 0 (disabled elsewhere or with run.progress=false)."""
+    from tqdm import tqdm
+
+    return tqdm(total=run.cfg.run.max_steps, initial=run.step, unit="step", dynamic_ncols=True,
+                disable=not (run.dist.is_main and run.cfg.run.progress), file=sys.stderr)
+
+
+def checkpoint_state(run: Run) -> dict[str, Any]:
+    """The ``state.pt`` content (collective under DDP: RNG states are gathered)."""
+    rngs = D.all_gather_objects(rng_state(), run.dist)
+    return {
+        "step": run.step,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler else {},
+        "rng": rngs,
+        "sampler": run.stream.state_dict(),
+        "history_len": run.history.lengths,
+        "history_json": json.dumps(run.history.data, ensure_ascii=False),
+        "interval": {k: float(v) for k, v in run.acc.items()},
+        "tokens_seen": run.tokens_seen,
+        "elapsed_s": run.elapsed(),
+        "last_lr": run.last_lr,
+        "world_size": run.dist.world_size,
+    }
+
+
+def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, precision,
+          n_eval: int, eval_masked: int) -> dict[str, Any]:
+    return {
+        "config": cfg.to_dict(),
+        "preset": cfg.preset,
+        "parameters": model.num_parameters(),
+        "dataset": {"path": str(info.path), "fingerprint": info.fingerprint, "stats": info.stats},
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "precision": precision,
+        "world_size": dist.world_size,
+        "global_batch": cfg.data.batch_size * dist.world_size * cfg.optim.grad_accum,
+        "tokens_per_sequence": cfg.data.seq_len,
+        "seed": cfg.run.seed,
+        "start_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": S.git_commit(),
+        "eval": {"sequences": n_eval, "masked_tokens": eval_masked,
+                 "mask_rate": cfg.data.eval_mask_rate, "seed": cfg.data.eval_seed},
+        "resumed": [],
+    }
+
+
+def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo) -> Path | None:
+    ckpt = None
+    if dist.is_main and resume:
+        clean_partial(run_dir)
+        ckpt = latest_checkpoint(run_dir)
+    found = D.broadcast_object(None if ckpt is None else str(ckpt), dist)
+    return None if found is None else Path(found)
+
+
+def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
+              echo=print) -> Run:
+    """Set up device, corpus, model, optimizer, data and history; restore a checkpoint."""
+    device_kind = "cuda" if cfg.run.device == "cuda" or (
+        cfg.run.device == "auto" and torch.cuda.is_available()) else "cpu"
+    dist = D.setup(device_kind)
+    device = S.resolve_device(cfg, dist.local_rank)
+    if dist.is_main:
+        S.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    D.barrier(dist)
+    log = S.make_logger(run_dir, dist.is_main)
+    info = S.load_corpus(cfg, allow_prepare=dist.is_main, log=log,
+                         barrier=lambda: D.barrier(dist))
+    cfg.model.vocab_size, cfg.model.pad_token_id = info.vocab_size, info.pad_id
+    ckpt = _find_resume(run_dir, resume, dist)
+    if resume and ckpt is None:
+        log.info("--resume: no complete checkpoint in %s, starting from step 0", run_dir)
+    if ckpt is not None:
+        saved = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
+        for change in S.check_compatible(saved, cfg, ckpt):
+            log.info("note: config changed since the checkpoint: %s", change)
+    if dist.is_main:
+        echo("resolved config:\n" + cfg.to_json())
+    S.configure_backends(cfg, device)
+    precision = S.resolve_precision(cfg, device)
+    torch.manual_seed(cfg.run.seed)  # identical initialisation on every rank
+    model = BertForPretraining(cfg.model).to(device)
+    optimizer = make_optimizer(model, cfg.optim, device)
+    scheduler = make_scheduler(optimizer, cfg.optim.warmup_steps, cfg.total_steps,
+                               cfg.optim.schedule)
+    builder = BatchBuilder(load_split(info.path, "train"), info, cfg.data, seed=cfg.run.seed,
+                           rank=dist.rank, world_size=dist.world_size)
+    eval_batches = build_eval_set(load_split(info.path, "val"), info, cfg.data)
+    n_masked = sum(int((b.mlm_labels != -100).sum()) for b in eval_batches)
+    n_eval = sum(len(b.input_ids) for b in eval_batches)
+    history = History(run_dir / HISTORY_NAME, nsp=cfg.model.use_nsp,
+                      meta=_meta(cfg, info, model, dist, device, precision, n_eval, n_masked))
+    run = Run(cfg=cfg, run_dir=run_dir, dist=dist, device=device, log=log, info=info,
+              model=model, ddp=model, fwd=model, optimizer=optimizer, scheduler=scheduler,
+              scaler=S.make_scaler(precision, device), autocast=S.autocast_factory(precision,
+                                                                                   device),
+              precision=precision, stream=BatchStream(builder, cfg.data.prefetch),
+              eval_batches=eval_batches, history=history, packed=cfg.data.format == "packed")
+    run.reset_interval()
+    if ckpt is not None:
+        _restore(run, ckpt)
+    else:
+        torch.manual_seed(_seed(cfg.run.seed, 5, dist.rank))  # dropout differs per rank
+    _wrap(run)
+    log.info("parameters: %d | device %s | precision %s | world %d | global batch %d | "
+             "held-out %d sequences, %d masked tokens", model.num_parameters(), device,
+             precision, dist.world_size, history.data["meta"]["global_batch"], n_eval, n_masked)
+    return run
+
+
+def _restore(run: Run, ckpt: Path) -> None:
+    """Load weights and every piece of training state from ``ckpt``."""
+    load_weights(run.model, ckpt)
+    state = load_state(ckpt)
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        if run.scaler and state["scaler"]:
+            run.scaler.load_state_dict(state["scaler"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise UserError(f"checkpoint {ckpt} does not fit this config: {exc}") from None
+    run.stream.load_state_dict(state["sampler"])
+    saved = json.loads(state["history_json"])
+    meta = saved.get("meta", run.history.data["meta"])
+    meta.setdefault("resumed", []).append(
+        {"step": int(state["step"]), "time": dt.datetime.now(dt.timezone.utc).isoformat(
+            timespec="seconds"), "world_size": run.dist.world_size})
+    run.history.data = {**saved, "meta": meta}
+    run.history.truncate(state["history_len"])
+    run.step, run.tokens_seen = int(state["step"]), int(state["tokens_seen"])
+    run.elapsed_before, run.last_lr = float(state["elapsed_s"]), float(state["last_lr"])
+    run.reset_interval(state["interval"])
+    rngs = state["rng"]
+    if len(rngs) == run.dist.world_size:
+        set_rng_state(rngs[run.dist.rank])
+    else:
+        run.log.info("note: world size changed (%d -> %d); data order and dropout differ from "
+                     "an uninterrupted run", len(rngs), run.dist.world_size)
+        torch.manual_seed(_seed(run.cfg.run.seed, 6, run.dist.rank, run.step))
+    run.log.info("resumed from %s at step %d", ckpt, run.step)
+
+
+def _wrap(run: Run) -> None:
+    """DDP (gradient all-reduce) and optional torch.compile; ``run.model`` stays plain."""
+    if run.dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        run.ddp = DDP(run.model, device_ids=ids)
+    run.fwd = run.ddp
+    if run.cfg.run.compile:
+        run.fwd = torch.compile(run.ddp)
