@@ -47,7 +47,7 @@ def test_no_decay_for_biases_and_layernorm():
     n = len(decay["params"]) + len(no_decay["params"])
     assert n == len(list(model.parameters()))
     opt = make_optimizer(model, get_preset("efficient").optim, torch.device("cpu"))
-    assert opt.defaults["foreach"] is True and opt.defaults["betas"] == (0.9, 0.98)
+    assert opt.defaults["fused"] is True and opt.defaults["betas"] == (0.9, 0.98)  # fused on CPU
 
 
 @pytest.fixture(scope="module")
