@@ -164,9 +164,15 @@ def preset(arch: str):
 
 
 def model_config(arch: str, info, seq_len: int):
-    """The preset's model, MLM only (compared with BertForMaskedLM), with the corpus vocabulary."""
-    cfg = replace(preset(arch).model, use_nsp=False, vocab_size=info.vocab_size,
-                  pad_token_id=info.pad_id)
+    """The preset's model, MLM only (compared with BertForMaskedLM).
+
+    The vocabulary is the larger of the preset's and the corpus's: the paper architecture keeps
+    the original's 10,054 rows (the demo corpus's ids all fall inside it), other presets take
+    the corpus vocabulary, as training does.
+    """
+    base = preset(arch).model
+    vocab = max(base.vocab_size, info.vocab_size) if arch == "paper" else info.vocab_size
+    cfg = replace(base, use_nsp=False, vocab_size=vocab, pad_token_id=info.pad_id)
     if cfg.max_position_embeddings < seq_len:
         raise UserError(f"--seq-len {seq_len} > max_position_embeddings of {arch} "
                         f"({cfg.max_position_embeddings})")

@@ -186,3 +186,15 @@ def test_sparse_last_layer_equals_full_computation(use_nsp):
     assert sparse.mlm_correct.item() == full.mlm_correct.item()
     if use_nsp:
         torch.testing.assert_close(sparse.nsp_logits, full.nsp_logits, rtol=1e-6, atol=1e-6)
+
+
+def test_sinusoidal_position_init_is_scaled_and_relative():
+    cfg = BertConfig(vocab_size=30, hidden_size=32, num_layers=1, num_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, position_init="sinusoidal")
+    w = BertForPretraining(cfg).embeddings.position_embeddings.weight.detach()
+    assert abs(float(w.std()) - cfg.initializer_range) < 1e-6
+    # Dot products depend only on the offset: <p_i, p_{i+3}> is the same for every i.
+    dots = torch.stack([w[i] @ w[i + 3] for i in range(0, 40)])
+    assert torch.allclose(dots, dots[0].expand_as(dots), atol=1e-7)
+    with pytest.raises(ValueError, match="position_init"):
+        BertConfig(position_init="rotary")

@@ -49,8 +49,14 @@ class BertConfig:
     tie_word_embeddings: bool = True
     use_nsp: bool = False
     pad_token_id: int = 0
+    # "normal" (BERT) or "sinusoidal": the Transformer's sine/cosine table scaled to
+    # initializer_range, still a learned embedding (exports unchanged). Dot products of such
+    # rows depend on the relative offset, so attention to neighbours is easy to find early.
+    position_init: str = "normal"
 
     def __post_init__(self) -> None:
+        if self.position_init not in ("normal", "sinusoidal"):
+            raise ValueError(f"position_init {self.position_init!r} is not normal or sinusoidal")
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
@@ -256,6 +262,20 @@ class MlmHead(nn.Module):
         return F.linear(h, weight, self.bias)
 
 
+def sinusoidal_table(num_positions: int, dim: int) -> Tensor:
+    """The Transformer's position table: sin on even, cos on odd features.
+
+    >>> sinusoidal_table(4, 6).shape
+    torch.Size([4, 6])
+    """
+    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table.float()
+
+
 class BertForPretraining(nn.Module):
     """BERT encoder with an MLM head and, when ``config.use_nsp``, a pooler + NSP head."""
 
@@ -269,6 +289,11 @@ class BertForPretraining(nn.Module):
             self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
             self.nsp_head = nn.Linear(config.hidden_size, 2)
         self.apply(self._init_weights)
+        if config.position_init == "sinusoidal":
+            with torch.no_grad():
+                table = sinusoidal_table(config.max_position_embeddings, config.hidden_size)
+                self.embeddings.position_embeddings.weight.copy_(
+                    table * (config.initializer_range / table.std()))
 
     def _init_weights(self, module: nn.Module) -> None:
         """BERT initialisation: N(0, 0.02) weights, zero biases, LayerNorm = identity."""

@@ -1,6 +1,6 @@
 """Load and validate a training history (this project's format or the original study's).
 
-Two formats are accepted (see contracts.md, "History file"):
+Two formats are accepted (docs/TRAINING.md, "What a run writes"):
 
 * ``"zhbert"``: train columns (``steps``, ``mlm_acc``, ``loss``, ``lr``, ...) plus an optional
   held-out series (``eval_steps``, ``eval_mlm_acc``, ``eval_loss``, ``eval_stderr``) and ``meta``;

@@ -1,4 +1,4 @@
-"""Binary corpus format: writer and memory-mapped reader (see contracts.md, "Prepared corpus").
+"""Binary corpus format: writer and memory-mapped reader (described in docs/DATASET.md, "Output").
 
 Per split: ``{split}.tokens.bin`` (flat token ids, uint16 or uint32), ``{split}.offsets.npy``
 (int64, n+1), ``{split}.docs.npy`` (int32, n), ``{split}.word_starts.bin`` (uint8, one per token).

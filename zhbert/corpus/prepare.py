@@ -167,7 +167,7 @@ def _no_data_error(source: str, inputs: Sequence[Path], per_source: dict) -> Use
 def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
                    out_dir: str | Path = "data/demo", options: PrepareOptions | None = None,
                    progress: bool = True) -> dict:
-    """Prepare a corpus directory (see contracts.md) atomically; return dataset_stats."""
+    """Prepare a corpus directory (layout in docs/DATASET.md) atomically; return dataset_stats."""
     options = options or PrepareOptions()
     options.validate()
     inputs = [Path(p) for p in inputs]
