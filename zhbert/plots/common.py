@@ -157,6 +157,18 @@ def plain_log_ticks(axis) -> None:
         axis.set_minor_formatter(fmt)
 
 
+def table_or_note(ax, rows: list[list[str]], header: list[str], empty: str,
+                  row_scale: float = 1.2) -> None:
+    """Draw ``rows`` as a centred table on the (hidden) axes ``ax``, or ``empty`` when none."""
+    if not rows:
+        note(ax, empty)
+        return
+    table = ax.table(cellText=rows, colLabels=header, loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(FONT_SIZES["small"])
+    table.scale(1, row_scale)
+
+
 def note(ax, message: str) -> None:
     """Centered grey message for a panel without data."""
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",

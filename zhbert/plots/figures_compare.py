@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from zhbert.plots.common import drawing, ema, fmt_num, get, note, step_axis
-from zhbert.plots.style import CYCLE, DEFAULT_DPI, FONT_SIZES, new_figure, save_figure, text
+from zhbert.plots.common import drawing, ema, fmt_num, get, note, step_axis, table_or_note
+from zhbert.plots.style import CYCLE, DEFAULT_DPI, new_figure, save_figure, text
 
 #: summary fields shown in the table (path is left out: too long for a cell)
 TABLE_FIELDS = ("series_kind", "n", "last_step", "final_acc", "max_acc", "pearson_r", "best_fit",
@@ -104,12 +104,5 @@ def comparison(runs: Sequence[tuple[str, object]], analysis: Mapping | None,
         _diffs(fig.add_subplot(gs[0, 2]), comp, cjk)
         tab = fig.add_subplot(gs[1, :])
         tab.axis("off")
-        if rows:
-            table = tab.table(cellText=rows, colLabels=["metric"] + header, loc="center",
-                              cellLoc="center")
-            table.auto_set_font_size(False)
-            table.set_fontsize(FONT_SIZES["small"])
-            table.scale(1, 1.2)
-        else:
-            note(tab, text("no_data", cjk))
+        table_or_note(tab, rows, ["metric"] + header, text("no_data", cjk))
         return save_figure(fig, path, dpi)

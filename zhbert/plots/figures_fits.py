@@ -23,6 +23,7 @@ from zhbert.plots.common import (
     note,
     series_for,
     step_axis,
+    table_or_note,
 )
 from zhbert.plots.style import COLORS, CYCLE, DEFAULT_DPI, FONT_SIZES, new_figure, save_figure, text
 
@@ -231,13 +232,6 @@ def learning_curve_fit(history, analysis: Mapping | None, path: str | os.PathLik
         tab = fig.add_subplot(gs[1])
         tab.axis("off")
         rows = _family_rows(fits)
-        if rows:
-            table = tab.table(cellText=rows, colLabels=["family", "RMSE", "AIC", "tail RMSE",
-                                                        "asymptote", "converged"],
-                              loc="center", cellLoc="center")
-            table.auto_set_font_size(False)
-            table.set_fontsize(FONT_SIZES["small"])
-            table.scale(1, 1.3)
-        else:
-            note(tab, text("fit_failed", cjk))
+        table_or_note(tab, rows, ["family", "RMSE", "AIC", "tail RMSE", "asymptote", "converged"],
+                      text("fit_failed", cjk), row_scale=1.3)
         return save_figure(fig, path, dpi)
