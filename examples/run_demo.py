@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
+from zhbert.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 
 FILL_MASK_TEXTS = ("今天天气很[MASK]。", "中国的首都是北[MASK]。", "这个手机的质量非常[MASK]。")
 README_START, README_END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
@@ -125,6 +124,32 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _train_command(args: argparse.Namespace) -> list[str]:
+    """main_train.py for the preset; resumes an interrupted run, restarts one with no checkpoint."""
+    run_dir = args.run_dir
+    cmd = [sys.executable, "main_train.py", "--preset", args.preset, "--run-dir", str(run_dir),
+           "--set", f"data.corpus_dir={args.corpus}"]
+    for override in args.overrides:
+        cmd += ["--set", override]
+    if args.redo:
+        cmd.append("--overwrite")
+    elif (run_dir / "checkpoints").exists():
+        cmd.append("--resume")
+    elif run_dir.exists():
+        cmd.append("--overwrite")  # a run that died before its first checkpoint
+    return cmd
+
+
+def _print_outputs(summary: dict, summary_path: Path) -> None:
+    print("\n==> done in {:.0f} s. Outputs:".format(summary["total_s"]))
+    for key, value in summary["outputs"].items():
+        if key != "figures":
+            print(f"  {key:9s} {value}")
+    for fig in summary["outputs"]["figures"]:
+        print(f"  figure    {fig}")
+    print(f"  summary   {summary_path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.update_readme:
@@ -146,23 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     final = run_dir / "final"
     if args.redo or not (final / "config.json").exists():
-        cmd = [py, "main_train.py", "--preset", args.preset, "--run-dir", str(run_dir),
-               "--set", f"data.corpus_dir={corpus}"]
-        for override in args.overrides:
-            cmd += ["--set", override]
-        if args.redo:
-            cmd.append("--overwrite")
-        elif (run_dir / "checkpoints").exists():
-            cmd.append("--resume")
-        elif run_dir.exists():
-            cmd.append("--overwrite")  # a run that died before its first checkpoint
-        _run("train", cmd, timings)
+        _run("train", _train_command(args), timings)
     else:
         print(f"==> [train] reusing finished run {run_dir} (use --redo to retrain)")
 
     results.mkdir(parents=True, exist_ok=True)
     history = results / "training_history.json"
-    shutil.copyfile(run_dir / "training_history.json", history)
+    atomic_write_bytes(history, (run_dir / "training_history.json").read_bytes())
     analysis = results / "analysis_result.json"
     _run("analyze", [py, "analyze_100k.py", "--history", str(history), "--output", str(analysis)],
          timings)
@@ -184,13 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "figures": sorted(str(p) for p in results.glob("*.png"))},
     }
     atomic_write_json(results / "demo_run.json", summary)
-    print("\n==> done in {:.0f} s. Outputs:".format(summary["total_s"]))
-    for key, value in summary["outputs"].items():
-        if key != "figures":
-            print(f"  {key:9s} {value}")
-    for fig in summary["outputs"]["figures"]:
-        print(f"  figure    {fig}")
-    print(f"  summary   {results / 'demo_run.json'}")
+    _print_outputs(summary, results / "demo_run.json")
     return 0
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zhbert.model import attention_with_dropout, dropout
+from zhbert.fastops import attention_with_dropout, dropout
 
 ROOT = Path(__file__).resolve().parents[1]
 
