@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
+from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -39,15 +40,15 @@ def results_table(results: Path) -> str:
     """
     import json
 
-    history = json.loads((results / "training_history.json").read_text(encoding="utf-8"))
+    history = json.loads((results / H.HISTORY_NAME).read_text(encoding="utf-8"))
     analysis = json.loads((results / "analysis_result.json").read_text(encoding="utf-8"))
     summary = json.loads((results / "demo_run.json").read_text(encoding="utf-8"))
     best, ext = analysis["best_fit"], analysis["extrapolation"]
-    acc, err = history["eval_mlm_acc"][-1], history["eval_stderr"][-1]
+    acc, err = history[H.EVAL_MLM_ACC][-1], history[H.EVAL_STDERR][-1]
     rows = [
         ("final held-out MLM accuracy (15% masks, fixed set)",
-         f"{acc:.2%} ± {err:.2%} (s.e.) at step {history['eval_steps'][-1]:,}"),
-        ("best held-out MLM accuracy", f"{max(history['eval_mlm_acc']):.2%}"),
+         f"{acc:.2%} ± {err:.2%} (s.e.) at step {history[H.EVAL_STEPS][-1]:,}"),
+        ("best held-out MLM accuracy", f"{max(history[H.EVAL_MLM_ACC]):.2%}"),
         (f"Pearson r (step vs {analysis['series']['kind']} accuracy, n = {analysis['data_points']})",
          f"{analysis['pearson']['r']:.4f}, 95% CI [{analysis['pearson']['ci95'][0]:.3f}, "
          f"{analysis['pearson']['ci95'][1]:.3f}]"),
@@ -176,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"==> [train] reusing finished run {run_dir} (use --redo to retrain)")
 
     results.mkdir(parents=True, exist_ok=True)
-    history = results / "training_history.json"
-    atomic_write_bytes(history, (run_dir / "training_history.json").read_bytes())
+    history = results / H.HISTORY_NAME
+    atomic_write_bytes(history, (run_dir / H.HISTORY_NAME).read_bytes())
     analysis = results / "analysis_result.json"
     _run("analyze", [py, "analyze_100k.py", "--history", str(history), "--output", str(analysis)],
          timings)

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import main_train
+from zhbert import history_schema as H
 from zhbert.errors import UserError
 from zhbert.training.checkpoint import list_checkpoints
 
-TRAIN_COLS = ("steps", "mlm_acc", "loss", "lr", "tokens_seen", "elapsed_s", "tokens_per_s",
-              "grad_norm", "data_wait_frac")
-EVAL_COLS = ("eval_steps", "eval_mlm_acc", "eval_loss", "eval_stderr")
+TRAIN_COLS = H.keys("train", nsp=False)
+EVAL_COLS = H.keys("eval", nsp=False)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,8 @@ def smoke_run(tiny_corpus, tmp_path_factory):
 
 def test_history_schema_and_values(smoke_run):
     h = json.loads((smoke_run / "training_history.json").read_text())
+    assert set(h) == {*TRAIN_COLS, *EVAL_COLS, "meta"}  # exactly the schema's keys
+    assert set(h["meta"]) <= set(H.META)
     assert h["steps"] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
     assert all(len(h[k]) == len(h["steps"]) for k in TRAIN_COLS)
     assert "nsp_acc" not in h

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from zhbert import history_schema as H
 from zhbert.analysis.bootstrap import DEFAULT_N_BOOT, extrapolate
 from zhbert.analysis.compare import comparison
 from zhbert.analysis.correlation import correlations, describe, loss_stats
@@ -23,10 +24,10 @@ def _column(history: History, name: str) -> np.ndarray | None:
 
 
 def _loss_fit(history: History) -> dict | None:
-    loss = _column(history, "loss")
+    loss = _column(history, H.LOSS)
     if loss is None or len(loss) < 10:
         return None
-    fit = fit_family("loss_power_law", _column(history, "steps"), loss)
+    fit = fit_family("loss_power_law", _column(history, H.STEPS), loss)
     return {"family": "loss_power_law", "series_kind": "train", **fit}
 
 
@@ -55,7 +56,7 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
     """
     s = select_series(history, series)
     steps, acc = s.steps, s.acc
-    train_steps = _column(history, "steps")
+    train_steps = _column(history, H.STEPS)
     corr = correlations(steps, acc)
     fits = fit_all(steps, acc)
     best = choose_best(fits)
@@ -66,7 +67,7 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
         "pearson_correlation": corr["pearson_correlation"],
         "r_squared": corr["r_squared"],
         "mlm_stats": describe(acc),
-        "loss_stats": loss_stats(_column(history, "loss")),
+        "loss_stats": loss_stats(_column(history, H.LOSS)),
         "input": {"path": str(history.path), "format": history.format,
                   "dropped_nonfinite": history.dropped_nonfinite, "warnings": history.warnings},
         "series": {"kind": s.kind, "n": s.n, "requested": series},
@@ -76,7 +77,7 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
         "loss_fit": _loss_fit(history),
         "best_fit": best,
         "extrapolation": extrapolate(best, steps, acc, target_step, n_boot, seed),
-        "phases": phases(steps, acc, train_steps, _column(history, "lr")),
+        "phases": phases(steps, acc, train_steps, _column(history, H.LR)),
         "marginal_gain": marginal_gain(best, steps),
         "noise": noise_block(acc, s.kind),
     }

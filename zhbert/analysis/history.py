@@ -1,13 +1,16 @@
 """Load and validate a training history (this project's format or the original study's).
 
-Two formats are accepted (docs/TRAINING.md, "What a run writes"):
+Keys and layout are owned by :mod:`zhbert.history_schema` (docs/TRAINING.md, "What a run writes").
+Two formats are accepted:
 
 * ``"zhbert"``: train columns (``steps``, ``mlm_acc``, ``loss``, ``lr``, ...) plus an optional
   held-out series (``eval_steps``, ``eval_mlm_acc``, ``eval_loss``, ``eval_stderr``) and ``meta``;
 * ``"original"``: the original study's subset ``{"steps", "mlm_acc", "nsp_acc", "loss", "lr"}``.
 
-Rows holding a non-finite value in a core column are dropped (counted, with a warning) when they
-are few, and the file is refused when they are many: a history that is mostly NaN is broken.
+``History.train`` and ``History.eval`` are data frames whose columns carry the file's key names
+(the eval frame's step column is ``eval_steps``). Rows holding a non-finite value in a core
+column are dropped (counted, with a warning) when they are few, and the file is refused when
+they are many: a history that is mostly NaN is broken.
 """
 
 from __future__ import annotations
@@ -21,12 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zhbert import history_schema as H
 from zhbert.errors import UserError
 
-ORIGINAL_KEYS = frozenset({"steps", "mlm_acc", "nsp_acc", "loss", "lr"})
-TRAIN_CORE = ("steps", "mlm_acc", "loss", "lr", "nsp_acc")
-EVAL_COLUMNS = {"eval_steps": "steps", "eval_mlm_acc": "mlm_acc", "eval_loss": "loss",
-                "eval_stderr": "stderr"}
 MIN_POINTS = 10
 #: refuse a file when more than this fraction of its rows hold NaN/inf
 MAX_NONFINITE_FRACTION = 0.10
@@ -87,15 +87,17 @@ def _column(path: Path, name: str, value: Any) -> np.ndarray:
     return out
 
 
-def _frame(path: Path, data: dict, names: dict[str, str], core: tuple[str, ...]) -> pd.DataFrame:
-    """Build a frame of the listed columns; unequal lengths are refused."""
-    cols = {dst: _column(path, src, data[src]) for src, dst in names.items() if src in data}
-    lengths = {src: len(data[src]) for src in names if src in data}
+def _frame(path: Path, data: dict, series: str) -> pd.DataFrame:
+    """The frame of one series: every list-valued key of that series; unequal lengths refused."""
+    names = [k for k, v in data.items() if k != H.META_KEY and H.series_of(k) == series
+             and (isinstance(v, list) or k in H.BY_KEY)]
+    cols = {k: _column(path, k, data[k]) for k in names}
+    lengths = {k: len(v) for k, v in cols.items()}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k}={v}" for k, v in lengths.items())
-        raise UserError(f"{path}: columns have unequal lengths ({detail})")
+        raise UserError(f"{path}: {series} columns have unequal lengths ({detail})")
     frame = pd.DataFrame(cols)
-    frame.attrs["core"] = [c for c in core if c in frame.columns]
+    frame.attrs["core"] = [c for c in H.core_keys(series) if c in frame.columns]
     return frame
 
 
@@ -109,18 +111,20 @@ def _drop_nonfinite(path: Path, frame: pd.DataFrame, label: str) -> tuple[pd.Dat
     return frame.loc[~bad].reset_index(drop=True), n_bad
 
 
-def _check_steps(path: Path, frame: pd.DataFrame, label: str, minimum: int) -> None:
+def _check_steps(path: Path, frame: pd.DataFrame, series: str, minimum: int) -> None:
     if len(frame) < minimum:
-        raise UserError(f"{path}: only {len(frame)} {label} points; at least {minimum} are needed")
-    steps = frame["steps"].to_numpy()
+        raise UserError(f"{path}: only {len(frame)} {series} points; at least {minimum} are needed")
+    steps = frame[H.step_key(series)].to_numpy()
+    if steps.size and steps.min() < 0:
+        raise UserError(f"{path}: {series} steps must not be negative (found {steps.min():g})")
     diffs = np.diff(steps)
     if (diffs <= 0).any():
         i = int(np.argmax(diffs <= 0))
-        raise UserError(f"{path}: {label} steps are not strictly increasing (step {steps[i]:g} is "
-                        f"followed by {steps[i + 1]:g}; two runs concatenated?)")
-    acc = frame["mlm_acc"].to_numpy()
+        raise UserError(f"{path}: {series} steps are not strictly increasing (step {steps[i]:g} "
+                        f"is followed by {steps[i + 1]:g}; two runs concatenated?)")
+    acc = frame[H.acc_key(series)].to_numpy()
     if acc.size and (acc.min() < 0 or acc.max() > 1):
-        raise UserError(f"{path}: {label} accuracies must be fractions in [0, 1] "
+        raise UserError(f"{path}: {series} accuracies must be fractions in [0, 1] "
                         f"(found {acc.min():g}..{acc.max():g})")
 
 
@@ -129,31 +133,29 @@ def load_history(path: str | Path) -> History:
     path = Path(path)
     data = _read_json(path)
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object with 'steps' and 'mlm_acc'")
-    missing = [k for k in ("steps", "mlm_acc") if k not in data]
+        raise UserError(f"{path}: expected a JSON object with '{H.STEPS}' and '{H.MLM_ACC}'")
+    missing = [k for k in (H.STEPS, H.MLM_ACC) if k not in data]
     if missing:
         raise UserError(f"{path}: missing key(s) {', '.join(missing)}")
-    train_names = {k: k for k, v in data.items() if isinstance(v, list)
-                   and not k.startswith("eval_")}
-    train = _frame(path, data, train_names, TRAIN_CORE)
+    train = _frame(path, data, "train")
     train, dropped = _drop_nonfinite(path, train, "train")
     _check_steps(path, train, "train", MIN_POINTS)
     warnings = []
     if dropped:
         warnings.append(f"{path}: dropped {dropped} train row(s) holding NaN/inf")
     evaluation = None
-    if "eval_steps" in data or "eval_mlm_acc" in data:
-        for key in ("eval_steps", "eval_mlm_acc"):
+    if H.EVAL_STEPS in data or H.EVAL_MLM_ACC in data:
+        for key in (H.EVAL_STEPS, H.EVAL_MLM_ACC):
             if key not in data:
                 raise UserError(f"{path}: missing key {key} (the other eval column is present)")
-        evaluation = _frame(path, data, EVAL_COLUMNS, ("steps", "mlm_acc", "loss"))
+        evaluation = _frame(path, data, "eval")
         evaluation, dropped_eval = _drop_nonfinite(path, evaluation, "eval")
         if dropped_eval:
             warnings.append(f"{path}: dropped {dropped_eval} eval row(s) holding NaN/inf")
         dropped += dropped_eval
         _check_steps(path, evaluation, "eval", 1)
-    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
-    is_original = set(data) <= ORIGINAL_KEYS
+    meta = data.get(H.META_KEY) if isinstance(data.get(H.META_KEY), dict) else {}
+    is_original = set(data) <= H.ORIGINAL_KEYS
     return History(train=train, eval=evaluation, meta=meta, path=path, dropped_nonfinite=dropped,
                    format="original" if is_original else "zhbert", warnings=warnings)
 
@@ -172,7 +174,7 @@ def select_series(history: History, kind: str = "auto") -> Series:
         n = 0 if ev is None else len(ev)
         raise UserError(f"{history.path}: no held-out series with at least {MIN_POINTS} points "
                         f"(found {n}); use --series train")
-    frame = ev if (kind == "eval" or (kind == "auto" and has_eval)) else history.train
-    chosen = "eval" if frame is ev else "train"
-    return Series(kind=chosen, steps=frame["steps"].to_numpy(dtype=np.float64),
-                  acc=frame["mlm_acc"].to_numpy(dtype=np.float64))
+    chosen = "eval" if (kind == "eval" or (kind == "auto" and has_eval)) else "train"
+    frame = ev if chosen == "eval" else history.train
+    return Series(kind=chosen, steps=frame[H.step_key(chosen)].to_numpy(dtype=np.float64),
+                  acc=frame[H.acc_key(chosen)].to_numpy(dtype=np.float64))

@@ -1,7 +1,7 @@
 """Shared helpers for the figure modules: data access on a History, drawing context, small widgets.
 
 History objects come from ``zhbert.analysis.load_history``; only their ``train`` / ``eval`` frames
-are read here, tolerating both column spellings ("mlm_acc" and "eval_mlm_acc") in the eval frame.
+are read here, by the key names of :mod:`zhbert.history_schema` (``eval_mlm_acc`` etc.).
 """
 
 from __future__ import annotations
@@ -13,18 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from zhbert import history_schema as H
 from zhbert.plots import fonts
 from zhbert.plots.style import COLORS, FONT_SIZES, style_context, text
 
 
-def column(frame, *names: str) -> np.ndarray | None:
-    """The first of ``names`` present in ``frame`` as a float array, or None."""
-    if frame is None:
+def column(frame, name: str) -> np.ndarray | None:
+    """Column ``name`` of ``frame`` as a float array, or None when absent."""
+    if frame is None or name not in frame.columns:
         return None
-    for name in names:
-        if name in frame.columns:
-            return np.asarray(frame[name], dtype=float)
-    return None
+    return np.asarray(frame[name], dtype=float)
 
 
 def train_col(history, name: str) -> np.ndarray | None:
@@ -37,15 +35,15 @@ def train_col(history, name: str) -> np.ndarray | None:
 
 def train_steps(history) -> np.ndarray:
     """Training steps as floats."""
-    return column(history.train, "steps", "step")
+    return column(history.train, H.STEPS)
 
 
 def eval_col(history, name: str) -> np.ndarray | None:
-    """A held-out column ("mlm_acc", "loss", "stderr", "steps") or None."""
+    """A held-out column (``eval_mlm_acc``, ``eval_loss``, ``eval_stderr``, ``eval_steps``) or None."""
     frame = getattr(history, "eval", None)
     if frame is None or len(frame) == 0:
         return None
-    values = column(frame, name, f"eval_{name}")
+    values = column(frame, name)
     if values is None or not np.isfinite(values).any():
         return None
     return values

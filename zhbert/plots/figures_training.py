@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zhbert import history_schema as H
 from zhbert.plots.common import (
     drawing,
     ema,
@@ -40,29 +41,29 @@ def _raw_and_smooth(ax, steps, values, color, label, cjk) -> None:
 
 
 def _eval_overlay(ax, history, name, cjk) -> None:
-    """Held-out points (with their standard error bars when recorded)."""
-    steps, values = eval_col(history, "steps"), eval_col(history, name)
+    """Held-out points of eval column ``name`` (with standard error bars for the accuracy)."""
+    steps, values = eval_col(history, H.EVAL_STEPS), eval_col(history, name)
     if steps is None or values is None:
         return
-    err = eval_col(history, "stderr") if name == "mlm_acc" else None
+    err = eval_col(history, H.EVAL_STDERR) if name == H.EVAL_MLM_ACC else None
     ax.errorbar(steps, values, yerr=err, color=COLORS["eval"], marker="o", markersize=3,
                 linewidth=1.2, capsize=2, label=text("eval", cjk))
 
 
 def _second_panel(ax, history, steps, cjk) -> None:
     """NSP accuracy when recorded, else held-out loss, else throughput."""
-    nsp = train_col(history, "nsp_acc")
+    nsp = train_col(history, H.NSP_ACC)
     if nsp is not None:
         _raw_and_smooth(ax, steps, nsp, COLORS["nsp"], text("train", cjk), cjk)
         ax.set_title(text("nsp_acc", cjk))
         ax.legend(loc="lower right")
         return
-    e_steps, e_loss = eval_col(history, "steps"), eval_col(history, "loss")
+    e_steps, e_loss = eval_col(history, H.EVAL_STEPS), eval_col(history, H.EVAL_LOSS)
     if e_steps is not None and e_loss is not None:
         ax.plot(e_steps, e_loss, color=COLORS["eval"], marker="o", markersize=3)
         ax.set_title(text("eval_loss", cjk))
         return
-    tps = train_col(history, "tokens_per_s")
+    tps = train_col(history, H.TOKENS_PER_S)
     if tps is not None:
         _raw_and_smooth(ax, steps, tps, COLORS["aux"], text("train", cjk), cjk)
         ax.set_title(text("tokens_per_s", cjk))
@@ -81,24 +82,24 @@ def training_curves(history, analysis: Mapping | None, path: str | os.PathLike,
         fig = new_figure((11, 7.5))
         axes = fig.subplots(2, 2, sharex=True)
         ax = axes[0, 0]
-        acc = train_col(history, "mlm_acc")
+        acc = train_col(history, H.MLM_ACC)
         if acc is not None:
             _raw_and_smooth(ax, steps, acc, COLORS["train"], text("train", cjk), cjk)
-        _eval_overlay(ax, history, "mlm_acc", cjk)
+        _eval_overlay(ax, history, H.EVAL_MLM_ACC, cjk)
         ax.set_title(text("mlm_acc", cjk))
         ax.legend(loc="lower right")
         _second_panel(axes[0, 1], history, steps, cjk)
         ax = axes[1, 0]
-        loss = train_col(history, "loss")
+        loss = train_col(history, H.LOSS)
         if loss is not None:
             _raw_and_smooth(ax, steps, loss, COLORS["train"], text("train", cjk), cjk)
-            _eval_overlay(ax, history, "loss", cjk)
+            _eval_overlay(ax, history, H.EVAL_LOSS, cjk)
             ax.legend(loc="upper right")
         else:
             note(ax, text("no_data", cjk))
         ax.set_title(text("loss", cjk))
         ax = axes[1, 1]
-        lr = train_col(history, "lr")
+        lr = train_col(history, H.LR)
         positive = lr is not None and (lr > 0).any()
         if positive:
             ax.plot(steps[lr > 0], lr[lr > 0], color=COLORS["lr"])
@@ -119,7 +120,7 @@ def _quarter_reductions(history, analysis) -> list[tuple[str, float]]:
     Quarter boundaries come from ``analysis["phases"]["quarters"]``; the arithmetic on the loss
     column is a display aid, not a statistic of the analysis.
     """
-    steps, loss = train_steps(history), train_col(history, "loss")
+    steps, loss = train_steps(history), train_col(history, H.LOSS)
     quarters = get(analysis, "phases", "quarters", default=[]) or []
     if loss is None or not quarters:
         return []
@@ -159,7 +160,7 @@ def loss_analysis(history, analysis: Mapping | None, path: str | os.PathLike,
                   *, dpi: int = DEFAULT_DPI) -> Path:
     """Loss vs step (linear and log–log) with EMA and the fitted loss curve; loss drop per
     quarter."""
-    steps, loss = train_steps(history), train_col(history, "loss")
+    steps, loss = train_steps(history), train_col(history, H.LOSS)
     fit = get(analysis, "loss_fit", default=None)
     fitted = evaluate(get(fit, "family"), get(fit, "params"), steps) if loss is not None else None
     with drawing() as cjk:
@@ -213,7 +214,7 @@ def phases(history, analysis: Mapping | None, path: str | os.PathLike,
         ax.set_xlabel(text("step", cjk))
         ax.set_ylabel(text("mlm_acc", cjk))
         step_axis(ax)
-        lr = train_col(history, "lr")
+        lr = train_col(history, H.LR)
         if lr is not None:
             ax2 = ax.twinx()
             ax2.plot(train_steps(history), lr, color=COLORS["lr"], linewidth=1.2,
@@ -240,7 +241,7 @@ def _outside_legend(ax, handles, labels) -> None:
 
 def _lr_events(ax2, analysis, history, cjk: bool) -> None:
     """Annotate schedule events (end of warm-up, lr near zero) on the learning-rate axis."""
-    steps, lr = train_steps(history), train_col(history, "lr")
+    steps, lr = train_steps(history), train_col(history, H.LR)
     mid = 0.5 * (steps.min() + steps.max())
     for ev in get(analysis, "phases", "lr_events", default=[]) or []:
         if ev.get("step") is None:

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from zhbert import history_schema as H
 from zhbert.data import Batch
 from zhbert.training.distributed import DistInfo, all_reduce_sum
 
@@ -21,8 +22,9 @@ def evaluate(model: nn.Module, batches: list[Batch], device: torch.device, autoc
              info: DistInfo | None = None, packed: bool = False) -> dict[str, float]:
     """MLM accuracy/loss over masked tokens (and NSP accuracy when the model has NSP).
 
-    Returns ``{"acc", "loss", "stderr", "n_masked", ("nsp_acc")}``; ``stderr`` is the binomial
-    standard error ``sqrt(p (1 - p) / n_masked)`` of the accuracy.
+    Returns the history's eval columns (``eval_mlm_acc``, ``eval_loss``, ``eval_stderr``, and
+    ``eval_nsp_acc`` with NSP; names from :mod:`zhbert.history_schema`) plus ``n_masked``;
+    ``eval_stderr`` is the binomial standard error ``sqrt(p (1 - p) / n_masked)``.
     """
     info = info or DistInfo()
     was_training = model.training
@@ -47,8 +49,8 @@ def evaluate(model: nn.Module, batches: list[Batch], device: torch.device, autoc
     if was_training:
         model.train()
     p = correct / max(count, 1.0)
-    result = {"acc": p, "loss": loss_sum / max(count, 1.0),
-              "stderr": math.sqrt(p * (1 - p) / max(count, 1.0)), "n_masked": int(count)}
+    result = {H.EVAL_MLM_ACC: p, H.EVAL_LOSS: loss_sum / max(count, 1.0),
+              H.EVAL_STDERR: math.sqrt(p * (1 - p) / max(count, 1.0)), "n_masked": int(count)}
     if nsp_count:
-        result["nsp_acc"] = nsp_correct / nsp_count
+        result[H.EVAL_NSP_ACC] = nsp_correct / nsp_count
     return result

@@ -1,48 +1,45 @@
-"""The run's JSON history (``RUN/training_history.json``), rewritten atomically at every log point.
+"""Writes the run's ``RUN/training_history.json``, rewritten atomically at every log point.
 
-Train columns all have ``len(steps)``, eval columns all have ``len(eval_steps)`` (contract).
+Keys and layout are owned by :mod:`zhbert.history_schema`; rows are checked against it, and
+non-finite values are stored as ``null`` so the file is always strict JSON.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from zhbert.errors import UserError
+from zhbert import history_schema as H
 from zhbert.io_utils import atomic_write_json
 
-TRAIN_KEYS = ("steps", "mlm_acc", "loss", "lr", "tokens_seen", "elapsed_s", "tokens_per_s",
-              "grad_norm", "data_wait_frac")
-NSP_KEYS = ("nsp_acc",)
-EVAL_KEYS = ("eval_steps", "eval_mlm_acc", "eval_loss", "eval_stderr")
-EVAL_NSP_KEYS = ("eval_nsp_acc",)
-HISTORY_NAME = "training_history.json"
 
-
-class History:
-    """Columns of train and eval points plus ``meta``; ``save()`` writes the JSON atomically."""
+class HistoryWriter:
+    """Train and eval columns plus ``meta``; ``save()`` writes the JSON atomically."""
 
     def __init__(self, path: str | Path, *, nsp: bool, meta: dict[str, Any] | None = None):
         self.path = Path(path)
         self.nsp = nsp
-        self.train_keys = TRAIN_KEYS + (NSP_KEYS if nsp else ())
-        self.eval_keys = EVAL_KEYS + (EVAL_NSP_KEYS if nsp else ())
+        self.train_keys = H.keys("train", nsp=nsp)
+        self.eval_keys = H.keys("eval", nsp=nsp)
         self.data: dict[str, Any] = {k: [] for k in self.train_keys + self.eval_keys}
-        self.data["meta"] = dict(meta or {})
+        self.data[H.META_KEY] = dict(meta or {})
 
     @property
     def lengths(self) -> dict[str, int]:
-        return {"train": len(self.data["steps"]), "eval": len(self.data["eval_steps"])}
+        return {"train": len(self.data[H.STEPS]), "eval": len(self.data[H.EVAL_STEPS])}
+
+    def _add(self, series: str, row: dict[str, Any]) -> None:
+        H.check_row(series, row, nsp=self.nsp)
+        for k in (self.train_keys if series == "train" else self.eval_keys):
+            self.data[k].append(H.finite_or_none(row[k]))
 
     def add_train(self, row: dict[str, Any]) -> None:
-        """Append one log point; every train column must be given."""
-        for k in self.train_keys:
-            self.data[k].append(row[k])
+        """Append one log point; exactly the schema's train keys must be given."""
+        self._add("train", row)
 
     def add_eval(self, row: dict[str, Any]) -> None:
-        for k in self.eval_keys:
-            self.data[k].append(row[k])
+        """Append one held-out evaluation; exactly the schema's eval keys must be given."""
+        self._add("eval", row)
 
     def truncate(self, lengths: dict[str, int]) -> None:
         """Keep the first ``lengths['train']`` / ``lengths['eval']`` points (resume)."""
@@ -52,19 +49,6 @@ class History:
             del self.data[k][lengths["eval"]:]
 
     def save(self) -> None:
+        """Rewrite the file atomically (temporary file, fsync, rename)."""
+        H.check_meta(self.data[H.META_KEY])
         atomic_write_json(self.path, self.data)
-
-    @classmethod
-    def load(cls, path: str | Path, *, nsp: bool) -> History:
-        """Read an existing history written by this module (for resume)."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot read history {path}: {exc}") from None
-        hist = cls(path, nsp=nsp, meta=data.get("meta"))
-        for k in hist.train_keys + hist.eval_keys:
-            if not isinstance(data.get(k), list):
-                raise UserError(f"history {path} has no column {k!r}; cannot resume")
-            hist.data[k] = list(data[k])
-        return hist

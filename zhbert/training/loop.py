@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from zhbert import history_schema as H
 from zhbert.config import TrainConfig
 from zhbert.training import distributed as D
 from zhbert.training.checkpoint import rotate, save_checkpoint
@@ -80,14 +81,14 @@ def log_point(run: Run) -> dict:
     now = time.perf_counter()
     busy = max(now - run.timing["start"] - run.timing["overhead"], 1e-9)
     run.tokens_seen += int(vals["tokens"])
-    row = {"steps": run.step, "mlm_acc": vals["mlm_correct"] / max(vals["mlm_count"], 1.0),
-           "loss": vals["loss_sum"] / max(vals["n_micro"], 1.0), "lr": run.last_lr,
-           "tokens_seen": run.tokens_seen, "elapsed_s": round(run.elapsed(), 3),
-           "tokens_per_s": round(vals["tokens"] / busy, 1),
-           "grad_norm": float(run.acc["grad_norm_sum"]) / max(float(run.acc["n_steps"]), 1.0),
-           "data_wait_frac": round(run.timing["data_wait"] / busy, 4)}
+    row = {H.STEPS: run.step, H.MLM_ACC: vals["mlm_correct"] / max(vals["mlm_count"], 1.0),
+           H.LOSS: vals["loss_sum"] / max(vals["n_micro"], 1.0), H.LR: run.last_lr,
+           H.TOKENS_SEEN: run.tokens_seen, H.ELAPSED_S: round(run.elapsed(), 3),
+           H.TOKENS_PER_S: round(vals["tokens"] / busy, 1),
+           H.GRAD_NORM: float(run.acc["grad_norm_sum"]) / max(float(run.acc["n_steps"]), 1.0),
+           H.DATA_WAIT_FRAC: round(run.timing["data_wait"] / busy, 4)}
     if run.history.nsp:
-        row["nsp_acc"] = vals["nsp_correct"] / max(vals["nsp_count"], 1.0)
+        row[H.NSP_ACC] = vals["nsp_correct"] / max(vals["nsp_count"], 1.0)
     run.history.add_train(row)
     run.reset_interval()
     return row
@@ -97,10 +98,8 @@ def eval_point(run: Run) -> dict:
     t = time.perf_counter()
     res = evaluate(run.eval_model, run.eval_batches, run.device, run.autocast, run.dist,
                    packed=run.packed)
-    row = {"eval_steps": run.step, "eval_mlm_acc": res["acc"], "eval_loss": res["loss"],
-           "eval_stderr": res["stderr"]}
-    if run.history.nsp:
-        row["eval_nsp_acc"] = res.get("nsp_acc", float("nan"))
+    row = {k: res.get(k, math.nan) for k in run.history.eval_keys if k != H.EVAL_STEPS}
+    row[H.EVAL_STEPS] = run.step
     run.history.add_eval(row)
     run.timing["overhead"] += time.perf_counter() - t
     return row
@@ -128,15 +127,16 @@ def _points(run: Run) -> None:
         row = log_point(run)
         changed = True
         run.log.debug("train %s", row)
-        run.bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['mlm_acc']:.3f}",
-                            eval=run.last_eval, tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
+        run.bar.set_postfix(loss=f"{row[H.LOSS]:.3f}", acc=f"{row[H.MLM_ACC]:.3f}",
+                            eval=run.last_eval, tok_s=f"{row[H.TOKENS_PER_S]:.0f}",
+                            refresh=False)
         run.log_line(row)
     if run.step % r.eval_interval == 0 or last:
         ev = eval_point(run)
         changed = True
-        run.last_eval = f"{ev['eval_mlm_acc']:.4f}"
+        run.last_eval = f"{ev[H.EVAL_MLM_ACC]:.4f}"
         run.log.info("step %d: held-out MLM acc %.4f ± %.4f, loss %.4f", run.step,
-                     ev["eval_mlm_acc"], ev["eval_stderr"], ev["eval_loss"])
+                     ev[H.EVAL_MLM_ACC], ev[H.EVAL_STDERR], ev[H.EVAL_LOSS])
     if changed and run.dist.is_main:
         run.history.save()
     if run.step % r.save_interval == 0 or last:

@@ -15,7 +15,7 @@ import torch
 
 from zhbert.config import TrainConfig
 from zhbert.errors import UserError
-from zhbert.training.history import HISTORY_NAME
+from zhbert.history_schema import HISTORY_NAME
 
 LOG_NAME = "train.log"
 _SHAPE_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",

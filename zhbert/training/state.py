@@ -18,6 +18,7 @@ from zhbert.config import TrainConfig
 from zhbert.corpus.binary import CorpusInfo, load_split
 from zhbert.data import BatchBuilder, BatchStream, _seed, build_eval_set
 from zhbert.errors import UserError
+from zhbert.history_schema import EVAL_MLM_ACC, HISTORY_NAME
 from zhbert.model import BertForPretraining
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
@@ -29,7 +30,7 @@ from zhbert.training.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from zhbert.training.history import HISTORY_NAME, History
+from zhbert.training.history import HistoryWriter
 from zhbert.training.optim import make_optimizer
 from zhbert.training.schedule import make_scheduler
 
@@ -57,7 +58,7 @@ class Run:
     precision: str
     stream: BatchStream
     eval_batches: list
-    history: History
+    history: HistoryWriter
     packed: bool
     step: int = 0
     tokens_seen: int = 0
@@ -104,7 +105,7 @@ class Run:
         D.barrier(self.dist)
         h = self.history.data
         return {"run_dir": str(self.run_dir), "steps": self.step, "final": str(final),
-                "eval_mlm_acc": h["eval_mlm_acc"][-1] if h["eval_mlm_acc"] else None,
+                EVAL_MLM_ACC: h[EVAL_MLM_ACC][-1] if h[EVAL_MLM_ACC] else None,
                 "elapsed_s": round(self.elapsed(), 1)}
 
     def close(self) -> None:
@@ -210,7 +211,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     eval_batches = build_eval_set(load_split(info.path, "val"), info, cfg.data)
     n_masked = sum(int((b.mlm_labels != -100).sum()) for b in eval_batches)
     n_eval = sum(len(b.input_ids) for b in eval_batches)
-    history = History(run_dir / HISTORY_NAME, nsp=cfg.model.use_nsp,
+    history = HistoryWriter(run_dir / HISTORY_NAME, nsp=cfg.model.use_nsp,
                       meta=_meta(cfg, info, model, dist, device, precision, n_eval, n_masked))
     run = Run(cfg=cfg, run_dir=run_dir, dist=dist, device=device, log=log, info=info,
               model=model, ddp=model, fwd=model, optimizer=optimizer, scheduler=scheduler,
