@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from zhbert.baselines import BASELINES_KEY, corpus_baselines
 from zhbert.config import TrainConfig
 from zhbert.corpus.binary import CorpusInfo, load_split
 from zhbert.data import BatchBuilder, BatchStream, _seed, build_eval_set
@@ -206,13 +207,19 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     optimizer = make_optimizer(model, cfg.optim, device)
     scheduler = make_scheduler(optimizer, cfg.optim.warmup_steps, cfg.total_steps,
                                cfg.optim.schedule)
-    builder = BatchBuilder(load_split(info.path, "train"), info, cfg.data, seed=cfg.run.seed,
-                           rank=dist.rank, world_size=dist.world_size)
+    train_split = load_split(info.path, "train")
+    builder = BatchBuilder(train_split, info, cfg.data, seed=cfg.run.seed, rank=dist.rank,
+                           world_size=dist.world_size)
     eval_batches = build_eval_set(load_split(info.path, "val"), info, cfg.data)
     n_masked = sum(int((b.mlm_labels != -100).sum()) for b in eval_batches)
     n_eval = sum(len(b.input_ids) for b in eval_batches)
     history = HistoryWriter(run_dir / HISTORY_NAME, nsp=cfg.model.use_nsp,
                       meta=_meta(cfg, info, model, dist, device, precision, n_eval, n_masked))
+    if dist.is_main:  # counted once, on the held-out set just built (well under a second)
+        block = corpus_baselines(train_split, info, eval_batches, cfg.data.format)
+        history.data["meta"][BASELINES_KEY] = block
+        log.info("count-table baselines on the held-out set: %s", ", ".join(
+            f"{k} {100 * v:.2f}%" for k, v in block["acc"].items()))
     run = Run(cfg=cfg, run_dir=run_dir, dist=dist, device=device, log=log, info=info,
               model=model, ddp=model, fwd=model, optimizer=optimizer, scheduler=scheduler,
               scaler=S.make_scaler(precision, device), autocast=S.autocast_factory(precision,
@@ -244,7 +251,10 @@ def _restore(run: Run, ckpt: Path) -> None:
         raise UserError(f"checkpoint {ckpt} does not fit this config: {exc}") from None
     run.stream.load_state_dict(state["sampler"])
     saved = json.loads(state["history_json"])
-    meta = saved.get("meta", run.history.data["meta"])
+    fresh = run.history.data["meta"]
+    meta = saved.get("meta", fresh)
+    if BASELINES_KEY in fresh:  # a run started before the baselines existed gets them now
+        meta.setdefault(BASELINES_KEY, fresh[BASELINES_KEY])
     meta.setdefault("resumed", []).append(
         {"step": int(state["step"]), "time": dt.datetime.now(dt.timezone.utc).isoformat(
             timespec="seconds"), "world_size": run.dist.world_size})
