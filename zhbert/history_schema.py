@@ -114,6 +114,7 @@ META: dict[str, str] = {
     "git_commit": "commit of the code that started the run",
     "eval": "held-out set: sequences, masked tokens, mask rate, seed",
     "resumed": "one entry per resumption: step, time, world size, config changes applied",
+    "baselines": "count-table baseline accuracies on the held-out set (zhbert.baselines)",
 }
 
 
