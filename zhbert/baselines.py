@@ -39,11 +39,12 @@ from typing import Any
 import numpy as np
 
 from zhbert.errors import UserError
+from zhbert.history_schema import META_BASELINES
 
 #: the predictors, weakest first (the order of every table and figure)
 BASELINES = ("unigram", "left_bigram", "right_bigram", "gap_trigram")
-#: key of the block in a history's ``meta`` and in the analysis JSON
-BASELINES_KEY = "baselines"
+#: key of the block in a history's ``meta`` and in the analysis JSON (owned by history_schema)
+BASELINES_KEY = META_BASELINES
 #: train tokens counted at most (from the start of the split): keeps the trainer's start cheap
 MAX_COUNT_TOKENS = 20_000_000
 NEIGHBOUR_RULE = ("neighbours read from the masked model input; a special neighbour ([MASK], "

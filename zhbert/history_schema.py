@@ -97,6 +97,9 @@ BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}
 #: the original study's history: train series only
 ORIGINAL_KEYS = frozenset({STEPS, MLM_ACC, NSP_ACC, LOSS, LR})
 
+#: meta entry of the count-table baselines (zhbert/baselines.py; also a key of the analysis JSON)
+META_BASELINES = "baselines"
+
 META: dict[str, str] = {
     "config": "the resolved TrainConfig (of the latest session)",
     "preset": "the preset the config started from",
@@ -114,7 +117,8 @@ META: dict[str, str] = {
     "git_commit": "commit of the code that started the run",
     "eval": "held-out set: sequences, masked tokens, mask rate, seed",
     "resumed": "one entry per resumption: step, time, world size, config changes applied",
-    "baselines": "count-table baseline accuracies on the held-out set (zhbert.baselines)",
+    META_BASELINES: "count-table baselines on the held-out set: acc, stderr, correct, n_masked, "
+                    "train tokens counted, neighbour rule (zhbert/baselines.py)",
 }
 
 
