@@ -15,7 +15,7 @@ def test_torchrun_two_processes_on_cpu(tiny_corpus, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "main_train.py", "--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}",
            "--set", "run.max_steps=6", "--set", "run.save_interval=3", "--set",
-           "run.eval_interval=3", "--run-dir", str(run)]
+           "run.eval_interval=3", "--set", "run.tensorboard=true", "--run-dir", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300, env=env)
@@ -29,3 +29,4 @@ def test_torchrun_two_processes_on_cpu(tiny_corpus, tmp_path):
     assert [s for s, _ in list_checkpoints(run)] == [3, 6]
     assert (run / "final" / "config.json").is_file()
     assert proc.stdout.count("resolved config") == 1  # only rank 0 talks
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1  # rank 0 only

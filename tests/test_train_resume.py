@@ -19,7 +19,7 @@ ROOT_ARGS = ["--set", "run.max_steps=24", "--set", "run.save_interval=4",
              "--set", "run.log_interval=3", "--set", "run.eval_interval=6",
              "--set", "run.export_final=false"]
 # Columns that depend on wall time are not expected to match.
-TIMED = {"elapsed_s", "tokens_per_s", "data_wait_frac"}
+TIMED = {"elapsed_s", "tokens_per_s", "data_wait_frac", "eval_eta_s"}
 
 
 def _history(run_dir):

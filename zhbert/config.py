@@ -85,6 +85,8 @@ class RunConfig:
     num_threads: int = 0  # torch CPU threads (0: torch's default)
     tf32: bool = True  # allow TF32 matmuls on Ampere+ GPUs
     progress: bool = True  # tqdm progress bar on rank 0
+    tensorboard: bool = True  # mirror the history to TensorBoard event files in RUN/tensorboard
+    forecast: bool = True  # at each held-out evaluation, forecast the accuracy at max_steps
     export_final: bool = True  # write RUN/final/ (transformers format) at the end
     step_delay_s: float = 0.0  # testing aid: sleep after every step (interruption tests)
 
@@ -184,7 +186,7 @@ def _smoke() -> TrainConfig:
         optim=OptimConfig(lr=1e-3, grad_accum=2, warmup_steps=4, schedule="cosine"),
         run=RunConfig(max_steps=20, log_interval=2, eval_interval=5, save_interval=5,
                       keep_last=2, milestones=[10], precision="fp32", num_threads=1,
-                      progress=False),
+                      progress=False, tensorboard=False),
         preset="smoke",
     )
 

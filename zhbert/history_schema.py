@@ -61,6 +61,14 @@ EVAL_MLM_ACC = "eval_mlm_acc"
 EVAL_LOSS = "eval_loss"
 EVAL_STDERR = "eval_stderr"
 EVAL_NSP_ACC = "eval_nsp_acc"
+# the live forecast made at each evaluation (zhbert/training/monitor.py); None until enough points
+EVAL_FORECAST_STEP = "eval_forecast_step"
+EVAL_FORECAST_ACC = "eval_forecast_acc"
+EVAL_FORECAST_LOW = "eval_forecast_low"
+EVAL_FORECAST_HIGH = "eval_forecast_high"
+EVAL_ETA_S = "eval_eta_s"
+FORECAST_KEYS = (EVAL_FORECAST_STEP, EVAL_FORECAST_ACC, EVAL_FORECAST_LOW, EVAL_FORECAST_HIGH,
+                 EVAL_ETA_S)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,11 @@ COLUMNS: tuple[Column, ...] = (
     Column(EVAL_LOSS, "eval", "held-out MLM loss per masked token", core=True),
     Column(EVAL_STDERR, "eval", "binomial standard error of eval_mlm_acc"),
     Column(EVAL_NSP_ACC, "eval", "held-out next-sentence accuracy", nsp=True),
+    Column(EVAL_FORECAST_STEP, "eval", "the planned final step the live forecast is for"),
+    Column(EVAL_FORECAST_ACC, "eval", "live forecast of eval_mlm_acc at eval_forecast_step"),
+    Column(EVAL_FORECAST_LOW, "eval", "lower end of the live forecast's 95% interval"),
+    Column(EVAL_FORECAST_HIGH, "eval", "upper end of the live forecast's 95% interval"),
+    Column(EVAL_ETA_S, "eval", "wall seconds left at the pace since the previous evaluation"),
 )
 BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}
 

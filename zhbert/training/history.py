@@ -42,7 +42,12 @@ class HistoryWriter:
         self._add("eval", row)
 
     def truncate(self, lengths: dict[str, int]) -> None:
-        """Keep the first ``lengths['train']`` / ``lengths['eval']`` points (resume)."""
+        """Keep the first ``lengths['train']`` / ``lengths['eval']`` points (resume).
+
+        Forecast columns missing from a history written before they existed are filled with None.
+        """
+        for k in H.FORECAST_KEYS:
+            self.data.setdefault(k, [None] * len(self.data[H.EVAL_STEPS]))
         for k in self.train_keys:
             del self.data[k][lengths["train"]:]
         for k in self.eval_keys:

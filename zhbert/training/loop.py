@@ -19,6 +19,7 @@ from zhbert.config import TrainConfig
 from zhbert.training import distributed as D
 from zhbert.training.checkpoint import rotate, save_checkpoint
 from zhbert.training.evaluate import evaluate
+from zhbert.training.monitor import Monitor
 from zhbert.training.state import Run, build_run, checkpoint_state, make_progress
 
 
@@ -72,7 +73,7 @@ def train_step(run: Run) -> None:
         time.sleep(run.cfg.run.step_delay_s)
 
 
-def log_point(run: Run) -> dict:
+def log_point(run: Run, monitor: Monitor) -> dict:
     """Reduce the interval's sums over ranks, append a history row, reset the interval."""
     keys = ("mlm_correct", "mlm_count", "loss_sum", "n_micro", "tokens", "nsp_correct",
             "nsp_count")
@@ -90,17 +91,22 @@ def log_point(run: Run) -> dict:
     if run.history.nsp:
         row[H.NSP_ACC] = vals["nsp_correct"] / max(vals["nsp_count"], 1.0)
     run.history.add_train(row)
+    monitor.on_train(row)
     run.reset_interval()
     return row
 
 
-def eval_point(run: Run) -> dict:
+def eval_point(run: Run, monitor: Monitor) -> dict:
+    """Held-out evaluation, the live forecast, one history row (and its TensorBoard mirror)."""
     t = time.perf_counter()
     res = evaluate(run.eval_model, run.eval_batches, run.device, run.autocast, run.dist,
                    packed=run.packed)
-    row = {k: res.get(k, math.nan) for k in run.history.eval_keys if k != H.EVAL_STEPS}
+    row = {k: res.get(k, math.nan) for k in run.history.eval_keys
+           if k != H.EVAL_STEPS and k not in H.FORECAST_KEYS}
     row[H.EVAL_STEPS] = run.step
+    row.update(monitor.forecast(row))
     run.history.add_eval(row)
+    monitor.on_eval(row)
     run.timing["overhead"] += time.perf_counter() - t
     return row
 
@@ -119,24 +125,25 @@ def save_point(run: Run) -> None:
     run.timing["overhead"] += time.perf_counter() - t
 
 
-def _points(run: Run) -> None:
+def _points(run: Run, monitor: Monitor) -> None:
     """Log / eval / save as due at the current step; the history is rewritten when it changed."""
     r, last = run.cfg.run, run.step == run.cfg.run.max_steps
     changed = False
     if run.step % r.log_interval == 0 or last:
-        row = log_point(run)
+        row = log_point(run, monitor)
         changed = True
         run.log.debug("train %s", row)
-        run.bar.set_postfix(loss=f"{row[H.LOSS]:.3f}", acc=f"{row[H.MLM_ACC]:.3f}",
-                            eval=run.last_eval, tok_s=f"{row[H.TOKENS_PER_S]:.0f}",
-                            refresh=False)
+        post = {"loss": f"{row[H.LOSS]:.3f}", "acc": f"{row[H.MLM_ACC]:.3f}",
+                "eval": run.last_eval, "final": monitor.bar_text(),
+                "tok_s": f"{row[H.TOKENS_PER_S]:.0f}"}
+        run.bar.set_postfix({k: v for k, v in post.items() if v is not None}, refresh=False)
         run.log_line(row)
     if run.step % r.eval_interval == 0 or last:
-        ev = eval_point(run)
+        ev = eval_point(run, monitor)
         changed = True
         run.last_eval = f"{ev[H.EVAL_MLM_ACC]:.4f}"
-        run.log.info("step %d: held-out MLM acc %.4f ± %.4f, loss %.4f", run.step,
-                     ev[H.EVAL_MLM_ACC], ev[H.EVAL_STDERR], ev[H.EVAL_LOSS])
+        run.log.info("step %d: held-out MLM acc %.4f ± %.4f, loss %.4f%s", run.step,
+                     ev[H.EVAL_MLM_ACC], ev[H.EVAL_STDERR], ev[H.EVAL_LOSS], monitor.describe())
     if changed and run.dist.is_main:
         run.history.save()
     if run.step % r.save_interval == 0 or last:
@@ -147,16 +154,20 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
           overwrite: bool = False, echo=print) -> dict:
     """Train (or resume) a run in ``run_dir``; returns a small summary dict."""
     run = build_run(cfg, Path(run_dir), resume=resume, overwrite=overwrite, echo=echo)
+    monitor = None
     try:
+        monitor = Monitor(run)
         run.bar = make_progress(run)
         run.reset_timing()  # the interval's sums may come from a checkpoint; its clock starts now
         while run.step < cfg.run.max_steps:
             train_step(run)
             run.bar.update(1)
-            _points(run)
+            _points(run, monitor)
         run.bar.close()
         run.stream.close()
         summary = run.finish()
     finally:
+        if monitor is not None:
+            monitor.close()
         run.close()
     return summary

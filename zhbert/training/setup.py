@@ -16,6 +16,7 @@ import torch
 from zhbert.config import TrainConfig
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
+from zhbert.training.monitor import TB_DIR
 
 LOG_NAME = "train.log"
 _SHAPE_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -118,7 +119,7 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise UserError(f"run dir {run_dir} already holds a run; pass --resume to continue it or "
                         "--overwrite to start again")
     if overwrite:
-        for name in (HISTORY_NAME, "checkpoints", "final", LOG_NAME):
+        for name in (HISTORY_NAME, "checkpoints", "final", LOG_NAME, TB_DIR):
             p = run_dir / name
             if p.is_dir():
                 shutil.rmtree(p)

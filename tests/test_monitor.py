@@ -1,0 +1,131 @@
+"""Watching a run live: TensorBoard events equal the history, resumes do not duplicate steps,
+and the live forecast columns are the analysis forecast of the points seen so far."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import main_train
+from zhbert.baselines import read_baselines
+from zhbert.history_schema import FORECAST_KEYS
+from zhbert.training.monitor import (
+    MIN_FORECAST_POINTS,
+    forecast_final,
+    format_duration,
+    remaining_seconds,
+)
+
+BASE = ["--preset", "smoke", "--set", "run.export_final=false", "--set", "run.tensorboard=true",
+        "--set", "run.log_interval=2", "--set", "run.eval_interval=2"]
+
+
+def _events(run_dir) -> EventAccumulator:
+    """TensorBoard's own reader over RUN/tensorboard (every scalar kept)."""
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def _scalars(acc: EventAccumulator, tag: str) -> tuple[list[int], np.ndarray]:
+    events = acc.Scalars(tag)
+    return [e.step for e in events], np.array([e.value for e in events], dtype=np.float32)
+
+
+def _history(run_dir) -> dict:
+    return json.loads((run_dir / "training_history.json").read_text())
+
+
+def _check_mirror(run_dir) -> dict:
+    """Event scalars equal the history's columns at the same steps, each step once."""
+    h, acc = _history(run_dir), _events(run_dir)
+    steps, values = _scalars(acc, "eval/mlm_acc")
+    assert steps == h["eval_steps"]
+    np.testing.assert_array_equal(values, np.array(h["eval_mlm_acc"], dtype=np.float32))
+    steps, values = _scalars(acc, "train/loss")
+    assert steps == h["steps"]
+    np.testing.assert_array_equal(values, np.array(h["loss"], dtype=np.float32))
+    made = [s for s, f in zip(h["eval_steps"], h["eval_forecast_acc"], strict=True)
+            if f is not None]
+    steps, values = _scalars(acc, "forecast/final_acc")
+    assert steps == made
+    np.testing.assert_array_equal(values, np.array([f for f in h["eval_forecast_acc"]
+                                                    if f is not None], dtype=np.float32))
+    baselines = read_baselines(h["meta"])
+    assert baselines  # the trainer counts them at the start of every run
+    for name, value in baselines.items():
+        steps, values = _scalars(acc, f"baselines/{name}")
+        assert steps == h["eval_steps"] and set(values.tolist()) == {np.float32(value)}
+    return h
+
+
+def test_events_mirror_history_and_forecast_columns(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    args = [*BASE, "--set", f"data.corpus_dir={tiny_corpus}", "--set", "run.max_steps=16",
+            "--run-dir", str(run)]
+    assert main_train.main(args) == 0
+    h = _check_mirror(run)
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    n = len(h["eval_steps"])
+    assert all(len(h[k]) == n for k in FORECAST_KEYS)
+    # no forecast before MIN_FORECAST_POINTS held-out points, one at every evaluation after
+    first = MIN_FORECAST_POINTS - 1
+    assert h["eval_forecast_acc"][:first] == [None] * first
+    for i in range(first, n):
+        fc = forecast_final(h["eval_steps"][:i + 1], h["eval_mlm_acc"][:i + 1], 16, seed=42)
+        assert h["eval_forecast_step"][i] == 16
+        assert h["eval_forecast_acc"][i] == pytest.approx(fc["acc"], rel=1e-12)
+        assert h["eval_forecast_low"][i] <= h["eval_forecast_acc"][i] <= h["eval_forecast_high"][i]
+    assert all(e is not None and e >= 0 for e in h["eval_eta_s"][1:]) and h["eval_eta_s"][-1] == 0
+    log = (run / "train.log").read_text()
+    assert log.count("forecast at step 16:") == n - first
+
+
+def test_resumed_run_continues_the_curves_without_duplicates(tiny_corpus, tmp_path):
+    """A run that logged up to step 12 but whose last checkpoints are lost resumes at step 4;
+    the events the first session wrote after step 4 are purged by TensorBoard's reader."""
+    run = tmp_path / "run"
+    args = [*BASE, "--set", f"data.corpus_dir={tiny_corpus}", "--set", "run.max_steps=12",
+            "--set", "run.save_interval=4", "--set", "run.keep_last=3", "--run-dir", str(run)]
+    assert main_train.main(args) == 0
+    first = _history(run)
+    for step in (8, 10, 12):  # milestone 10 of the smoke preset too
+        shutil.rmtree(run / "checkpoints" / f"step_{step}", ignore_errors=True)
+    assert main_train.main([*args, "--resume"]) == 0
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    h = _check_mirror(run)
+    assert h["meta"]["resumed"][0]["step"] == 4
+    assert h["eval_steps"] == first["eval_steps"] == list(range(2, 13, 2))
+    assert h["eval_mlm_acc"] == first["eval_mlm_acc"]  # the resume is exact
+
+
+def test_forecast_off_and_tensorboard_off(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    args = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", "--set",
+            "run.export_final=false", "--set", "run.forecast=false", "--set", "run.max_steps=10",
+            "--set", "run.eval_interval=1", "--run-dir", str(run)]
+    assert main_train.main(args) == 0
+    h = _history(run)
+    assert len(h["eval_steps"]) == 10 and set(h["eval_forecast_acc"]) == {None}
+    assert not (run / "tensorboard").exists()  # off in the smoke preset
+
+
+def test_forecast_final_recovers_a_known_curve():
+    steps = np.arange(100, 1100, 100, dtype=float)
+    truth = 0.5 - 0.4 * (steps / 1000) ** -0.5 * 0.3
+    fc = forecast_final(steps[:8], truth[:8], 1000)
+    assert fc["low"] <= fc["acc"] <= fc["high"]
+    assert fc["acc"] == pytest.approx(truth[-1], abs=2e-3)
+    assert forecast_final(steps[:MIN_FORECAST_POINTS - 1], truth[:MIN_FORECAST_POINTS - 1],
+                          1000) is None
+
+
+def test_small_helpers():
+    assert remaining_seconds(60, 100, (50, 10.0), 20.0) == pytest.approx(40.0)
+    assert remaining_seconds(50, 100, (50, 10.0), 20.0) is None
+    assert remaining_seconds(100, 100, (50, 10.0), 20.0) == 0
+    assert [format_duration(s) for s in (42, 760, 11100)] == ["42s", "12m40s", "3h05m"]
