@@ -21,7 +21,8 @@ def _train_row(step: int, **over) -> dict:
 
 
 def _eval_row(step: int, acc: float) -> dict:
-    return {H.EVAL_STEPS: step, H.EVAL_MLM_ACC: acc, H.EVAL_LOSS: 3.0, H.EVAL_STDERR: 0.01}
+    return {H.EVAL_STEPS: step, H.EVAL_MLM_ACC: acc, H.EVAL_LOSS: 3.0, H.EVAL_STDERR: 0.01,
+            **dict.fromkeys(H.FORECAST_KEYS)}
 
 
 def test_series_keys_follow_the_prefix_rule():
