@@ -127,14 +127,16 @@ def clip_into(p0, bounds) -> np.ndarray:
     return np.clip(p, lo + span, hi - span)
 
 
-def fit_params(name: str, ts: np.ndarray, y: np.ndarray, p0=None, bounds=None) -> np.ndarray | None:
-    """Fit family ``name`` to (ts, y); None when the optimiser fails or returns non-finite values."""
+def fit_params(name: str | Family, ts: np.ndarray, y: np.ndarray, p0=None,
+               bounds=None) -> np.ndarray | None:
+    """Fit family ``name`` (a name in FAMILIES, or a Family) to (ts, y); None when the optimiser
+    fails or returns non-finite values. A Family object needs ``p0`` and ``bounds``."""
+    fam = FAMILIES[name] if isinstance(name, str) else name
     if p0 is None or bounds is None:
         try:
-            p0, bounds = _start_and_bounds(name, ts, y)
+            p0, bounds = _start_and_bounds(fam.name, ts, y)
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             return None
-    fam = FAMILIES[name]
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", OptimizeWarning)
@@ -162,6 +164,13 @@ def gaussian_ic(rss: float, n: int, k: int) -> tuple[float, float]:
         return -math.inf, -math.inf
     ll = -0.5 * n * (math.log(2 * math.pi * rss / n) + 1)
     return 2 * (k + 1) - 2 * ll, (k + 1) * math.log(n) - 2 * ll
+
+
+def params_at_bound(names, popt, bounds) -> list[str]:
+    """Names of the parameters that ended on (within 1e-4 relative of) a bound."""
+    lo, hi = bounds
+    return [p for p, v, a, b in zip(names, popt, lo, hi, strict=True)
+            if np.isclose(v, a, rtol=1e-4) or np.isclose(v, b, rtol=1e-4)]
 
 
 def _params_dict(fam: Family, popt: np.ndarray, t_scale: float) -> dict:
@@ -192,12 +201,10 @@ def fit_family(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float | Non
     rss = float(resid @ resid)
     aic, bic = gaussian_ic(rss, len(y), len(fam.params))
     params = _params_dict(fam, popt, t_scale)
-    lo, hi = bounds
     out.update(params=params, rmse=math.sqrt(rss / len(y)), aic=aic, bic=bic, converged=True,
                n_fit_points=int(len(by)), tail_rmse=tail_rmse(name, steps, y, t_scale),
                asymptote=params[fam.asymptote_param] if fam.asymptote_param else None,
-               at_bound=[p for p, v, a, b in zip(fam.params, popt, lo, hi, strict=True)
-                         if np.isclose(v, a, rtol=1e-4) or np.isclose(v, b, rtol=1e-4)])
+               at_bound=params_at_bound(fam.params, popt, bounds))
     return out
 
 

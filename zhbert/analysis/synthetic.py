@@ -55,6 +55,60 @@ def make_history(n: int = 1000, last_step: int = 100_000, a: float = 0.68, b: fl
     return hist
 
 
+def scheduled_truth(steps: np.ndarray, schedule, shape: dict) -> np.ndarray:
+    """Noise-free accuracy of a run under ``schedule`` (a ``zhbert.analysis.schedule.Schedule``).
+
+    Deliberately NOT one of the forecast families: a loss law in the lr areas with a saturating
+    annealing drop (in the spirit of Luo et al. 2025's multi-power law),
+    ``L = L0 + A (S1 + s0)^-alpha - B (1 - (1 + S2 / s2)^-beta)``, mapped to accuracy by
+    ``acc = top * exp(-gamma (L - L0))``. Areas are in units of the run's planned total area.
+    """
+    s1, s2 = schedule.areas(steps)
+    ref = float(schedule.areas([schedule.total])[0][0])
+    x, z = s1 / ref, s2 / ref
+    loss_gap = (shape["A"] * (x + shape["s0"]) ** (-shape["alpha"])
+                - shape["B"] * (1 - (1 + z / shape["s2"]) ** (-shape["beta"])))
+    return shape["top"] * np.exp(-shape["gamma"] * np.maximum(loss_gap, 0.0))
+
+
+def random_shape(rng: np.random.Generator) -> dict:
+    """Random but plausible parameters for :func:`scheduled_truth`."""
+    return {"A": 1.0, "s0": rng.uniform(0.005, 0.03), "alpha": rng.uniform(0.3, 0.7),
+            "B": rng.uniform(0.0, 0.15), "s2": rng.uniform(0.05, 0.5),
+            "beta": rng.uniform(0.5, 1.5), "top": rng.uniform(0.3, 0.9),
+            "gamma": rng.uniform(0.2, 0.8)}
+
+
+def make_scheduled_history(schedule, n: int = 1000, noise: float = 0.01, rho: float = 0.5,
+                           seed: int = 0, eval_every: int = 0, eval_noise: float = 0.0035,
+                           shape: dict | None = None) -> dict:
+    """A history in this project's format whose true accuracy is :func:`scheduled_truth`.
+
+    Training-batch accuracy gets AR(1) noise (sd ``noise``, lag-1 ``rho``); with ``eval_every``
+    a held-out series (independent noise ``eval_noise``, recorded as ``eval_stderr``) is added.
+    ``meta.truth`` holds the noise-free final accuracy and the shape; ``meta.config`` the schedule.
+    """
+    rng = np.random.default_rng(seed)
+    shape = shape or random_shape(rng)
+    total = int(schedule.total)
+    steps = np.linspace(total / n, total, n).round().astype(np.int64)
+    truth = scheduled_truth(steps, schedule, shape)
+    acc = np.clip(truth + ar1(n, rho, noise, rng), 0.0, 1.0)
+    hist = {"steps": steps.tolist(), "mlm_acc": acc.tolist(),
+            "loss": (8.0 - 10.0 * truth + ar1(n, rho, 0.05, rng)).tolist(),
+            "lr": schedule.lr(steps).tolist()}
+    if eval_every:
+        es = steps[eval_every - 1::eval_every]
+        ev = np.clip(scheduled_truth(es, schedule, shape) + rng.normal(0, eval_noise, es.size), 0, 1)
+        hist.update(eval_steps=es.tolist(), eval_mlm_acc=ev.tolist(),
+                    eval_loss=(8.0 - 10.0 * ev).tolist(), eval_stderr=[eval_noise] * es.size)
+    hist["meta"] = {"source": "synthetic", "config": {
+        "optim": {"lr": schedule.peak, "warmup_steps": schedule.warmup,
+                  "schedule": schedule.kind, "total_steps": total}, "run": {"max_steps": total}},
+        "truth": {"final_acc": float(truth[-1]), "shape": shape, "noise": noise, "rho": rho}}
+    return hist
+
+
 def make_original_like(seed: int = 0) -> dict:
     """1,000-point original-format history reproducing the published statistics.
 

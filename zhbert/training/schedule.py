@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+
+from zhbert.lr_schedule import lr_factor
 
 
 @dataclass(frozen=True)
@@ -22,16 +23,7 @@ class WarmupDecay:
     kind: str = "cosine"
 
     def __call__(self, step: int) -> float:
-        s = step + 1  # LambdaLR calls with 0 for the first update
-        if self.warmup > 0 and s < self.warmup:
-            return s / self.warmup
-        if self.kind == "constant":
-            return 1.0
-        span = max(1, self.total - self.warmup)
-        progress = min(1.0, max(0.0, (s - self.warmup) / span))
-        if self.kind == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return lr_factor(step + 1, self.warmup, self.total, self.kind)  # LambdaLR starts at 0
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int,

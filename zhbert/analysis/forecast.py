@@ -1,0 +1,374 @@
+"""Forecast an accuracy curve at a later step, with an interval that includes model uncertainty.
+
+Time is the learning-rate area ``x = S1(step) / S1(last observed step)`` when the schedule is
+known (``zhbert.analysis.schedule``), else ``step / last step``. Candidate families:
+
+* ``log_linear`` a + b ln x, ``power_law`` a - b x^-c, ``weibull`` a - (a-d) exp(-(x/lam)^k);
+* ``power_law_anneal`` a - b x^-c + C z, with ``z = S2 / S1(last)`` the annealing area: under a
+  decaying lr the accuracy keeps rising while S1 barely moves (Tissue et al. 2024). Used only when
+  C is identifiable (estimate at least twice its standard error) and the schedule decays.
+
+Every family is fitted; a fit with a parameter at its bound, or unidentifiable, is flagged and gets
+no weight. Weights are tail-predictive likelihood weights: each family is refitted on the first
+80% of the points and scored on the last 20%; with the variance profiled out the Gaussian log
+likelihood ratio is ``-(n/2) ln(MSE_i / MSE_min)``, taken with the effective size ``n`` of the
+tail (AR(1), from the residuals' lag-1 autocorrelation) so that differences below the noise give
+near-equal weights. The interval is a weighted mixture: the residuals of the weighted curve are
+block-bootstrapped, EVERY family is refitted on every resample, and the pooled predictions
+(family f's replicates weighted by w_f) give the 2.5-97.5% weighted percentiles. When the forecast
+is of one measured point, its measurement noise is added to each pooled prediction.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from zhbert.analysis.bootstrap import block_length, circular_block_indices
+from zhbert.analysis.curves import (
+    FAMILIES,
+    Family,
+    _start_and_bounds,
+    bin_series,
+    fit_params,
+    params_at_bound,
+)
+from zhbert.analysis.schedule import Schedule
+from zhbert.analysis.trend import effective_n, lag1_autocorr
+
+#: fits and refits run on at most this many bin means (scores use them too)
+FORECAST_MAX_POINTS = 200
+#: bootstrap replicates: the analysis default, and the small default for live use in training
+DEFAULT_N_BOOT = 200
+LIVE_N_BOOT = 40
+TAIL_FRACTION = 0.2
+MIN_POINTS = 5
+LEVEL = 0.95
+#: the tail log-likelihood ratio counts at most this many effective observations: the tail test
+#: extrapolates 25% past its fit while a forecast goes much further, so its evidence is tempered
+#: (measured in docs/ANALYSIS.md, "Calibration": n_eff-scaled weights under-cover)
+WEIGHT_MAX_N = 1.0
+#: the annealing term is used only when the target's annealing area is at most this many times
+#: the largest one in the data
+ANNEAL_REACH = 4.0
+BAND_POINTS = 60
+
+
+def _anneal(X, a, b, c, C):  # noqa: N803 - C as in Tissue et al.
+    return a - b * X[0] ** (-c) + C * X[1]
+
+
+def _on_row(base: Family, row: int, suffix: str) -> Family:
+    """``base`` evaluated on row ``row`` of the (3, n) design (x, z, steps)."""
+    return Family(base.name + suffix, lambda X, *p: base.func(X[row], *p), base.params,
+                  base.saturating, base.asymptote_param)
+
+
+BASE_FAMILIES = ("log_linear", "power_law", "weibull")
+FORECAST_FAMILIES: dict[str, Family] = {
+    **{n: _on_row(FAMILIES[n], 0, "") for n in BASE_FAMILIES},
+    **{n + "_steps": _on_row(FAMILIES[n], 2, "_steps") for n in BASE_FAMILIES},
+    "power_law_anneal": Family("power_law_anneal", _anneal, ("a", "b", "c", "C"), True, "a"),
+}
+
+
+def _anneal_start(X: np.ndarray, y: np.ndarray):
+    """Grid over c, least squares for (a, b, C) at each: starting values and bounds."""
+    best = None
+    for c in np.geomspace(0.01, 3.0, 32):
+        design = np.column_stack([np.ones_like(y), -X[0] ** (-c), X[1]])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        rss = float(np.sum((design @ coef - y) ** 2))
+        if best is None or rss < best[0]:
+            best = (rss, [coef[0], max(coef[1], 1e-6), c, max(coef[2], 1e-9)])
+    a_hi = 1.0 if y.max() <= 1.0 else np.inf
+    return best[1], ([-np.inf, 0.0, 1e-4, 0.0], [a_hi, np.inf, 10.0, np.inf])
+
+
+def start_and_bounds(name: str, X: np.ndarray, y: np.ndarray):
+    """Starting values and bounds of forecast family ``name`` on the design ``X = (x, z)``."""
+    if name == "power_law_anneal":
+        return _anneal_start(X, y)
+    base = name.removesuffix("_steps")
+    return _start_and_bounds(base, X[2] if name.endswith("_steps") else X[0], y)
+
+
+def _rel_se_ok(fam: Family, X: np.ndarray, y: np.ndarray, popt: np.ndarray, i: int) -> bool:
+    """Parameter ``i`` is at least twice its standard error (numerical Jacobian, Gauss-Newton)."""
+    f0 = fam.func(X, *popt)
+    jac = np.empty((len(y), len(popt)))
+    for j, p in enumerate(popt):
+        h = 1e-6 * max(abs(p), 1e-6)
+        q = popt.copy()
+        q[j] = p + h
+        jac[:, j] = (fam.func(X, *q) - f0) / h
+    dof = max(1, len(y) - len(popt))
+    s2 = float(np.sum((y - f0) ** 2)) / dof
+    try:
+        cov = np.linalg.pinv(jac.T @ jac) * s2
+    except np.linalg.LinAlgError:
+        return False
+    se = math.sqrt(max(cov[i, i], 0.0))
+    return se > 0 and popt[i] >= 2 * se
+
+
+def fit_one(name: str, X: np.ndarray, y: np.ndarray) -> dict:
+    """Fit one forecast family: ``{converged, popt, bounds, at_bound, identifiable, rss}``."""
+    fam = FORECAST_FAMILIES[name]
+    out = {"converged": False, "popt": None, "bounds": None, "at_bound": [],
+           "identifiable": True, "rss": None}
+    if len(y) < len(fam.params) + 2:
+        return out
+    try:
+        p0, bounds = start_and_bounds(name, X, y)
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+        return out
+    popt = fit_params(fam, X, y, p0, bounds)
+    if popt is None:
+        return out
+    resid = y - fam.func(X, *popt)
+    out.update(converged=True, popt=popt, bounds=bounds, rss=float(resid @ resid),
+               at_bound=params_at_bound(fam.params, popt, bounds))
+    if name == "power_law_anneal":
+        out["identifiable"] = bool(np.ptp(X[1]) > 0 and _rel_se_ok(fam, X, y, popt, 3))
+    return out
+
+
+def anneal_supported(X: np.ndarray, X_at: np.ndarray) -> bool:
+    """The annealing area seen in the data is at least 1/ANNEAL_REACH of the target's: beyond
+    that the term's forecast is an extrapolation of a barely observed effect."""
+    return bool(np.max(X[1]) > 0 and np.max(X[1]) * ANNEAL_REACH >= X_at[1, 0])
+
+
+def _tail_mse(name: str, X: np.ndarray, y: np.ndarray) -> float | None:
+    """Refit on the first 80% of points, mean squared error on the last 20%."""
+    cut = int(round(len(y) * (1 - TAIL_FRACTION)))
+    if cut >= len(y):
+        return None
+    fit = fit_one(name, X[:, :cut], y[:cut])
+    if not fit["converged"]:
+        return None
+    err = y[cut:] - FORECAST_FAMILIES[name].func(X[:, cut:], *fit["popt"])
+    return float(np.mean(err**2))
+
+
+def tail_weights(mse: dict[str, float], n_eff: float) -> dict[str, float]:
+    """``w_i ∝ (MSE_min / MSE_i)^(n_eff / 2)``; families without a score get none."""
+    scored = {k: v for k, v in mse.items() if v is not None and math.isfinite(v)}
+    if not scored:
+        return {}
+    lo = max(min(scored.values()), 1e-300)
+    raw = {k: math.exp(-0.5 * n_eff * math.log(max(v, 1e-300) / lo)) for k, v in scored.items()}
+    total = sum(raw.values())
+    return {k: v / total for k, v in raw.items()}
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs) -> np.ndarray:
+    """Quantiles of a weighted sample along axis 0 (``values`` (m, k), ``weights`` (m,))."""
+    order = np.argsort(values, axis=0)
+    v = np.take_along_axis(values, order, axis=0)
+    w = weights[order]
+    cdf = (np.cumsum(w, axis=0) - 0.5 * w) / np.sum(w, axis=0)
+    return np.array([[np.interp(q, cdf[:, j], v[:, j]) for j in range(v.shape[1])] for q in qs])
+
+
+def design(steps: np.ndarray, schedule: Schedule | None, last: float) -> np.ndarray:
+    """``(3, n)`` design: ``S1 / S1(last)``, ``S2 / S1(last)``, ``steps / last``.
+
+    Without a schedule the first row is the step too and the second is zero.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    if schedule is None:
+        return np.vstack([steps / last, np.zeros_like(steps), steps / last])
+    s1, s2 = schedule.areas(steps)
+    ref = float(schedule.areas([last])[0][0]) or 1.0
+    return np.vstack([s1 / ref, s2 / ref, steps / last])
+
+
+def _fit_block(X: np.ndarray, y: np.ndarray, families) -> tuple[dict, dict]:
+    """Every family fitted and tail-scored; returns ``(fits, weights)``."""
+    fits = {name: fit_one(name, X, y) for name in families}
+    usable = [k for k, f in fits.items()
+              if f["converged"] and not f["at_bound"] and f["identifiable"]]
+    mse = {k: _tail_mse(k, X, y) for k in usable}
+    if usable:
+        best = min(usable, key=lambda k: fits[k]["rss"])
+        resid = y - FORECAST_FAMILIES[best].func(X, *fits[best]["popt"])
+        n_tail = len(y) - int(round(len(y) * (1 - TAIL_FRACTION)))
+        n_eff = min(effective_n(n_tail, lag1_autocorr(resid)), WEIGHT_MAX_N)
+        weights = tail_weights(mse, n_eff)
+        if not weights:  # too few points to score a tail: equal weights among usable fits
+            weights = {k: 1.0 / len(usable) for k in usable}
+    else:
+        weights = {}
+    for k, f in fits.items():
+        f["tail_mse"] = mse.get(k)
+    return fits, weights
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and its standard error."""
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    if len(x) < 3 or sxx <= 0:
+        return 0.0, math.inf
+    b = float(xc @ (y - y.mean())) / sxx
+    resid = y - y.mean() - b * xc
+    return b, math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx)
+
+
+def accelerating(x: np.ndarray, y: np.ndarray) -> bool:
+    """The slope over the last third of the points exceeds the middle third's by more than two
+    standard errors: the curve has not passed its inflection (e.g. still leaving a plateau), so
+    no saturating-curve forecast is meaningful yet."""
+    n = len(y)
+    if n < 9:
+        return False
+    a, b = n // 3, 2 * n // 3
+    (s_mid, e_mid), (s_end, e_end) = _slope(x[a:b], y[a:b]), _slope(x[b:], y[b:])
+    return s_end - s_mid > 2 * math.hypot(e_mid, e_end)
+
+
+def value_range(y: np.ndarray) -> tuple[float, float]:
+    """[0, 1] for accuracies (fractions), unbounded otherwise: forecasts are clipped into it."""
+    return (0.0, 1.0) if np.min(y) >= 0 and np.max(y) <= 1 else (-np.inf, np.inf)
+
+
+def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, at: np.ndarray,
+               n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pooled predictions ``(m, len(at))`` and their weights; every family refitted per resample."""
+    names = list(weights)
+    curves = {k: FORECAST_FAMILIES[k].func(X, *fits[k]["popt"]) for k in names}
+    base = sum(weights[k] * curves[k] for k in names)
+    resid = y - base
+    resid = resid - resid.mean()
+    block = block_length(resid)
+    idx = circular_block_indices(len(resid), block, n_boot, rng)
+    preds, wts = [], []
+    counts = dict.fromkeys(names, 0)
+    rows = []
+    lo, hi = value_range(y)
+    for row in idx:
+        ystar = base + resid[row]
+        for k in names:
+            popt = fit_params(FORECAST_FAMILIES[k], X, ystar, fits[k]["popt"], fits[k]["bounds"])
+            if popt is not None:
+                rows.append((k, np.clip(FORECAST_FAMILIES[k].func(at, *popt), lo, hi)))
+                counts[k] += 1
+    for k, p in rows:
+        preds.append(p)
+        wts.append(weights[k] / counts[k])
+    if not preds:
+        return np.empty((0, at.shape[1])), np.empty(0), block
+    return np.array(preds), np.array(wts), block
+
+
+def _family_report(fits: dict, weights: dict, X_at: np.ndarray, y: np.ndarray) -> dict:
+    """JSON block per family: weight, value at the target, flags, and why it got no weight."""
+    out = {}
+    for k, f in fits.items():
+        fam = FORECAST_FAMILIES[k]
+        value = (float(np.clip(fam.func(X_at[:, :1], *f["popt"])[0], *value_range(y)))
+                 if f["converged"] else None)
+        why = ("did not converge" if not f["converged"] else
+               f"parameter(s) at a bound: {', '.join(f['at_bound'])}" if f["at_bound"] else
+               "annealing term not identifiable (C < 2 standard errors)"
+               if not f["identifiable"] else None)
+        params = dict(zip(fam.params, map(float, f["popt"]), strict=True)) if f["converged"] else None
+        asym = params.get(fam.asymptote_param) if params and fam.asymptote_param and not why else None
+        out[k] = {"weight": weights.get(k, 0.0), "value": value, "params": params,
+                  "asymptote": asym, "at_bound": f["at_bound"], "identifiable": f["identifiable"],
+                  "tail_mse": f.get("tail_mse"), "excluded": why}
+    return out
+
+
+def resolve_target(steps: np.ndarray, schedule: Schedule | None,
+                   target_step: float | None) -> tuple[float, str]:
+    """The target step and where it came from; refuses targets past an unextended plan."""
+    last = float(np.max(steps))
+    if target_step is None:
+        if schedule is not None and schedule.total is not None:
+            return float(schedule.total), "planned last step of the schedule"
+        return 2.0 * last, "2x the last step (no planned schedule end known)"
+    target = float(target_step)
+    if schedule is not None:
+        schedule.check_target(target)
+    return target, "given"
+
+
+def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: float | None = None,
+                   *, n_boot: int = LIVE_N_BOOT, seed: int = 0, measurement_sd: float | None = None,
+                   band_steps=None, families=tuple(FORECAST_FAMILIES)) -> dict:
+    """Forecast ``acc`` at ``target_step`` with a 95% interval including model uncertainty.
+
+    Arguments:
+        steps, acc: the observed series (1-D, same length, steps increasing; accuracy fractions).
+        schedule: the run's planned lr schedule (``zhbert.analysis.schedule.Schedule``, e.g.
+            ``Schedule(peak=1e-3, warmup=100, total=1000, kind="cosine")`` or
+            ``planned_schedule(meta, steps, lr)``); None fits in step units.
+        target_step: default the schedule's planned last step (else 2x the last step). A target
+            past the plan raises UserError unless ``schedule.continue_lr`` is set.
+        n_boot: bootstrap resamples (each refits every family): ~40 costs well under a second on
+            a few hundred points, for live use during training; the analysis uses 200.
+        measurement_sd: standard error of ONE measurement at the target; given, the interval is
+            for that measured point (curve uncertainty + this noise), else for the curve.
+        band_steps: optional steps at which to return the mixture's value and interval too.
+
+    Returns a JSON-able dict: ``value``, ``ci95`` [low, high] (None when too few refits),
+    ``target_step``, ``target_source``, ``interval_for`` ("curve" or "one measured point"),
+    ``time_axis`` ("lr_area" or "steps"), ``schedule``, ``families`` (weight, value, flags per
+    family), ``weights_method``, ``n_boot``, ``n_refits``, ``block_length``, ``band`` (or None),
+    ``ok`` (False with ``reason`` when no family could be used).
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    acc = np.asarray(acc, dtype=np.float64)
+    keep = steps > 0
+    steps, acc = steps[keep], acc[keep]
+    target, source = resolve_target(steps, schedule, target_step)
+    out = {"ok": False, "reason": None, "target_step": target, "target_source": source,
+           "value": None, "ci95": [None, None], "n_points": int(len(acc)),
+           "interval_for": "one measured point" if measurement_sd else "curve",
+           "measurement_sd": measurement_sd,
+           "time_axis": "lr_area" if schedule is not None else "steps",
+           "schedule": schedule.to_dict() if schedule is not None else None,
+           "weights_method": "tail-predictive likelihood weights (refit on first 80%, scored on "
+                             "last 20%, effective n); mixture of every family's bootstrap refits",
+           "families": {}, "n_boot": int(n_boot), "n_refits": 0, "block_length": None,
+           "seed": int(seed), "band": None}
+    if len(acc) < MIN_POINTS:
+        out["reason"] = f"only {len(acc)} points (at least {MIN_POINTS} are needed)"
+        return out
+    bs, by = bin_series(steps, acc, FORECAST_MAX_POINTS)
+    X = design(bs, schedule, float(bs[-1]))
+    extra = np.asarray(band_steps if band_steps is not None else [], dtype=np.float64)
+    X_at = design(np.concatenate([[target], extra]), schedule, float(bs[-1]))
+    if accelerating(bs, by):
+        out["reason"] = ("the curve is still accelerating (its slope over the last third of the "
+                         "points exceeds the middle third's): too early for a forecast")
+        return out
+    use = [f for f in families if (f != "power_law_anneal" or anneal_supported(X, X_at))
+           and (schedule is not None or not f.endswith("_steps"))]
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        fits, weights = _fit_block(X, by, use)
+        out["families"] = _family_report(fits, weights, X_at, by)
+        if not weights:
+            out["reason"] = "no family fitted without a parameter at its bound"
+            return out
+        rng = np.random.default_rng(seed)
+        preds, wts, block = _bootstrap(X, by, fits, weights, X_at, n_boot, rng)
+    lo, hi = value_range(by)
+    value = [sum(w * np.clip(FORECAST_FAMILIES[k].func(X_at, *fits[k]["popt"]), lo, hi)
+                 for k, w in weights.items())]
+    if measurement_sd and len(preds):
+        preds = preds + rng.normal(0.0, measurement_sd, size=(len(preds), 1))
+    out.update(ok=True, value=float(value[0][0]), n_refits=int(len(preds)), block_length=block)
+    if len(preds) >= 10:
+        lo, hi = weighted_quantiles(preds, wts, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+        out["ci95"] = [float(lo[0]), float(hi[0])]
+        if extra.size:
+            out["band"] = {"steps": extra.tolist(), "value": value[0][1:].tolist(),
+                           "low": lo[1:].tolist(), "high": hi[1:].tolist()}
+    return out

@@ -1,0 +1,155 @@
+"""A run's planned learning-rate schedule, and the learning-rate areas the forecasts use as time.
+
+Under a decaying schedule progress per step shrinks with the lr, so curves are fitted against the
+lr area ``S1(t) = sum of lr over updates 1..t`` (Tissue et al. 2024, "Scaling law with learning
+rate annealing") rather than the step. Their annealing area ``S2`` is taken in its long-memory
+form ``S2(t) = sum over updates after warmup of (peak - lr)``: how much the lr has been lowered,
+accumulated. Both are in units of ``peak lr x steps``.
+
+The plan comes from the history's ``meta`` (this project's trainer records its config), or is
+inferred from the ``lr`` column (warmup + cosine/linear decay to a total step count, or constant).
+A target past the planned last step needs an explicit ``continue_lr`` (how training would go on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from zhbert.errors import UserError
+from zhbert.lr_schedule import KINDS, lr_factor
+
+#: areas are tabulated update by update up to this many steps, beyond it on a coarser grid
+MAX_TABLE = 2_000_000
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``peak * lr_factor(update, warmup, total, kind)``; ``total`` None: no planned end known.
+
+    ``continue_lr`` (absolute lr) is how training is assumed to go on after ``total``; None means
+    a target past ``total`` is refused.
+    """
+
+    peak: float
+    warmup: int
+    total: int | None
+    kind: str = "cosine"
+    source: str = "meta"
+    continue_lr: float | None = None
+
+    def lr(self, update) -> np.ndarray:
+        """The lr of update number ``update`` (1-based), including the continuation."""
+        s = np.asarray(update, dtype=np.float64)
+        total = self.total if self.total is not None else math.inf
+        planned = self.peak * lr_factor(s, self.warmup, int(min(total, 2**62)), self.kind)
+        after = self.continue_lr if self.continue_lr is not None else 0.0
+        return np.where(s > total, after, planned)
+
+    def areas(self, steps) -> tuple[np.ndarray, np.ndarray]:
+        """``(S1, S2)`` after ``steps`` updates (fractional steps interpolated), in peak-lr steps."""
+        steps = np.asarray(steps, dtype=np.float64)
+        last = int(math.ceil(float(np.max(steps)))) if steps.size else 0
+        stride = max(1, -(-last // MAX_TABLE))
+        grid = np.arange(0, last + stride, stride, dtype=np.float64)
+        lr = self.lr(grid[1:]) / self.peak
+        cut = grid[1:] > self.warmup
+        s1 = np.concatenate([[0.0], np.cumsum(lr) * stride])
+        s2 = np.concatenate([[0.0], np.cumsum(np.where(cut, 1.0 - lr, 0.0)) * stride])
+        return np.interp(steps, grid, s1), np.interp(steps, grid, s2)
+
+    def check_target(self, target: float) -> None:
+        """UserError when ``target`` lies past the planned last step with no continuation given."""
+        if self.total is not None and target > self.total and self.continue_lr is None:
+            raise UserError(
+                f"target step {target:,.0f} is past the planned last step {self.total:,} of the "
+                f"{self.kind} schedule (lr {self.lr(self.total).item():.3g} there); say how "
+                f"training would continue with --continue-lr constant|VALUE")
+
+    def with_continuation(self, how: str | float | None) -> Schedule:
+        """``"constant"`` holds the lr of the planned last step; a number is the lr itself."""
+        if how is None:
+            return self
+        if how == "constant":
+            if self.total is None:
+                return self
+            return replace(self, continue_lr=float(self.lr(self.total)))
+        value = float(how)
+        if not math.isfinite(value) or value < 0:
+            raise UserError(f"--continue-lr must be 'constant' or a non-negative lr (got {how!r})")
+        return replace(self, continue_lr=value)
+
+    def to_dict(self) -> dict:
+        """JSON form (``schedule`` block of a forecast)."""
+        return {"peak_lr": self.peak, "warmup_steps": self.warmup, "total_steps": self.total,
+                "kind": self.kind, "source": self.source, "continue_lr": self.continue_lr}
+
+
+def from_config(config: dict, source: str = "meta") -> Schedule | None:
+    """The schedule of this project's config dict (``meta.config``); None when incomplete."""
+    optim = config.get("optim") if isinstance(config, dict) else None
+    run = config.get("run") if isinstance(config, dict) else None
+    if not isinstance(optim, dict):
+        return None
+    try:
+        peak = float(optim["lr"])
+        warmup = int(optim.get("warmup_steps", 0))
+        kind = str(optim.get("schedule", "cosine"))
+        total = int(optim.get("total_steps") or (run or {}).get("max_steps") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if kind not in KINDS or peak <= 0 or total <= 0:
+        return None
+    return Schedule(peak=peak, warmup=warmup, total=total, kind=kind, source=source)
+
+
+def _decay_total(after: np.ndarray, frac: np.ndarray, warmup: float, kind: str) -> float | None:
+    """Total step implied by decayed points (``frac`` = lr/peak strictly between 0 and 1)."""
+    progress = (1.0 - frac) if kind == "linear" else np.arccos(2.0 * frac - 1.0) / math.pi
+    ok = progress > 1e-3
+    if not ok.any():
+        return None
+    return float(np.median(warmup + (after[ok] - warmup) / progress[ok]))
+
+
+def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
+    """Warmup + cosine/linear/constant schedule that reproduces an ``lr`` column; None if none does.
+
+    The peak is the largest lr and the warmup ends at its step; the total of a decay is solved
+    from every decayed point (median), the kind with the smaller relative misfit wins, and a fit
+    worse than 2% of the peak is refused (the column follows some other schedule).
+    """
+    steps, lr = np.asarray(steps, np.float64), np.asarray(lr, np.float64)
+    ok = np.isfinite(lr) & np.isfinite(steps)
+    steps, lr = steps[ok], lr[ok]
+    if lr.size < 3 or np.max(lr) <= 0:
+        return None
+    i = int(np.argmax(lr))
+    peak, warmup = float(lr[i]), int(round(steps[i]))
+    after, frac = steps[i:], lr[i:] / peak
+    zero = np.nonzero(frac <= 0)[0]
+    best = None
+    candidates = [("constant", None)]
+    for kind in ("cosine", "linear"):
+        inner = (frac > 1e-6) & (frac < 1 - 1e-9)
+        total = float(after[zero[0]]) if zero.size and not inner.any() else \
+            _decay_total(after[inner], frac[inner], warmup, kind)
+        if total is not None and total > warmup:
+            candidates.append((kind, int(round(total))))
+    for kind, total in candidates:
+        sched = Schedule(peak, warmup, total, kind, source="inferred from the lr column")
+        err = float(np.max(np.abs(sched.lr(steps) - lr)) / peak)
+        if best is None or err < best[0] - 1e-12:
+            best = (err, sched)
+    return best[1] if best and best[0] <= 0.02 else None
+
+
+def planned_schedule(meta: dict | None, steps=None, lr=None) -> Schedule | None:
+    """The plan from ``meta.config`` when recorded, else inferred from the lr column, else None."""
+    config = (meta or {}).get("config") if isinstance(meta, dict) else None
+    sched = from_config(config) if isinstance(config, dict) else None
+    if sched is None and steps is not None and lr is not None:
+        sched = infer(steps, lr)
+    return sched
