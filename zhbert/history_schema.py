@@ -110,11 +110,13 @@ BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}
 #: the original study's history: train series only
 ORIGINAL_KEYS = frozenset({STEPS, MLM_ACC, NSP_ACC, LOSS, LR})
 
+#: meta entry holding the resolved TrainConfig as a dict (the analysis reads the lr schedule there)
+META_CONFIG = "config"
 #: meta entry of the count-table baselines (zhbert/baselines.py; also a key of the analysis JSON)
 META_BASELINES = "baselines"
 
 META: dict[str, str] = {
-    "config": "the resolved TrainConfig (of the latest session)",
+    META_CONFIG: "the resolved TrainConfig (of the latest session)",
     "preset": "the preset the config started from",
     "parameters": "number of model parameters",
     "dataset": "corpus path, fingerprint and statistics",

@@ -306,8 +306,9 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
     Arguments:
         steps, acc: the observed series (1-D, same length, steps increasing; accuracy fractions).
         schedule: the run's planned lr schedule (``zhbert.analysis.schedule.Schedule``, e.g.
-            ``Schedule(peak=1e-3, warmup=100, total=1000, kind="cosine")`` or
-            ``planned_schedule(meta, steps, lr)``); None fits in step units.
+            ``Schedule(peak=1e-3, warmup=100, total=1000, kind="cosine")``; in the trainer
+            ``schedule.from_config(cfg.to_dict())``; for a file ``history_schedule(history)``);
+            None fits in step units only.
         target_step: default the schedule's planned last step (else 2x the last step). A target
             past the plan raises UserError unless ``schedule.continue_lr`` is set.
         n_boot: bootstrap resamples (each refits every family): ~40 costs well under a second on

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from zhbert import history_schema as H
 from zhbert.errors import UserError
 from zhbert.lr_schedule import KINDS, lr_factor
 
@@ -148,8 +149,15 @@ def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
 
 def planned_schedule(meta: dict | None, steps=None, lr=None) -> Schedule | None:
     """The plan from ``meta.config`` when recorded, else inferred from the lr column, else None."""
-    config = (meta or {}).get("config") if isinstance(meta, dict) else None
+    config = meta.get(H.META_CONFIG) if isinstance(meta, dict) else None
     sched = from_config(config) if isinstance(config, dict) else None
     if sched is None and steps is not None and lr is not None:
         sched = infer(steps, lr)
     return sched
+
+
+def history_schedule(history) -> Schedule | None:
+    """:func:`planned_schedule` of a loaded ``zhbert.analysis.History``."""
+    frame = history.train
+    lr = frame[H.LR].to_numpy(dtype=np.float64) if H.LR in frame.columns else None
+    return planned_schedule(history.meta, frame[H.STEPS].to_numpy(dtype=np.float64), lr)

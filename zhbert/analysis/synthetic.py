@@ -7,6 +7,8 @@ import math
 import numpy as np
 from scipy.optimize import least_squares
 
+from zhbert import history_schema as H
+
 #: the original study's published figures (analysis_100k_result.json)
 ORIGINAL_TARGETS = {"r": 0.7869267513375451, "mean": 0.5052538213282823,
                     "max": 0.663484513759613, "min": 0.15161290764808655,
@@ -102,7 +104,7 @@ def make_scheduled_history(schedule, n: int = 1000, noise: float = 0.01, rho: fl
         ev = np.clip(scheduled_truth(es, schedule, shape) + rng.normal(0, eval_noise, es.size), 0, 1)
         hist.update(eval_steps=es.tolist(), eval_mlm_acc=ev.tolist(),
                     eval_loss=(8.0 - 10.0 * ev).tolist(), eval_stderr=[eval_noise] * es.size)
-    hist["meta"] = {"source": "synthetic", "config": {
+    hist[H.META_KEY] = {"source": "synthetic", H.META_CONFIG: {
         "optim": {"lr": schedule.peak, "warmup_steps": schedule.warmup,
                   "schedule": schedule.kind, "total_steps": total}, "run": {"max_steps": total}},
         "truth": {"final_acc": float(truth[-1]), "shape": shape, "noise": noise, "rho": rho}}
