@@ -165,3 +165,97 @@ def test_trainer_stores_the_same_block_in_the_history_meta(tiny_corpus, tmp_path
     assert meta[B.BASELINES_KEY]["n_masked"] == meta["eval"]["masked_tokens"]
     assert "count-table baselines on the held-out set: unigram" in (
         tmp_path / "run" / "train.log").read_text()
+
+
+def _history_with_baselines(tmp_path: Path, acc: dict) -> Path:
+    from zhbert.analysis.synthetic import make_history
+
+    h = make_history(n=60, last_step=3000, eval_every=3)
+    h["meta"][B.BASELINES_KEY] = {"version": 1, "acc": acc, "n_masked": 10366}
+    path = tmp_path / "training_history.json"
+    path.write_text(json.dumps(h))
+    return path
+
+
+def test_analysis_json_and_report_carry_the_baselines(tmp_path):
+    acc = {"unigram": 0.05, "left_bigram": 0.16, "right_bigram": 0.15, "gap_trigram": 0.9}
+    path = _history_with_baselines(tmp_path, acc)
+    out = tmp_path / "analysis.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, str(ROOT / "analyze_100k.py"), "--history", str(path),
+                          "--n-boot", "0", "--output", str(out)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    r = json.loads(out.read_text())
+    final = json.loads(path.read_text())["eval_mlm_acc"][-1]
+    b = r[B.BASELINES_KEY]
+    assert b["acc"] == acc and b["n_masked"] == 10366 and b["final_eval_acc"] == final
+    assert b["final_minus"] == pytest.approx({k: final - v for k, v in acc.items()})
+    assert b["beaten"] == ["unigram", "left_bigram", "right_bigram"]  # not 90 %
+    assert ("count-table baselines (held-out): unigram 5.00%, left bigram 16.00%, right bigram "
+            "15.00%, gap trigram 90.00%; the final held-out accuracy beats 3 of 4") in res.stdout
+
+
+def test_analysis_without_baselines_or_on_training_batches(tmp_path):
+    from zhbert.analysis import analyze, load_history
+    from zhbert.analysis.synthetic import make_history
+
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(make_history(n=60, last_step=3000, eval_every=3)))
+    assert B.BASELINES_KEY not in analyze(load_history(path), n_boot=0)
+    with_b = _history_with_baselines(tmp_path, {"unigram": 0.05})
+    r = analyze(load_history(with_b), series="train", n_boot=0)
+    # the train series is not comparable with held-out baselines: no final difference
+    assert r[B.BASELINES_KEY] == {"acc": {"unigram": 0.05}, "n_masked": 10366}
+
+
+def test_baseline_lines_are_drawn_and_labelled():
+    from matplotlib.figure import Figure
+
+    from zhbert.plots.common import baseline_lines
+
+    acc = {"unigram": 0.05, "left_bigram": 0.163, "right_bigram": 0.157, "gap_trigram": 0.336}
+    ax = Figure().add_subplot()
+    ax.plot([0, 1000], [0.02, 0.15])
+    lines = baseline_lines(ax, None, {B.BASELINES_KEY: {"acc": acc}}, cjk=False)
+    assert sorted(ln.get_ydata()[0] for ln in lines) == sorted(acc.values())
+    lo, hi = ax.get_ylim()
+    assert lo < 0.02 and hi > 0.336  # the y range grew to show every line
+    labels = {t.get_text(): t.get_va() for t in ax.texts}
+    assert labels == {"unigram 5.0%": "bottom", "right bigram 15.7%": "top",
+                      "left bigram 16.3%": "bottom", "gap trigram 33.6%": "bottom"}
+    empty = Figure().add_subplot()
+    assert baseline_lines(empty, None, {}, cjk=False) == [] and not empty.lines
+
+
+def test_every_accuracy_panel_draws_the_baselines(tmp_path, monkeypatch):
+    """Each figure with an accuracy panel calls the shared helper once, with the history's
+    baselines (the analysis JSON's take precedence); the loss figure draws none."""
+    from helpers_plots import write_history, zhbert_history
+
+    from zhbert.analysis import analyze, load_history
+    from zhbert.plots import common, figures_compare, figures_fits, figures_training, render_all
+
+    acc = {"unigram": 0.05, "left_bigram": 0.16, "right_bigram": 0.15, "gap_trigram": 0.34}
+    data = zhbert_history(n=60, n_eval=12)
+    data["meta"][B.BASELINES_KEY] = {"acc": acc}
+    history = load_history(write_history(tmp_path, "h.json", data))
+    drawn: list[list[float]] = []
+
+    def spy(ax, hist, analysis, cjk):
+        lines = common.baseline_lines(ax, hist, analysis, cjk)
+        drawn.append(sorted(float(ln.get_ydata()[0]) for ln in lines))
+        return lines
+
+    for module in (figures_training, figures_fits, figures_compare):
+        monkeypatch.setattr(module, "baseline_lines", spy)
+    analysis = analyze(history, n_boot=20)
+    assert analysis[B.BASELINES_KEY]["acc"] == acc
+    paths = render_all(history, analysis, tmp_path / "figs", compare=[("same", history)])
+    assert len(paths) == 6
+    # training_curves, correlation_analysis, learning_curve_fit, phases, comparison
+    assert drawn == [sorted(acc.values())] * 5
+    drawn.clear()
+    history.meta.clear()  # an older history without baselines: nothing drawn
+    render_all(history, analyze(history, n_boot=20), tmp_path / "plain")
+    assert drawn == [[]] * 4

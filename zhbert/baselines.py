@@ -259,6 +259,28 @@ def read_baselines(meta: Any) -> dict[str, float] | None:
     return out or None
 
 
+def analysis_block(meta: Any, final_eval_acc: float | None) -> dict[str, Any] | None:
+    """The analysis JSON's ``baselines`` entry: the stored accuracies and, when the analysed
+    series is held-out, how far its last value is above (+) or below (-) each of them.
+
+    >>> b = analysis_block({"baselines": {"acc": {"unigram": 0.125}, "n_masked": 100}}, 0.25)
+    >>> b["final_minus"], b["beaten"]
+    ({'unigram': 0.125}, ['unigram'])
+    >>> analysis_block({}, 0.15) is None
+    True
+    """
+    acc = read_baselines(meta)
+    if acc is None:
+        return None
+    n = meta[BASELINES_KEY].get("n_masked")
+    out: dict[str, Any] = {"acc": acc, "n_masked": n if isinstance(n, int) else None}
+    if final_eval_acc is not None:
+        out["final_eval_acc"] = final_eval_acc
+        out["final_minus"] = {k: final_eval_acc - v for k, v in acc.items()}
+        out["beaten"] = [k for k, v in acc.items() if final_eval_acc > v]
+    return out
+
+
 def format_table(block: dict[str, Any]) -> str:
     """The block as a small text table (one row per predictor)."""
     lines = [f"{'predictor':<14}{'held-out acc':>14}{'± s.e.':>9}{'correct':>10}",

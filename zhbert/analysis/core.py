@@ -16,6 +16,7 @@ from zhbert.analysis.curves import choose_best, fit_all, fit_family
 from zhbert.analysis.history import History, select_series
 from zhbert.analysis.phases import marginal_gain, noise_block, phases
 from zhbert.analysis.trend import trend_analysis
+from zhbert.baselines import analysis_block
 
 
 def _column(history: History, name: str) -> np.ndarray | None:
@@ -81,6 +82,9 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
         "marginal_gain": marginal_gain(best, steps),
         "noise": noise_block(acc, s.kind),
     }
+    baselines = analysis_block(history.meta, float(acc[-1]) if s.kind == "eval" else None)
+    if baselines is not None:
+        out[H.META_BASELINES] = baselines
     if compare:
         runs = [(label or history.path.stem, str(history.path), s)]
         runs += [(lab, str(h.path), select_series(h, series if series != "eval" else "auto"))

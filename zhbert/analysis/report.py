@@ -27,6 +27,13 @@ def _summary(r: dict) -> list[str]:
               f"series: {s['kind']} ({s['n']} points), total steps {r['total_steps']:,}",
               f"MLM accuracy: mean {_f(100 * m['mean'], '.2f')}%  max {_f(100 * m['max'], '.2f')}%"
               f"  min {_f(100 * m['min'], '.2f')}%  std {_f(100 * m['std'], '.2f')}% (population)"]
+    b = r.get("baselines")
+    if b:
+        names = ", ".join(f"{k.replace('_', ' ')} {100 * v:.2f}%" for k, v in b["acc"].items())
+        beaten = b.get("beaten")
+        lines.append(f"count-table baselines (held-out): {names}" + (
+            "" if beaten is None else f"; the final held-out accuracy beats "
+            f"{len(beaten)} of {len(b['acc'])}"))
     ls = r["loss_stats"]
     if ls:
         lines.append(f"loss: {ls['initial']:.2f} -> {ls['final']:.2f} "

@@ -194,3 +194,43 @@ def series_for(history, analysis: Mapping | None):
 def acc_label(kind: str, cjk: bool) -> str:
     """Legend label for an accuracy series of ``kind`` ("eval" or "train")."""
     return text("eval" if kind == "eval" else "train", cjk)
+
+
+def baselines_for(history, analysis: Mapping | None) -> dict[str, float]:
+    """The count-table baselines (``{name: accuracy}``) of the analysis, else of the history's
+    ``meta``; empty when neither has them (older runs, the original study's file)."""
+    from zhbert.baselines import read_baselines
+
+    return read_baselines(analysis) or read_baselines(getattr(history, "meta", None)) or {}
+
+
+def baseline_lines(ax, history, analysis: Mapping | None, cjk: bool) -> list:
+    """Dotted horizontal reference lines at the count-table baselines on an accuracy panel, each
+    labelled at its left end ("gap trigram 33.6%"; learning curves start low, and legends and
+    extrapolation markers sit on the right); the y range grows to show them all.
+
+    Call it last on the panel (after its own ``set_ylim``): labels of two close lines go one
+    above and one below so they do not overlap. Returns the drawn lines (none without data).
+    """
+    from matplotlib.transforms import blended_transform_factory
+
+    values = baselines_for(history, analysis)
+    if not values:
+        return []
+    lo, hi = ax.get_ylim()
+    lo, hi = min(lo, min(values.values())), max(hi, max(values.values()))
+    ax.set_ylim(lo - 0.03 * (hi - lo), hi + 0.08 * (hi - lo))  # room for the top label
+    lo, hi = ax.get_ylim()
+    trans = blended_transform_factory(ax.transAxes, ax.transData)
+    ordered = sorted(values.items(), key=lambda kv: kv[1])
+    lines = []
+    for i, (name, value) in enumerate(ordered):
+        above = ordered[i + 1][1] if i + 1 < len(ordered) else math.inf
+        crowded = (above - value) < 0.06 * (hi - lo)  # the next label would sit on this one
+        lines.append(ax.axhline(value, color=COLORS["baseline"], linestyle=":", linewidth=1.0,
+                                zorder=1))
+        ax.text(0.01, value, f"{text('baseline_' + name, cjk)} {100 * value:.1f}%",
+                transform=trans, ha="left", va="top" if crowded else "bottom",
+                fontsize=FONT_SIZES["small"], color=COLORS["baseline"], zorder=5,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
+    return lines

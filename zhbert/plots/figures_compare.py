@@ -11,7 +11,16 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from zhbert.plots.common import drawing, ema, fmt_num, get, note, step_axis, table_or_note
+from zhbert.plots.common import (
+    baseline_lines,
+    drawing,
+    ema,
+    fmt_num,
+    get,
+    note,
+    step_axis,
+    table_or_note,
+)
 from zhbert.plots.style import CYCLE, DEFAULT_DPI, new_figure, save_figure, text
 
 #: summary fields shown in the table (path is left out: too long for a cell)
@@ -100,7 +109,9 @@ def comparison(runs: Sequence[tuple[str, object]], analysis: Mapping | None,
     with drawing() as cjk:
         fig = new_figure((11, 5.2 + 0.24 * max(len(rows), 3)))
         gs = fig.add_gridspec(2, 3, height_ratios=[4.2, 0.3 + 0.24 * max(len(rows), 3)])
-        _curves(fig.add_subplot(gs[0, :2]), runs, kinds, comp, cjk)
+        ax = fig.add_subplot(gs[0, :2])
+        _curves(ax, runs, kinds, comp, cjk)
+        baseline_lines(ax, runs[0][1], analysis, cjk)  # the reference run's held-out set
         _diffs(fig.add_subplot(gs[0, 2]), comp, cjk)
         tab = fig.add_subplot(gs[1, :])
         tab.axis("off")

@@ -15,6 +15,7 @@ import numpy as np
 
 from zhbert.plots.common import (
     acc_label,
+    baseline_lines,
     drawing,
     evaluate,
     fmt_num,
@@ -108,6 +109,7 @@ def correlation_analysis(history, analysis: Mapping | None, path: str | os.PathL
         ax.set_ylabel(text("mlm_acc", cjk))
         _legend(ax)
         step_axis(ax)
+        baseline_lines(ax, history, analysis, cjk)
         box = fig.add_subplot(grid[0, 2])
         box.axis("off")
         box.set_title(text("statistics", cjk))
@@ -228,6 +230,7 @@ def learning_curve_fit(history, analysis: Mapping | None, path: str | os.PathLik
         ax.set_ylabel(text("mlm_acc", cjk))
         step_axis(ax)
         _legend(ax, below=True)
+        baseline_lines(ax, history, analysis, cjk)
         ax.set_title(text("learning_curve", cjk))
         tab = fig.add_subplot(gs[1])
         tab.axis("off")

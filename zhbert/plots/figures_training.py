@@ -10,6 +10,7 @@ import numpy as np
 
 from zhbert import history_schema as H
 from zhbert.plots.common import (
+    baseline_lines,
     drawing,
     ema,
     eval_col,
@@ -74,9 +75,8 @@ def _second_panel(ax, history, steps, cjk) -> None:
 
 def training_curves(history, analysis: Mapping | None, path: str | os.PathLike,
                     *, dpi: int = DEFAULT_DPI) -> Path:
-    """2×2: MLM accuracy (train + held-out), NSP accuracy (or held-out loss / throughput), loss,
-    learning rate (log scale). ``analysis`` is unused and accepted for a uniform signature."""
-    del analysis
+    """2×2: MLM accuracy (train + held-out, with the count-table baselines), NSP accuracy (or
+    held-out loss / throughput), loss, learning rate (log scale)."""
     steps = train_steps(history)
     with drawing() as cjk:
         fig = new_figure((11, 7.5))
@@ -88,6 +88,7 @@ def training_curves(history, analysis: Mapping | None, path: str | os.PathLike,
         _eval_overlay(ax, history, H.EVAL_MLM_ACC, cjk)
         ax.set_title(text("mlm_acc", cjk))
         ax.legend(loc="lower right")
+        baseline_lines(ax, history, analysis, cjk)
         _second_panel(axes[0, 1], history, steps, cjk)
         ax = axes[1, 0]
         loss = train_col(history, H.LOSS)
@@ -214,6 +215,7 @@ def phases(history, analysis: Mapping | None, path: str | os.PathLike,
         ax.set_xlabel(text("step", cjk))
         ax.set_ylabel(text("mlm_acc", cjk))
         step_axis(ax)
+        baseline_lines(ax, history, analysis, cjk)
         lr = train_col(history, H.LR)
         if lr is not None:
             ax2 = ax.twinx()

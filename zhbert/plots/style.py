@@ -48,6 +48,7 @@ COLORS = {
     "change": OKABE_ITO["vermillion"],
     "nsp": OKABE_ITO["green"],
     "aux": OKABE_ITO["sky_blue"],
+    "baseline": "#555555",
 }
 
 FONT_SIZES = {"base": 9.5, "title": 11, "suptitle": 13, "small": 8, "legend": 8}
@@ -91,6 +92,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "change_point": ("change point", "变化点"),
     "lr_peak_end_of_warmup": ("end of warm-up", "预热结束"),
     "lr_near_zero": ("lr near zero", "学习率趋零"),
+    "baseline_unigram": ("unigram", "最高频字"),
+    "baseline_left_bigram": ("left bigram", "左邻二元"),
+    "baseline_right_bigram": ("right bigram", "右邻二元"),
+    "baseline_gap_trigram": ("gap trigram", "左右三元"),
     "no_data": ("not recorded", "无数据"),
     "fit_failed": ("fit unavailable", "拟合不可用"),
 }
