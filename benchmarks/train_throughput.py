@@ -7,7 +7,8 @@ Both sides run in one process on identical batches (same architecture, initial w
 masked positions, dtype and thread count), alternating after warm-up (the order flips every
 repeat). One timed step is a full optimizer step:
 
-* ours: ``BertForPretraining`` (unpadding, sparse MLM head) with the steps of
+* ours: ``BertForPretraining`` (unpadding, sparse MLM head; the batch layout built with the
+  batch, as the prefetch thread does) with the steps of
   ``zhbert.training.loop.train_step``: autocast forward (``attention_mask=None`` for packed batches,
   as the loop does), backward, ``clip_grad_norm_``, AdamW from ``zhbert.training.optim`` (two
   weight-decay groups, implementation as the preset's ``optim.fused`` resolves), LambdaLR.
@@ -130,10 +131,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak(dtype: str, device: str) -> float:
-    """Best FLOP/s of a square matmul in ``dtype`` (same threads as the model)."""
-    n = 8192 if device == "cuda" else 1536
-    dt = torch.bfloat16 if dtype == "bf16" else torch.float32
+def matmul_peak(dtype: str, device: str, n: int | None = None) -> float:
+    """Best FLOP/s of a square ``n x n`` matmul in ``dtype`` (same threads as the model)."""
+    n = n or (8192 if device == "cuda" else 1536)
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32)
     a = torch.randn(n, n, device=device).to(dt)
     b = torch.randn(n, n, device=device).to(dt)
     best = float("inf")
@@ -180,9 +181,14 @@ def model_config(arch: str, info, seq_len: int):
 
 
 def make_batches(info, arch: str, kind: str, batch_size: int, seq_len: int, n: int):
-    """``n`` batches from zhbert.data.BatchBuilder and the median seconds to build one."""
+    """``n`` batches from zhbert.data.BatchBuilder and the median seconds to build one.
+
+    Each batch carries its layout (``zhbert.layout``), built with the batch as the loop's
+    prefetch thread does; the tensors keep their full length (HF gets them as they are).
+    """
     from zhbert.corpus import load_split
     from zhbert.data import BatchBuilder
+    from zhbert.layout import batch_layout
 
     dcfg = replace(preset(arch).data, format=kind, seq_len=seq_len, batch_size=batch_size,
                    whole_word_mask=False)
@@ -191,7 +197,10 @@ def make_batches(info, arch: str, kind: str, batch_size: int, seq_len: int, n: i
     batches, times = [], []
     for g in range(n):
         t = time.perf_counter()
-        batches.append(builder.build(g))
+        b = builder.build(g)
+        b.layout = batch_layout(b.input_ids, None if kind == "packed" else b.attention_mask,
+                                b.mlm_labels)
+        batches.append(b)
         times.append(time.perf_counter() - t)
     return batches, statistics.median(times)
 
@@ -249,7 +258,8 @@ def build_sides(case: Case, args, info):
     def ours_step(side, b):  # mirrors zhbert.training.loop.train_step (grad_accum 1)
         with amp:
             out = side.fwd(b.input_ids, attention_mask=None if packed else b.attention_mask,
-                           token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels)
+                           token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
+                           layout=b.layout)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(ours.parameters(), ocfg.clip_norm)
         opt.step()

@@ -66,6 +66,7 @@ class OptimConfig:
     schedule: str = "cosine"  # decay after warmup: "cosine" or "linear" to 0, or "constant"
     total_steps: int = 0  # step at which the decay reaches 0 (0: run.max_steps)
     fused: str = "auto"  # AdamW implementation: "auto", "fused", "foreach" or "default"
+    max_skipped_steps: int = 10  # stop after this many consecutive non-finite-gradient steps
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 from zhbert.config import DataConfig
 from zhbert.corpus.binary import CorpusInfo, CorpusSplit
 from zhbert.errors import UserError
+from zhbert.layout import BatchLayout, batch_layout, trim_to
 from zhbert.masking import mask_tokens
 
 NSP_IS_NEXT, NSP_RANDOM = 0, 1  # transformers' convention for next_sentence_label
@@ -42,15 +43,40 @@ class Batch:
     mlm_labels: torch.Tensor  # (B, L) int64, -100 where not predicted
     nsp_labels: torch.Tensor | None  # (B,) int64 or None
     n_tokens: int  # real (non-pad) tokens
+    layout: BatchLayout | None = None  # host-side index bookkeeping (see prepare_batch)
 
     def to(self, device: torch.device) -> Batch:
+        """The batch on ``device``; copies to a GPU are asynchronous (pin the batch first)."""
         nb = device.type == "cuda"
 
         def move(t):
             return None if t is None else t.to(device, non_blocking=nb)
 
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.token_type_ids),
-                     move(self.mlm_labels), move(self.nsp_labels), self.n_tokens)
+                     move(self.mlm_labels), move(self.nsp_labels), self.n_tokens,
+                     None if self.layout is None else self.layout.to(device, nb))
+
+
+def prepare_batch(batch: Batch, *, with_cls: bool, packed: bool, multiple: int = 1,
+                  pin: bool = False) -> Batch:
+    """``batch`` trimmed to its used columns (rounded up to ``multiple``), with its layout.
+
+    The loop runs this in the prefetch thread so that the forward pass does no host-device
+    synchronisation (``zhbert.layout``). ``packed`` batches have no padding (no attention mask
+    is passed to the model); ``pin`` puts everything in page-locked memory so that
+    ``Batch.to(cuda)`` copies asynchronously.
+    """
+    mask = None if packed else batch.attention_mask
+    layout = batch_layout(batch.input_ids, mask, batch.mlm_labels, with_cls=with_cls,
+                          multiple=multiple)
+    ids, att, types, labels = trim_to(layout.length, batch.input_ids, batch.attention_mask,
+                                      batch.token_type_ids, batch.mlm_labels)
+    out = Batch(ids, att, types, labels, batch.nsp_labels, batch.n_tokens, layout)
+    if pin:
+        pinned = [None if t is None else t.pin_memory()
+                  for t in (ids, att, types, labels, batch.nsp_labels)]
+        out = Batch(*pinned, batch.n_tokens, layout.pin_memory())
+    return out
 
 
 def _seed(*parts: int) -> int:
@@ -221,8 +247,10 @@ class BatchStream:
     a checkpoint and restoring it reproduces the exact remaining sequence of batches.
     """
 
-    def __init__(self, builder: BatchBuilder, prefetch: int = 0, start: int = 0):
+    def __init__(self, builder: BatchBuilder, prefetch: int = 0, start: int = 0,
+                 prepare: Callable[[Batch], Batch] | None = None):
         self.builder, self.prefetch = builder, int(prefetch)
+        self.prepare = prepare  # applied to each batch where it is built (e.g. prepare_batch)
         self.consumed = int(start)
         self._queue: queue.Queue | None = None
         self._stop = threading.Event()
@@ -236,11 +264,15 @@ class BatchStream:
         self.close()
         self.consumed = int(state["micro_batches"])
 
+    def _build(self, g: int) -> Batch:
+        batch = self.builder.build(g)
+        return batch if self.prepare is None else self.prepare(batch)
+
     def _produce(self, start: int) -> None:
         g = start
         while not self._stop.is_set():
             try:
-                item = self.builder.build(g)
+                item = self._build(g)
             except BaseException as exc:  # hand the error to the consumer
                 item = exc
             while not self._stop.is_set():
@@ -258,7 +290,7 @@ class BatchStream:
 
     def __next__(self) -> Batch:
         if self.prefetch <= 0:
-            batch = self.builder.build(self.consumed)
+            batch = self._build(self.consumed)
         else:
             if self._thread is None:
                 self._stop.clear()

@@ -54,6 +54,7 @@ TOKENS_SEEN = "tokens_seen"
 ELAPSED_S = "elapsed_s"
 TOKENS_PER_S = "tokens_per_s"
 GRAD_NORM = "grad_norm"
+SKIPPED_STEPS = "skipped_steps"
 DATA_WAIT_FRAC = "data_wait_frac"
 # eval series (one value per held-out evaluation)
 EVAL_STEPS = "eval_steps"
@@ -90,7 +91,9 @@ COLUMNS: tuple[Column, ...] = (
     Column(TOKENS_SEEN, "train", "non-padding tokens consumed so far (all ranks)"),
     Column(ELAPSED_S, "train", "wall seconds of training so far, resumed sessions included"),
     Column(TOKENS_PER_S, "train", "throughput over the interval, evaluation/checkpoints excluded"),
-    Column(GRAD_NORM, "train", "mean pre-clipping gradient norm over the interval"),
+    Column(GRAD_NORM, "train", "mean pre-clipping gradient norm over the interval's steps "
+           "with a finite norm (null if none)"),
+    Column(SKIPPED_STEPS, "train", "steps of the interval skipped for a non-finite gradient"),
     Column(DATA_WAIT_FRAC, "train", "fraction of the interval spent waiting for batches"),
     Column(NSP_ACC, "train", "next-sentence accuracy on the interval's batches", core=True,
            nsp=True),

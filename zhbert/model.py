@@ -4,7 +4,9 @@ One readable file in the spirit of nanoGPT.  The maths is exactly BERT's (post-L
 encoder, exact-erf GELU, MLM head tied to the word embeddings), so the weights map one to one
 onto ``transformers.BertForMaskedLM`` / ``BertForPreTraining`` (see ``zhbert.export``).
 
-Four things make it faster than a straightforward implementation on CPU:
+Four things make it faster than a straightforward implementation on CPU (and a fifth keeps a GPU
+busy: the index bookkeeping of unpadding and the sparse head is done on the host, in the loop's
+prefetch thread, by ``zhbert.layout.batch_layout``; the forward pass only reads its tensors):
 
 * **Unpadding.** When ``attention_mask`` contains padding, the real tokens are gathered into a
   ``(T, H)`` matrix right at the embedding lookup and every Linear / LayerNorm / GELU / dropout
@@ -29,8 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zhbert.fastops import Dropout, GatherRows, ScatterRows, attention_with_dropout
-
-IGNORE_INDEX = -100
+from zhbert.layout import IGNORE_INDEX, BatchLayout, batch_layout, trim_to
 
 
 @dataclass
@@ -80,17 +81,6 @@ class PretrainOutput:
     nsp_logits: Tensor | None = None
 
 
-@dataclass
-class _Layout:
-    """Where the rows of the flat ``(T, H)`` hidden matrix live in the ``(B, L)`` batch."""
-
-    batch: int
-    length: int
-    rows: Tensor | None  # (T,) flat indices b*L + l of real tokens; None = no padding (T = B*L)
-    key_mask: Tensor | None  # (B, 1, 1, L) bool, True = attend; None = attend everywhere
-    key_bias: Tensor | None = None  # key_mask as an additive float mask (0 / -inf)
-
-
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection (a single (3H, H) weight)."""
 
@@ -102,7 +92,7 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.attention_dropout = config.attention_dropout
 
-    def forward(self, h: Tensor, layout: _Layout, keep: Tensor | None = None) -> Tensor:
+    def forward(self, h: Tensor, layout: BatchLayout, keep: Tensor | None = None) -> Tensor:
         """Attention output for every row of ``h``, or only for rows ``keep`` when given."""
         B, L = layout.batch, layout.length
         qkv = self.qkv(h)  # (T, 3H): the projection itself runs on real tokens only
@@ -139,7 +129,7 @@ class EncoderLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(H, eps=eps)
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, h: Tensor, layout: _Layout, keep: Tensor | None = None) -> Tensor:
+    def forward(self, h: Tensor, layout: BatchLayout, keep: Tensor | None = None) -> Tensor:
         """Every token attends to all real tokens; with ``keep`` only those rows are returned
         (and only they pay for the output projection and the feed-forward block)."""
         attended = self.attention(h, layout, keep)
@@ -253,83 +243,71 @@ class BertForPretraining(nn.Module):
         mlm_labels: Tensor | None = None,
         nsp_labels: Tensor | None = None,
         return_logits: bool = False,
+        layout: BatchLayout | None = None,
     ) -> PretrainOutput:
         """Run the model; labels use -100 for "not predicted".
 
         ``attention_mask`` is (B, L), 1 = real token.  Labels on padding positions are ignored.
-        The NSP head reads position 0 ([CLS]), which must be a real token.
+        The NSP head reads position 0 ([CLS]), which must be a real token.  ``layout`` (built by
+        ``zhbert.layout.batch_layout`` from the same mask and labels, ``with_cls=use_nsp``) makes
+        the pass free of host-device synchronisation; without it the layout is computed here.
         """
         B, full_len = input_ids.shape
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        input_ids, attention_mask, token_type_ids, mlm_labels = _trim(
-            input_ids, attention_mask, token_type_ids, mlm_labels
-        )
-        h, layout = self._embed(input_ids, attention_mask, token_type_ids)
-        # Rows of h the heads read: labelled tokens (MLM) and [CLS] (NSP).
-        mlm_rows, mlm_targets = None, None
-        if mlm_labels is not None:
-            mlm_rows, mlm_targets = _labelled_rows(mlm_labels, layout)
-        cls_rows = self._cls_rows(layout, h.device) if self.config.use_nsp else None
+        if layout is None:
+            layout = batch_layout(input_ids, attention_mask, mlm_labels,
+                                  with_cls=self.config.use_nsp)
+        elif self.config.use_nsp and layout.cls_rows is None:
+            raise ValueError("the model has an NSP head: build the layout with with_cls=True")
+        input_ids, token_type_ids = trim_to(layout.length, input_ids, token_type_ids)
+        h = self._embed(input_ids, token_type_ids, layout)
         # Sparse last layer: when only the heads' rows are needed, the last layer computes keys
         # and values for every token but the rest (output projection, FFN, LayerNorms) only for
         # those rows, ~15 % of the tokens (saves ~6 % of the encoder's work for 12 layers).
-        keep = None
-        if mlm_rows is not None and not return_logits and self.layers:
-            keep = mlm_rows if cls_rows is None else torch.cat([mlm_rows, cls_rows]).unique()
+        sparse = layout.mlm_rows is not None and not return_logits and len(self.layers) > 0
+        keep = layout.keep if sparse else None
         for i, layer in enumerate(self.layers):
             h = layer(h, layout, keep if i == len(self.layers) - 1 else None)
 
-        def rows_of(rows: Tensor) -> Tensor:  # index into h, which holds only `keep` if set
-            return rows if keep is None else torch.searchsorted(keep, rows)
-
         out = PretrainOutput()
-        if mlm_rows is not None:
-            self._mlm_loss(GatherRows.apply(h, rows_of(mlm_rows)), mlm_targets, out)
-        if mlm_labels is None or return_logits:
+        if layout.mlm_rows is not None:
+            rows = layout.mlm_in_keep if sparse else layout.mlm_rows
+            self._mlm_loss(GatherRows.apply(h, rows), layout, out)
+        if layout.mlm_rows is None or return_logits:
             out.mlm_logits = self._dense_logits(h, layout, full_len)
-        if cls_rows is not None:
-            self._nsp(GatherRows.apply(h, rows_of(cls_rows)), nsp_labels, out)
+        if self.config.use_nsp:
+            rows = layout.cls_in_keep if sparse else layout.cls_rows
+            self._nsp(GatherRows.apply(h, rows), nsp_labels, out)
         losses = [x for x in (out.mlm_loss, out.nsp_loss) if x is not None]
         out.loss = sum(losses[1:], losses[0]) if losses else None
         return out
 
-    def _embed(
-        self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor
-    ) -> tuple[Tensor, _Layout]:
-        """Embed the real tokens only and describe where they sit in the batch."""
+    def _embed(self, input_ids: Tensor, token_type_ids: Tensor, layout: BatchLayout) -> Tensor:
+        """Embed the real tokens only (the rows of ``layout``)."""
         B, L = input_ids.shape
         if self.config.max_position_embeddings < L:
             raise ValueError(f"sequence length {L} > max_position_embeddings")
         flat_ids, flat_types = input_ids.reshape(-1), token_type_ids.reshape(-1)
-        if attention_mask is None or bool(attention_mask.all()):
+        if layout.rows is None:
             positions = torch.arange(L, device=input_ids.device).repeat(B)
-            return self.embeddings(flat_ids, positions, flat_types), _Layout(B, L, None, None)
-        real = attention_mask.bool()
-        rows = real.reshape(-1).nonzero().squeeze(1)
-        # A row with no real token would make SDPA softmax over nothing (NaN); let it attend to
-        # position 0 instead — its outputs are never read.
-        key_mask = real | ~real.any(1, keepdim=True) & (torch.arange(L, device=real.device) == 0)
-        key_mask = key_mask[:, None, None, :]
-        key_bias = torch.zeros(key_mask.shape, device=real.device).masked_fill_(
-            ~key_mask, float("-inf")
-        )
-        layout = _Layout(B, L, rows, key_mask, key_bias)
+            return self.embeddings(flat_ids, positions, flat_types)
+        rows = layout.rows
         # Positions are column indices, as in BERT/transformers (position_ids = arange(L)).
-        h = self.embeddings(flat_ids[rows], rows % L, flat_types[rows])
-        return h, layout
+        return self.embeddings(flat_ids[rows], rows % L, flat_types[rows])
 
-    def _mlm_loss(self, h: Tensor, target: Tensor, out: PretrainOutput) -> None:
+    def _mlm_loss(self, h: Tensor, layout: BatchLayout, out: PretrainOutput) -> None:
         """Sparse MLM head: ``h`` holds only the labelled rows, so the head runs there only."""
         logits = self.mlm_head(h, self.embeddings.word_embeddings.weight)
+        target = layout.mlm_targets
         if target.numel():
             out.mlm_loss = F.cross_entropy(logits, target)
         else:  # nothing to predict: a zero that still has a graph, rather than NaN
             out.mlm_loss = logits.sum() * 0.0
         out.mlm_correct = (logits.argmax(-1) == target).sum()
-        out.mlm_count = torch.tensor(target.numel(), device=h.device)
+        out.mlm_count = layout.mlm_count
 
-    def _dense_logits(self, h: Tensor, layout: _Layout, full_len: int) -> Tensor:
+    def _dense_logits(self, h: Tensor, layout: BatchLayout, full_len: int) -> Tensor:
         """(B, full_len, V) logits; padding (and trimmed) positions are zero."""
         logits = self.mlm_head(h, self.embeddings.word_embeddings.weight)
         B, L = layout.batch, layout.length
@@ -340,12 +318,6 @@ class BertForPretraining(nn.Module):
             logits = F.pad(logits, (0, 0, 0, full_len - L))
         return logits
 
-    @staticmethod
-    def _cls_rows(layout: _Layout, device: torch.device) -> Tensor:
-        """Row of each sequence's position 0 ([CLS]) in the flat hidden matrix."""
-        cls_pos = torch.arange(layout.batch, device=device) * layout.length
-        return cls_pos if layout.rows is None else torch.searchsorted(layout.rows, cls_pos)
-
     def _nsp(self, h_cls: Tensor, labels: Tensor | None, out: PretrainOutput) -> None:
         """Pooler (dense + tanh on [CLS]) and the 2-way next-sentence classifier."""
         logits = self.nsp_head(torch.tanh(self.pooler(h_cls)))
@@ -354,31 +326,7 @@ class BertForPretraining(nn.Module):
             labels = labels.reshape(-1)
             out.nsp_loss = F.cross_entropy(logits, labels)
             out.nsp_correct = (logits.argmax(-1) == labels).sum()
-            out.nsp_count = torch.tensor(labels.numel(), device=h_cls.device)
-
-
-def _labelled_rows(labels: Tensor, layout: _Layout) -> tuple[Tensor, Tensor]:
-    """Rows of the flat hidden matrix that carry an MLM label, and those labels."""
-    labels = labels.reshape(-1)
-    if layout.rows is not None:
-        labels = labels[layout.rows]  # labels of the real tokens, aligned with the rows of h
-    rows = (labels != IGNORE_INDEX).nonzero().squeeze(1)
-    return rows, labels[rows]
-
-
-def _trim(
-    input_ids: Tensor, mask: Tensor | None, types: Tensor, labels: Tensor | None
-) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
-    """Drop trailing columns that are padding in every row (cheap and exact)."""
-    if mask is None:
-        return input_ids, mask, types, labels
-    used = mask.bool().any(0).nonzero()
-    keep = int(used.max()) + 1 if used.numel() else 1
-    if keep == input_ids.shape[1]:
-        return input_ids, mask, types, labels
-    cut = slice(0, keep)
-    labels = None if labels is None else labels[:, cut]
-    return input_ids[:, cut], mask[:, cut], types[:, cut], labels
+            out.nsp_count = torch.full((), labels.numel(), device=h_cls.device)
 
 
 def paper_parameter_counts() -> dict[str, int]:

@@ -36,10 +36,12 @@ def setup(device_kind: str) -> DistInfo:
         return DistInfo()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if device_kind == "cuda" else "gloo"
-        if device_kind == "cuda":
+        cuda = device_kind == "cuda"
+        if cuda:
             torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend)
+        # device_id binds NCCL to this rank's GPU at once (no guessing, no hang in barrier)
+        dist.init_process_group(backend="nccl" if cuda else "gloo",
+                                device_id=torch.device("cuda", local) if cuda else None)
     return DistInfo(rank=rank, local_rank=local, world_size=world)
 
 

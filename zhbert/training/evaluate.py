@@ -36,7 +36,7 @@ def evaluate(model: nn.Module, batches: list[Batch], device: torch.device, autoc
         with autocast() if autocast else contextlib.nullcontext():
             out = model(b.input_ids, attention_mask=None if packed else b.attention_mask,
                         token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
-                        nsp_labels=b.nsp_labels)
+                        nsp_labels=b.nsp_labels, layout=b.layout)
         n = out.mlm_count.item()
         correct += out.mlm_correct.item()
         count += n

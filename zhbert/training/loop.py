@@ -16,11 +16,19 @@ import torch
 
 from zhbert import history_schema as H
 from zhbert.config import TrainConfig
+from zhbert.errors import UserError
 from zhbert.training import distributed as D
 from zhbert.training.checkpoint import rotate, save_checkpoint
 from zhbert.training.evaluate import evaluate
 from zhbert.training.monitor import Monitor
-from zhbert.training.state import Run, build_run, checkpoint_state, make_progress
+from zhbert.training.state import (
+    Run,
+    build_run,
+    checkpoint_state,
+    make_progress,
+    reduced_interval,
+    weights_finite,
+)
 
 
 def _micro_step(run: Run, micro: int) -> None:
@@ -36,7 +44,7 @@ def _micro_step(run: Run, micro: int) -> None:
         with run.autocast() if run.autocast else contextlib.nullcontext():
             out = run.fwd(b.input_ids, attention_mask=None if run.packed else b.attention_mask,
                           token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
-                          nsp_labels=b.nsp_labels)
+                          nsp_labels=b.nsp_labels, layout=b.layout)
         loss = out.loss / accum
         (run.scaler.scale(loss) if run.scaler else loss).backward()
     acc = run.acc
@@ -51,42 +59,69 @@ def _micro_step(run: Run, micro: int) -> None:
 
 
 def train_step(run: Run) -> None:
-    """One optimizer step over ``grad_accum`` micro-batches."""
+    """One optimizer step over ``grad_accum`` micro-batches.
+
+    A step whose gradient norm is not finite is skipped (no update, counted, logged); after
+    ``optim.max_skipped_steps`` consecutive ones the run stops with an error. Checking the norm
+    is the step's one host-device synchronisation (GradScaler makes the same one for fp16).
+    """
     for micro in range(run.cfg.optim.grad_accum):
         _micro_step(run, micro)
     opt, clip = run.optimizer, run.cfg.optim.clip_norm
     if run.scaler:
         run.scaler.unscale_(opt)
     norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip if clip > 0 else math.inf)
+    finite = bool(torch.isfinite(norm))
     run.last_lr = opt.param_groups[0]["lr"]
+    if finite:
+        run.scaler.step(opt) if run.scaler else opt.step()
     if run.scaler:
-        run.scaler.step(opt)
-        run.scaler.update()
-    else:
-        opt.step()
+        run.scaler.update()  # lowers the loss scale after a non-finite step
     opt.zero_grad(set_to_none=True)
     run.scheduler.step()
-    run.acc["grad_norm_sum"] += norm.detach().double()
-    run.acc["n_steps"] += 1
     run.step += 1
+    _count_step(run, norm, finite)
     if run.cfg.run.step_delay_s:
         time.sleep(run.cfg.run.step_delay_s)
 
 
+def _count_step(run: Run, norm: torch.Tensor, finite: bool) -> None:
+    """Interval sums of the gradient norm (finite ones only) and skipped steps; the stop rule.
+
+    Under fp16 a skipped step is normal while GradScaler searches for its scale; it counts
+    towards the stop rule only once the scale is at most 1 (the gradient overflows unscaled).
+    """
+    if finite:
+        run.acc["grad_norm_sum"] += norm.detach().double()
+        run.acc["n_steps"] += 1
+        run.skip_streak = 0
+        return
+    run.acc["skipped"] += 1
+    if run.scaler and run.scaler.get_scale() * 2 > 1.0:  # update() has halved it already
+        return
+    run.skip_streak += 1
+    run.log.info("step %d: gradient norm is %s; update skipped (%d in a row)", run.step,
+                 float(norm), run.skip_streak)
+    limit = run.cfg.optim.max_skipped_steps
+    if run.skip_streak >= limit:
+        raise UserError(f"training diverged: the gradient was not finite in {limit} consecutive "
+                        f"steps (up to step {run.step}); lower optim.lr or use "
+                        "run.precision=fp32; no checkpoint was written after the last good step")
+
+
 def log_point(run: Run, monitor: Monitor) -> dict:
     """Reduce the interval's sums over ranks, append a history row, reset the interval."""
-    keys = ("mlm_correct", "mlm_count", "loss_sum", "n_micro", "tokens", "nsp_correct",
-            "nsp_count")
-    vals = dict(zip(keys, D.all_reduce_sum([float(run.acc[k]) for k in keys], run.device,
-                                           run.dist), strict=True))
+    vals = reduced_interval(run)
     now = time.perf_counter()
     busy = max(now - run.timing["start"] - run.timing["overhead"], 1e-9)
+    n_norms = int(run.acc["n_steps"])  # steps with a finite gradient norm
     run.tokens_seen += int(vals["tokens"])
     row = {H.STEPS: run.step, H.MLM_ACC: vals["mlm_correct"] / max(vals["mlm_count"], 1.0),
            H.LOSS: vals["loss_sum"] / max(vals["n_micro"], 1.0), H.LR: run.last_lr,
            H.TOKENS_SEEN: run.tokens_seen, H.ELAPSED_S: round(run.elapsed(), 3),
            H.TOKENS_PER_S: round(vals["tokens"] / busy, 1),
-           H.GRAD_NORM: float(run.acc["grad_norm_sum"]) / max(float(run.acc["n_steps"]), 1.0),
+           H.GRAD_NORM: float(run.acc["grad_norm_sum"]) / n_norms if n_norms else None,
+           H.SKIPPED_STEPS: int(run.acc["skipped"]),
            H.DATA_WAIT_FRAC: round(run.timing["data_wait"] / busy, 4)}
     if run.history.nsp:
         row[H.NSP_ACC] = vals["nsp_correct"] / max(vals["nsp_count"], 1.0)
@@ -112,8 +147,21 @@ def eval_point(run: Run, monitor: Monitor) -> dict:
 
 
 def save_point(run: Run) -> None:
-    """Checkpoint (rank 0 writes; every rank contributes its RNG state), then rotate."""
+    """Checkpoint (rank 0 writes; every rank contributes its RNG state), then rotate.
+
+    Never on a broken model: after a skipped (non-finite) step, or with non-finite weights, the
+    save is left out and older checkpoints stay; at the last step that is an error.
+    """
     t = time.perf_counter()
+    problem = (f"the last {run.skip_streak} step(s) had a non-finite gradient"
+               if run.skip_streak else None if weights_finite(run.model) else
+               "the weights are not finite")
+    if problem:
+        if run.step == run.cfg.run.max_steps:
+            raise UserError(f"step {run.step}: {problem}; not saving or exporting this model "
+                            "(older checkpoints are kept)")
+        run.log.info("step %d: checkpoint left out: %s", run.step, problem)
+        return
     state = checkpoint_state(run)  # collective: gathers per-rank RNG states
     if run.dist.is_main:
         path = save_checkpoint(run.run_dir, run.step, run.model, run.cfg.to_dict(), state,

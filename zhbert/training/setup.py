@@ -35,16 +35,27 @@ def resolve_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 in hardware: compute capability 8.0+ (Ampere and newer),
+    or any ROCm GPU.
+
+    Not ``torch.cuda.is_bf16_supported()``: by default it also answers True where bf16 is only
+    emulated (Volta, Turing, Pascal: no tensor cores, SDPA's math kernel, or failures).
+    """
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
-    """``auto``: bf16 on CPU and on GPUs that support it, fp16 (+ GradScaler) on older GPUs."""
+    """``auto``: bf16 on the CPU and on Ampere+ GPUs, fp16 (+ GradScaler) on older GPUs.
+
+    An explicit ``fp16`` also runs on the CPU (autocast + ``GradScaler("cpu")``): slower than
+    bf16 there, but it exercises the older GPUs' path without one.
+    """
     p = cfg.run.precision
     if p == "auto":
-        if device.type == "cuda":
-            p = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            p = "bf16"
-    if p == "fp16" and device.type != "cuda":
-        raise UserError("run.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        p = "bf16" if device.type != "cuda" or native_bf16(device) else "fp16"
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import platform
 import sys
@@ -17,7 +18,7 @@ import torch
 from zhbert.baselines import BASELINES_KEY, corpus_baselines
 from zhbert.config import TrainConfig
 from zhbert.corpus.binary import CorpusInfo, load_split
-from zhbert.data import BatchBuilder, BatchStream, _seed, build_eval_set
+from zhbert.data import BatchBuilder, BatchStream, _seed, build_eval_set, prepare_batch
 from zhbert.errors import UserError
 from zhbert.history_schema import EVAL_MLM_ACC, HISTORY_NAME
 from zhbert.model import BertForPretraining
@@ -35,8 +36,11 @@ from zhbert.training.history import HistoryWriter
 from zhbert.training.optim import make_optimizer
 from zhbert.training.schedule import make_scheduler
 
-ACC_KEYS = ("mlm_correct", "mlm_count", "loss_sum", "n_micro", "tokens", "nsp_correct",
-            "nsp_count", "grad_norm_sum", "n_steps")
+# Interval sums: REDUCED_KEYS differ per rank and are summed over ranks at a log point; the
+# others are the same on every rank (gradient norm after the all-reduce, skipped steps).
+REDUCED_KEYS = ("mlm_correct", "mlm_count", "loss_sum", "n_micro", "tokens", "nsp_correct",
+                "nsp_count")
+ACC_KEYS = REDUCED_KEYS + ("grad_norm_sum", "n_steps", "skipped")
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Run:
     elapsed_before: float = 0.0
     last_lr: float = 0.0
     last_eval: str = "-"
+    skip_streak: int = 0  # consecutive steps skipped for a non-finite gradient
     acc: dict = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
@@ -90,9 +95,11 @@ class Run:
     def log_line(self, row: dict) -> None:
         """One train log line (console above the bar, and RUN/train.log)."""
         nsp = f" nsp {row['nsp_acc']:.3f}" if "nsp_acc" in row else ""
-        self.log.info("step %d: loss %.4f mlm_acc %.4f%s lr %.3g grad %.3f tok/s %.0f "
+        grad = "-" if row["grad_norm"] is None else f"{row['grad_norm']:.3f}"
+        skipped = f" skipped {row['skipped_steps']}" if row["skipped_steps"] else ""
+        self.log.info("step %d: loss %.4f mlm_acc %.4f%s lr %.3g grad %s%s tok/s %.0f "
                       "data_wait %.1f%%", row["steps"], row["loss"], row["mlm_acc"], nsp,
-                      row["lr"], row["grad_norm"], row["tokens_per_s"],
+                      row["lr"], grad, skipped, row["tokens_per_s"],
                       100 * row["data_wait_frac"])
 
     def finish(self) -> dict:
@@ -125,9 +132,23 @@ def make_progress(run: Run):
                 disable=not (run.dist.is_main and run.cfg.run.progress), file=sys.stderr)
 
 
+def reduced_interval(run: Run) -> dict[str, float]:
+    """The interval's REDUCED_KEYS summed over ranks (collective under DDP)."""
+    values = D.all_reduce_sum([float(run.acc[k]) for k in REDUCED_KEYS], run.device, run.dist)
+    return dict(zip(REDUCED_KEYS, values, strict=True))
+
+
+def weights_finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter is finite (one host-device synchronisation)."""
+    return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
+
+
 def checkpoint_state(run: Run) -> dict[str, Any]:
-    """The ``state.pt`` content (collective under DDP: RNG states are gathered)."""
+    """The ``state.pt`` content (collective under DDP: RNG states are gathered, the interval's
+    sums reduced over ranks; a resume restores them on rank 0 only)."""
     rngs = D.all_gather_objects(rng_state(), run.dist)
+    interval = {k: float(v) for k, v in run.acc.items()}
+    interval.update(reduced_interval(run))
     return {
         "step": run.step,
         "optimizer": run.optimizer.state_dict(),
@@ -137,7 +158,7 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
         "sampler": run.stream.state_dict(),
         "history_len": run.history.lengths,
         "history_json": json.dumps(run.history.data, ensure_ascii=False),
-        "interval": {k: float(v) for k, v in run.acc.items()},
+        "interval": interval,
         "tokens_seen": run.tokens_seen,
         "elapsed_s": run.elapsed(),
         "last_lr": run.last_lr,
@@ -177,6 +198,19 @@ def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo) -> Path | None:
     return None if found is None else Path(found)
 
 
+def batch_preparer(cfg: TrainConfig, device: torch.device) -> Callable:
+    """What the prefetch thread does to each batch: trim, lay out, pin (``prepare_batch``).
+
+    On a GPU or under ``torch.compile`` the trimmed length is rounded up to a multiple of 8
+    (aligned attention kernels, few distinct shapes); on the eager CPU path exact trimming is
+    faster.
+    """
+    aligned = device.type == "cuda" or cfg.run.compile
+    return functools.partial(prepare_batch, with_cls=cfg.model.use_nsp,
+                             packed=cfg.data.format == "packed", multiple=8 if aligned else 1,
+                             pin=device.type == "cuda")
+
+
 def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
               echo=print) -> Run:
     """Set up device, corpus, model, optimizer, data and history; restore a checkpoint."""
@@ -210,13 +244,15 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     train_split = load_split(info.path, "train")
     builder = BatchBuilder(train_split, info, cfg.data, seed=cfg.run.seed, rank=dist.rank,
                            world_size=dist.world_size)
-    eval_batches = build_eval_set(load_split(info.path, "val"), info, cfg.data)
+    raw_eval = build_eval_set(load_split(info.path, "val"), info, cfg.data)
+    prepare = batch_preparer(cfg, device)
+    eval_batches = [prepare(b) for b in raw_eval]
     n_masked = sum(int((b.mlm_labels != -100).sum()) for b in eval_batches)
     n_eval = sum(len(b.input_ids) for b in eval_batches)
     history = HistoryWriter(run_dir / HISTORY_NAME, nsp=cfg.model.use_nsp,
                       meta=_meta(cfg, info, model, dist, device, precision, n_eval, n_masked))
     if dist.is_main:  # counted once, on the held-out set just built (well under a second)
-        block = corpus_baselines(train_split, info, eval_batches, cfg.data.format)
+        block = corpus_baselines(train_split, info, raw_eval, cfg.data.format)
         history.data["meta"][BASELINES_KEY] = block
         log.info("count-table baselines on the held-out set: %s", ", ".join(
             f"{k} {100 * v:.2f}%" for k, v in block["acc"].items()))
@@ -224,7 +260,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
               model=model, ddp=model, fwd=model, optimizer=optimizer, scheduler=scheduler,
               scaler=S.make_scaler(precision, device), autocast=S.autocast_factory(precision,
                                                                                    device),
-              precision=precision, stream=BatchStream(builder, cfg.data.prefetch),
+              precision=precision, stream=BatchStream(builder, cfg.data.prefetch, prepare=prepare),
               eval_batches=eval_batches, history=history, packed=cfg.data.format == "packed")
     run.reset_interval()
     if ckpt is not None:
@@ -262,7 +298,10 @@ def _restore(run: Run, ckpt: Path) -> None:
     run.history.truncate(state["history_len"])
     run.step, run.tokens_seen = int(state["step"]), int(state["tokens_seen"])
     run.elapsed_before, run.last_lr = float(state["elapsed_s"]), float(state["last_lr"])
-    run.reset_interval(state["interval"])
+    interval = dict(state["interval"])
+    if not run.dist.is_main:  # rank 0 holds the whole world's sums; the log point adds them up
+        interval.update(dict.fromkeys(REDUCED_KEYS, 0.0))
+    run.reset_interval(interval)
     rngs = state["rng"]
     if len(rngs) == run.dist.world_size:
         set_rng_state(rngs[run.dist.rank])

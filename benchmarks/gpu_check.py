@@ -1,0 +1,308 @@
+"""The first thing to run on a GPU machine: does the training loop run well here?
+
+python benchmarks/gpu_check.py --json gpu_check.json                 # paper preset, demo corpus
+python benchmarks/gpu_check.py --preset smoke --steps 5 --json out.json   # seconds, on a CPU
+
+It reports, as JSON:
+
+* ``device``: name, compute capability, memory, the precision ``run.precision=auto`` picks there
+  and why (``zhbert.training.setup.resolve_precision``);
+* ``cases``: for each precision (bf16 where the GPU has it natively, fp16, and fp32) and, on CUDA,
+  compiled bf16/fp16: ``--steps`` optimizer steps of the preset with the real loop
+  (``zhbert.training.loop.train_step``) after ``--warmup`` steps; tokens/s, MFU (model FLOPs, as
+  in ``benchmarks/train_throughput.py``, over a square matmul's peak measured in the same run and
+  precision), peak GPU memory, host-device synchronisations per step
+  (``torch.cuda.set_sync_debug_mode("warn")``), skipped steps, first and last loss;
+* ``graph_breaks``: graphs and breaks of the model's training forward under dynamo (goal: 1, 0);
+* ``memory_estimate``: weights + gradients + AdamW state + the tensors one micro-batch keeps
+  for backward (measured with saved-tensor hooks on a full ``batch_size x seq_len`` batch);
+* ``ddp``: a 2-process NCCL run of ``main_train.py`` when two GPUs exist.
+
+Parts that need CUDA are skipped on the CPU with the reason in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from zhbert.errors import UserError, run_cli  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", required=True, help="write the report to this file")
+    p.add_argument("--preset", default="paper", help="training preset to measure")
+    p.add_argument("--corpus", default="data/demo",
+                   help="prepared corpus (the demo corpus is prepared there if missing)")
+    p.add_argument("--steps", type=int, default=300, help="timed optimizer steps per case")
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps first (compile, cache)")
+    p.add_argument("--sync-steps", type=int, default=3,
+                   help="steps run under set_sync_debug_mode('warn') to count synchronisations")
+    p.add_argument("--no-compile", action="store_true", help="skip the compiled cases")
+    p.add_argument("--no-ddp", action="store_true", help="skip the 2-process NCCL run")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override for every case (repeatable)")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def device_report(device: torch.device) -> dict:
+    """What the device is and which precision ``auto`` picks on it."""
+    from zhbert.config import build_config
+    from zhbert.training.setup import resolve_precision
+
+    auto = resolve_precision(build_config("smoke", overrides=["run.precision=auto"]), device)
+    rep = {"type": device.type, "torch": torch.__version__, "precision_auto": auto}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        rep.update(name=props.name, capability=list(torch.cuda.get_device_capability(device)),
+                   memory_bytes=props.total_memory, count=torch.cuda.device_count(),
+                   cuda=torch.version.cuda)
+        rep["precision_reason"] = ("compute capability >= 8.0: native bf16" if auto == "bf16"
+                                   else "compute capability < 8.0: bf16 only emulated; fp16 "
+                                        "with GradScaler")
+    else:
+        rep.update(name="cpu", threads=torch.get_num_threads(),
+                   precision_reason="CPU: bf16 autocast")
+    return rep
+
+
+def case_list(device: torch.device, auto: str, compile_too: bool) -> list[tuple[str, bool]]:
+    """(precision, compiled) pairs to run: bf16 only where it is native."""
+    precisions = ["fp16", "fp32"] if auto == "fp16" and device.type == "cuda" else [
+        "bf16", "fp16", "fp32"]
+    cases = [(p, False) for p in precisions]
+    if compile_too:
+        cases += [(p, True) for p in precisions if p != "fp32"]
+    return cases
+
+
+# ----------------------------------------------------------------------------- one case
+
+
+def count_syncs(fn, n: int) -> int:
+    """Host-device synchronisations CUDA reports while ``fn`` runs ``n`` times."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(n):
+                fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def consumed_lengths(run, first: int) -> torch.Tensor:
+    """Real lengths of the micro-batches consumed since ``first`` (rebuilt: pure functions)."""
+    builder = run.stream.builder
+    return torch.cat([builder.build(g).attention_mask.sum(1)
+                      for g in range(first, run.stream.consumed)])
+
+
+def run_case(cfg, args, device: torch.device, peak: float) -> dict:
+    """Warm up, time ``--steps`` steps of the real loop, count syncs; one record."""
+    from train_throughput import model_flops
+
+    from zhbert.training.loop import train_step
+    from zhbert.training.state import build_run
+
+    cuda = device.type == "cuda"
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
+        run = build_run(cfg, Path(tmp) / "run", resume=False, overwrite=True,
+                        echo=lambda *_: None)
+        try:
+            for _ in range(args.warmup):
+                train_step(run)
+            run.reset_interval()
+            first = run.stream.consumed
+            if cuda:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                train_step(run)
+            if cuda:
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - t
+            acc = {k: float(v) for k, v in run.acc.items()}
+            lengths = consumed_lengths(run, first)
+            rec = {"steps": args.steps, "seconds": round(seconds, 3),
+                   "tokens_per_s": round(acc["tokens"] / seconds, 1),
+                   "loss": acc["loss_sum"] / max(acc["n_micro"], 1.0),
+                   "skipped_steps": int(acc["skipped"])}
+            cfgm = run.model.config
+            emb = (cfgm.vocab_size + cfgm.max_position_embeddings + cfgm.type_vocab_size) \
+                * cfgm.hidden_size
+            flops = model_flops(cfgm, run.model.num_parameters() - emb, lengths)
+            rec["mfu"] = round(flops / seconds / peak, 4)
+            rec["peak_flops"] = peak
+            if cuda:
+                rec["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+                n = args.sync_steps
+                rec["syncs_per_step"] = count_syncs(lambda: train_step(run), n) / max(n, 1)
+            else:
+                rec["peak_memory_bytes"] = rec["syncs_per_step"] = None
+                rec["not_measured"] = "peak memory and sync count need CUDA"
+        finally:
+            run.close()
+    return rec
+
+
+# ----------------------------------------------------------------------------- static checks
+
+
+def _tiny_batch(cfg, seed: int = 0):
+    """A full (no padding) ``batch_size x seq_len`` batch with 15 % labels: the worst case."""
+    g = torch.Generator().manual_seed(seed)
+    B, L = cfg.data.batch_size, cfg.data.seq_len
+    ids = torch.randint(5, cfg.model.vocab_size, (B, L), generator=g)
+    labels = torch.where(torch.rand(B, L, generator=g) < 0.15, ids, -100)
+    mask = torch.ones(B, L, dtype=torch.long)
+    nsp = torch.randint(0, 2, (B,), generator=g) if cfg.model.use_nsp else None
+    return ids, mask, labels, nsp
+
+
+def graph_breaks(cfg) -> dict:
+    """Graphs and graph breaks of the training forward (with its host-built layout)."""
+    from zhbert.layout import batch_layout
+    from zhbert.model import BertForPretraining
+
+    model = BertForPretraining(cfg.model).train()
+    ids, mask, labels, nsp = _tiny_batch(cfg)
+    mask[1:, cfg.data.seq_len // 2:] = 0  # padding, as pairs batches have
+    lay = batch_layout(ids, mask, labels, with_cls=cfg.model.use_nsp, multiple=8)
+    torch._dynamo.reset()
+    ex = torch._dynamo.explain(model)(ids, attention_mask=mask, token_type_ids=None,
+                                      mlm_labels=labels, nsp_labels=nsp, layout=lay)
+    torch._dynamo.reset()
+    return {"graphs": ex.graph_count, "breaks": ex.graph_break_count,
+            "reasons": [r.reason.splitlines()[0] for r in ex.break_reasons]}
+
+
+def memory_estimate(cfg, precision: str) -> dict:
+    """Bytes of weights, gradients, AdamW state and one micro-batch's saved activations."""
+    from zhbert.layout import batch_layout
+    from zhbert.model import BertForPretraining
+
+    torch.manual_seed(0)
+    model = BertForPretraining(cfg.model).train()
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in param_ptrs:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    ids, mask, labels, nsp = _tiny_batch(cfg)
+    lay = batch_layout(ids, mask, labels, with_cls=cfg.model.use_nsp, multiple=8)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    amp = torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), amp:
+        out = model(ids, attention_mask=mask, mlm_labels=labels, nsp_labels=nsp, layout=lay)
+    del out
+    acts = sum(seen.values())
+    total = 4 * params + acts  # weights + grads + 2 AdamW moments (fp32) + activations
+    return {"precision": precision, "batch": [cfg.data.batch_size, cfg.data.seq_len],
+            "weights_bytes": params, "gradients_bytes": params, "adamw_bytes": 2 * params,
+            "activations_bytes": acts, "total_bytes": total,
+            "total_gib": round(total / 2**30, 3),
+            "not_counted": "CUDA context, cuBLAS/cuDNN workspaces, allocator fragmentation"}
+
+
+def ddp_check(args, device: torch.device) -> dict:
+    """A short 2-process NCCL run of main_train.py (two GPUs needed)."""
+    if args.no_ddp:
+        return {"skipped": "--no-ddp"}
+    if device.type != "cuda" or torch.cuda.device_count() < 2:
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return {"skipped": f"needs 2 CUDA GPUs; found {n}"}
+    import json
+
+    steps = max(args.steps // 4, 10)
+    with tempfile.TemporaryDirectory(prefix="gpu_check_ddp_") as tmp:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", str(ROOT / "main_train.py"), "--preset", args.preset,
+               "--run-dir", str(Path(tmp) / "run"), "--set", f"data.corpus_dir={args.corpus}",
+               "--set", f"run.max_steps={steps}", "--set", f"run.log_interval={steps}",
+               "--set", "run.export_final=false", "--set", "run.progress=false",
+               *[x for o in args.overrides for x in ("--set", o)]]
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        rec = {"world_size": 2, "steps": steps, "returncode": proc.returncode,
+               "wall_s": round(time.perf_counter() - t, 1)}
+        if proc.returncode:
+            return {**rec, "error": proc.stderr.strip().splitlines()[-1:]}
+        h = json.loads((Path(tmp) / "run" / "training_history.json").read_text())
+    return {**rec, "tokens_per_s": h["tokens_per_s"][-1], "loss": h["loss"][-1]}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if min(args.steps, args.warmup + 1, args.sync_steps + 1) < 1:
+        raise UserError("--steps must be >= 1, --warmup and --sync-steps >= 0")
+    from train_throughput import ensure_corpus, matmul_peak
+
+    from zhbert.config import build_config
+    from zhbert.io_utils import atomic_write_json
+
+    ensure_corpus(Path(args.corpus))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    report = {"device": device_report(device), "preset": args.preset, "skipped": []}
+    cuda = device.type == "cuda"
+    compile_too = cuda and not args.no_compile
+    if not cuda:
+        report["skipped"].append("compiled cases: torch.compile warm-up takes minutes on the "
+                                 "CPU and this check is about the GPU")
+    base = [f"data.corpus_dir={args.corpus}", "run.progress=false", "run.export_final=false",
+            f"run.max_steps={10**9}", f"run.log_interval={10**9}", f"run.eval_interval={10**9}",
+            f"run.save_interval={10**9}", *args.overrides]
+    cases = []
+    for precision, compiled in case_list(device, report["device"]["precision_auto"],
+                                         compile_too):
+        cfg = build_config(args.preset, overrides=[*base, f"run.precision={precision}",
+                                                   f"run.compile={str(compiled).lower()}"])
+        peak = matmul_peak(precision, device.type, None if cuda else 512)
+        rec = {"precision": precision, "compile": compiled}
+        try:
+            rec.update(run_case(cfg, args, device, peak))
+        except (RuntimeError, UserError) as exc:  # report the failure, go on with the rest
+            rec["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        cases.append(rec)
+        print(f"{precision}{' compiled' if compiled else ''}: "
+              + (rec.get("error") or f"{rec['tokens_per_s']:.0f} tok/s, MFU {rec['mfu']:.1%}"),
+              file=sys.stderr, flush=True)
+    report["cases"] = cases
+    cfg = build_config(args.preset, overrides=base)
+    report["graph_breaks"] = graph_breaks(cfg)
+    report["memory_estimate"] = memory_estimate(cfg, report["device"]["precision_auto"])
+    report["ddp"] = ddp_check(args, device)
+    atomic_write_json(args.json, report)
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
