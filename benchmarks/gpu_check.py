@@ -15,7 +15,10 @@ It reports, as JSON:
   (``torch.cuda.set_sync_debug_mode("warn")``), skipped steps, first and last loss;
 * ``graph_breaks``: graphs and breaks of the model's training forward under dynamo (goal: 1, 0);
 * ``memory_estimate``: weights + gradients + AdamW state + the tensors one micro-batch keeps
-  for backward (measured with saved-tensor hooks on a full ``batch_size x seq_len`` batch);
+  for backward (measured with saved-tensor hooks on the CPU on a full ``batch_size x seq_len``
+  batch), at the auto precision and at fp32; ``fused_attention`` is the same without attention
+  dropout, which on the CPU keeps the ``L x L`` probabilities and dropout mask (a GPU's fused
+  SDPA kernel keeps neither), so it is the closer estimate of a GPU;
 * ``ddp``: a 2-process NCCL run of ``main_train.py`` when two GPUs exist.
 
 Parts that need CUDA are skipped on the CPU with the reason in the report.
@@ -52,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sync-steps", type=int, default=3,
                    help="steps run under set_sync_debug_mode('warn') to count synchronisations")
     p.add_argument("--no-compile", action="store_true", help="skip the compiled cases")
+    p.add_argument("--skip-cases", action="store_true",
+                   help="no training cases: only graph breaks, memory estimate and DDP")
     p.add_argument("--no-ddp", action="store_true", help="skip the 2-process NCCL run")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every case (repeatable)")
@@ -276,12 +281,16 @@ def main(argv=None) -> int:
     if not cuda:
         report["skipped"].append("compiled cases: torch.compile warm-up takes minutes on the "
                                  "CPU and this check is about the GPU")
+    n = args.warmup + args.steps + args.sync_steps + 1  # the cases call train_step only
     base = [f"data.corpus_dir={args.corpus}", "run.progress=false", "run.export_final=false",
-            f"run.max_steps={10**9}", f"run.log_interval={10**9}", f"run.eval_interval={10**9}",
-            f"run.save_interval={10**9}", *args.overrides]
+            *[f"run.{k}={n}" for k in ("max_steps", "log_interval", "eval_interval",
+                                        "save_interval")], *args.overrides]
     cases = []
-    for precision, compiled in case_list(device, report["device"]["precision_auto"],
-                                         compile_too):
+    todo = [] if args.skip_cases else case_list(device, report["device"]["precision_auto"],
+                                                compile_too)
+    if args.skip_cases:
+        report["skipped"].append("training cases: --skip-cases")
+    for precision, compiled in todo:
         cfg = build_config(args.preset, overrides=[*base, f"run.precision={precision}",
                                                    f"run.compile={str(compiled).lower()}"])
         peak = matmul_peak(precision, device.type, None if cuda else 512)
@@ -297,7 +306,11 @@ def main(argv=None) -> int:
     report["cases"] = cases
     cfg = build_config(args.preset, overrides=base)
     report["graph_breaks"] = graph_breaks(cfg)
-    report["memory_estimate"] = memory_estimate(cfg, report["device"]["precision_auto"])
+    auto = report["device"]["precision_auto"]
+    fused = build_config(args.preset, overrides=[*base, "model.attention_dropout=0"])
+    report["memory_estimate"] = {"cpu_kernels": memory_estimate(cfg, auto),
+                                 "fused_attention": memory_estimate(fused, auto),
+                                 "fp32_fused_attention": memory_estimate(fused, "fp32")}
     report["ddp"] = ddp_check(args, device)
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}", file=sys.stderr)

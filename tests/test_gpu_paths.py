@@ -245,7 +245,9 @@ def test_gpu_check_runs_on_the_cpu(tiny_corpus, tmp_path):
         assert case["tokens_per_s"] > 0 and case["mfu"] > 0 and case["steps"] == 2
         assert case["syncs_per_step"] is None and "CUDA" in case["not_measured"]
     assert rep["graph_breaks"] == {"graphs": 1, "breaks": 0, "reasons": []}
-    mem = rep["memory_estimate"]
+    assert rep["memory_estimate"]["fused_attention"]["activations_bytes"] < rep[
+        "memory_estimate"]["cpu_kernels"]["activations_bytes"]  # no L x L tensors kept
+    mem = rep["memory_estimate"]["cpu_kernels"]
     assert mem["total_bytes"] == (mem["weights_bytes"] + mem["gradients_bytes"]
                                   + mem["adamw_bytes"] + mem["activations_bytes"])
     assert mem["weights_bytes"] == 4 * BertForPretraining(
