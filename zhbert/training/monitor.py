@@ -28,6 +28,7 @@ MIN_FORECAST_POINTS = 6
 LIVE_N_BOOT = 100
 TRAIN_TAGS = {H.MLM_ACC: "train/mlm_acc", H.LOSS: "train/loss", H.NSP_ACC: "train/nsp_acc",
               H.LR: "train/lr", H.GRAD_NORM: "train/grad_norm",
+              H.SKIPPED_STEPS: "train/skipped_steps",
               H.TOKENS_PER_S: "train/tokens_per_s", H.DATA_WAIT_FRAC: "train/data_wait_frac"}
 EVAL_TAGS = {H.EVAL_MLM_ACC: "eval/mlm_acc", H.EVAL_LOSS: "eval/loss",
              H.EVAL_STDERR: "eval/mlm_acc_stderr", H.EVAL_NSP_ACC: "eval/nsp_acc",
