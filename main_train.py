@@ -53,7 +53,7 @@ def dry_run(cfg: TrainConfig) -> int:
 
     from zhbert.corpus.binary import load_corpus_info, load_split
     from zhbert.data import BatchBuilder, build_eval_set
-    from zhbert.model import BertForPretraining
+    from zhbert.model import build_model
     from zhbert.training.optim import make_optimizer
     from zhbert.training.schedule import make_scheduler
 
@@ -72,7 +72,7 @@ def dry_run(cfg: TrainConfig) -> int:
         note = (f"corpus {corpus} not prepared: parameter count at model.vocab_size="
                 f"{cfg.model.vocab_size}")
     print("resolved config:\n" + cfg.to_json())
-    model = BertForPretraining(cfg.model)
+    model = build_model(cfg.model)
     optimizer = make_optimizer(model, cfg.optim, torch.device("cpu"))
     make_scheduler(optimizer, cfg.optim.warmup_steps, cfg.total_steps, cfg.optim.schedule)
     print(note)

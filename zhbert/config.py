@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.model import BertConfig
+from zhbert.model import ARCHITECTURES, BertConfig
 
 SECTIONS = ("model", "data", "optim", "run")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -386,6 +386,10 @@ def validate(cfg: TrainConfig) -> None:
     _check(0.0 <= m.dropout < 1.0 and 0.0 <= m.attention_dropout < 1.0, "dropout must be in [0, 1)")
     _check(d.format in DATA_FORMATS, f"data.format={d.format!r}; choose {DATA_FORMATS}")
     _check(not m.use_nsp or d.format == "pairs", "model.use_nsp=true needs data.format=pairs")
+    _check(m.arch in ARCHITECTURES, f"model.arch={m.arch!r}; choose {ARCHITECTURES}")
+    _check(m.arch == "bert" or not m.use_nsp, "model.arch=modern has no NSP head (use_nsp=false)")
+    _check(m.local_window >= 0 and m.global_every >= 1 and m.rope_theta > 0,
+           "model.local_window must be >= 0, model.global_every >= 1, model.rope_theta > 0")
     _check(d.seq_len >= 8, "data.seq_len must be >= 8")
     _check(d.seq_len <= m.max_position_embeddings,
            f"data.seq_len={d.seq_len} exceeds model.max_position_embeddings="

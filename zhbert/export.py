@@ -1,9 +1,11 @@
-"""Export our model to the transformers BERT format and import it back.
+"""Export our models to the transformers format and import them back.
 
-Our parameters map one to one onto ``transformers.BertForMaskedLM`` (``BertForPreTraining`` when
-the model has the NSP head); the only reshaping is the fused QKV projection, which transformers
-stores as three separate ``query`` / ``key`` / ``value`` Linears.  Weights are written and read
-with safetensors only (nothing is ever unpickled).
+``arch=bert``: our parameters map one to one onto ``transformers.BertForMaskedLM``
+(``BertForPreTraining`` when the model has the NSP head); the only reshaping is the fused QKV
+projection, which transformers stores as three separate ``query`` / ``key`` / ``value`` Linears.
+``arch=modern``: ``transformers.ModernBertForMaskedLM``; a pure renaming (``model.`` prefix on the
+encoder, ``decoder.bias`` for our ``decoder_bias``).  Weights are written and read with
+safetensors only (nothing is ever unpickled).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from zhbert.errors import UserError
 from zhbert.io_utils import atomic_dir
-from zhbert.model import BertConfig, BertForPretraining
+from zhbert.model import BertConfig, BertForPretraining, build_model
 
 TOKENIZER_FILES = (
     "vocab.txt",
@@ -29,6 +31,7 @@ TOKENIZER_FILES = (
 )
 WEIGHTS_NAME = "model.safetensors"
 SUPPORTED_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining")
+MODERN_ARCHITECTURE = "ModernBertForMaskedLM"
 
 # Our name (per layer: "layers.{i}." prefix) -> transformers name ("bert.encoder.layer.{i}.").
 _LAYER_MAP = {
@@ -132,9 +135,12 @@ def export_hf(model: BertForPretraining, tokenizer_dir, out_dir) -> Path:
             f"{tokenizer_dir}: the tokenizer has {n_vocab} tokens but the model has "
             f"{model.config.vocab_size} embedding rows"
         )
+    modern = model.config.arch == "modern"
+    config = hf_modern_config(model.config, tokenizer_dir) if modern else hf_config(model.config)
+    weights = modern_to_hf_state_dict(model) if modern else to_hf_state_dict(model)
     with atomic_dir(out_dir) as tmp:
-        (tmp / "config.json").write_text(hf_config(model.config).to_json_string(), "utf-8")
-        save_file(to_hf_state_dict(model), os.fspath(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(config.to_json_string(), "utf-8")
+        save_file(weights, os.fspath(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         for name in present:
             shutil.copyfile(tokenizer_dir / name, tmp / name)
     return out_dir
@@ -143,7 +149,8 @@ def export_hf(model: BertForPretraining, tokenizer_dir, out_dir) -> Path:
 def config_from_hf(hf: dict, source: Path) -> BertConfig:
     """Our BertConfig from a transformers config.json dict; UserError for what we cannot run."""
     if hf.get("model_type") != "bert":
-        raise UserError(f"{source}: model_type {hf.get('model_type')!r} is not 'bert'")
+        raise UserError(f"{source}: model_type {hf.get('model_type')!r} is not 'bert' or "
+                        "'modernbert'")
     archs = hf.get("architectures") or ["BertForMaskedLM"]
     if not set(archs) <= set(SUPPORTED_ARCHITECTURES):
         raise UserError(
@@ -197,10 +204,117 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: cannot read safetensors weights ({exc})") from None
 
 
-def import_hf(directory) -> BertForPretraining:
-    """Load a transformers-format BERT directory (as written by ``export_hf``) into our model."""
+def _modern_hf_key(ours: str) -> str:
+    """Our modern state_dict key -> ``ModernBertForMaskedLM``'s.
+
+    >>> _modern_hf_key("layers.1.attn.Wqkv.weight"), _modern_hf_key("decoder_bias")
+    ('model.layers.1.attn.Wqkv.weight', 'decoder.bias')
+    """
+    if ours == "decoder_bias":
+        return "decoder.bias"
+    return ours if ours.startswith("head.") else f"model.{ours}"
+
+
+def modern_to_hf_state_dict(model) -> dict[str, torch.Tensor]:
+    """Modern weights under transformers' names (the tied decoder weight left implicit)."""
+    return {_modern_hf_key(k): v.detach().to("cpu", torch.float32).contiguous()
+            for k, v in model.state_dict().items()}
+
+
+def _special_ids(tokenizer_dir: Path) -> dict[str, int]:
+    """[CLS]/[SEP] ids from the tokenizer's vocab.txt (one token per line)."""
+    vocab = (tokenizer_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    ids = {tok: i for i, tok in enumerate(vocab)}
+    if "[CLS]" not in ids or "[SEP]" not in ids:
+        raise UserError(f"{tokenizer_dir / 'vocab.txt'}: no [CLS] or [SEP] token")
+    return {"cls_token_id": ids["[CLS]"], "bos_token_id": ids["[CLS]"],
+            "sep_token_id": ids["[SEP]"], "eos_token_id": ids["[SEP]"]}
+
+
+def hf_modern_config(config: BertConfig, tokenizer_dir: Path):
+    """The ``transformers.ModernBertConfig`` equivalent to our modern config."""
+    from transformers import ModernBertConfig
+
+    rope = {"rope_type": "default", "rope_theta": config.rope_theta}
+    window = config.local_window or 2 * config.max_position_embeddings
+    types = ["full_attention" if config.local_window <= 0 or i % config.global_every == 0
+             else "sliding_attention" for i in range(config.num_layers)]
+    return ModernBertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, hidden_activation="gelu",
+        max_position_embeddings=config.max_position_embeddings,
+        initializer_range=config.initializer_range, norm_eps=config.layer_norm_eps,
+        norm_bias=False, attention_bias=False, mlp_bias=False, decoder_bias=True,
+        classifier_bias=False, classifier_activation="gelu",
+        attention_dropout=config.attention_dropout, embedding_dropout=config.dropout,
+        mlp_dropout=config.dropout, local_attention=window, layer_types=types,
+        rope_parameters={"full_attention": dict(rope), "sliding_attention": dict(rope)},
+        pad_token_id=config.pad_token_id, tie_word_embeddings=True,
+        architectures=[MODERN_ARCHITECTURE], **_special_ids(Path(tokenizer_dir)))
+
+
+def modern_config_from_hf(hf: dict, source: Path) -> BertConfig:
+    """Our modern BertConfig from a ModernBERT config.json; UserError for what we cannot run."""
+    archs = hf.get("architectures") or [MODERN_ARCHITECTURE]
+    if archs != [MODERN_ARCHITECTURE]:
+        raise UserError(f"{source}: unsupported architectures {archs} (want {MODERN_ARCHITECTURE})")
+    for key, want in (("hidden_activation", "gelu"), ("classifier_activation", "gelu"),
+                      ("norm_bias", False), ("attention_bias", False), ("mlp_bias", False),
+                      ("classifier_bias", False), ("decoder_bias", True),
+                      ("tie_word_embeddings", True)):
+        if hf.get(key, want) != want:
+            raise UserError(f"{source}: {key}={hf.get(key)!r} is not supported (want {want!r})")
+    try:
+        n, types = int(hf["num_hidden_layers"]), hf.get("layer_types")
+        thetas = {t: float(p["rope_theta"]) for t, p in (hf.get("rope_parameters") or {}).items()}
+        local = [i for i, t in enumerate(types or []) if t == "sliding_attention"]
+        if len(set(thetas.values())) > 1:
+            raise UserError(f"{source}: different rotary bases per layer type are not supported")
+        every = (local and next(i for i in range(1, n + 1) if i not in local)) or 1
+        if local and types != ["full_attention" if i % every == 0 else "sliding_attention"
+                               for i in range(n)]:
+            raise UserError(f"{source}: layer_types {types} is not a global-every-n pattern")
+        return BertConfig(
+            arch="modern", vocab_size=int(hf["vocab_size"]), hidden_size=int(hf["hidden_size"]),
+            num_layers=n, num_heads=int(hf["num_attention_heads"]),
+            intermediate_size=int(hf["intermediate_size"]),
+            max_position_embeddings=int(hf.get("max_position_embeddings", 512)),
+            dropout=float(hf.get("mlp_dropout", 0.0)),
+            attention_dropout=float(hf.get("attention_dropout", 0.0)),
+            layer_norm_eps=float(hf.get("norm_eps", 1e-5)),
+            initializer_range=float(hf.get("initializer_range", 0.02)),
+            pad_token_id=int(hf.get("pad_token_id") or 0),
+            rope_theta=next(iter(thetas.values()), 10000.0),
+            local_window=int(hf.get("local_attention", 0)) if local else 0,
+            global_every=every if local else 3, use_nsp=False)
+    except (KeyError, TypeError, ValueError, StopIteration) as exc:
+        raise UserError(f"{source}: invalid ModernBERT config ({exc})") from None
+
+
+def _load_modern(directory: Path, hf: dict, weights: dict[str, torch.Tensor]):
+    """A modern model from a ModernBERT directory's config and weights (renaming only)."""
+    model = build_model(modern_config_from_hf(hf, directory / "config.json"))
+    state = {}
+    for key, ref in model.state_dict().items():
+        name = _modern_hf_key(key)
+        if name not in weights:
+            raise UserError(f"{directory / WEIGHTS_NAME}: missing tensor {name!r}")
+        if weights[name].shape != ref.shape:
+            raise UserError(f"{directory / WEIGHTS_NAME}: {name} has shape "
+                            f"{tuple(weights[name].shape)}, config implies {tuple(ref.shape)}")
+        state[key] = weights[name]
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def import_hf(directory):
+    """Load a transformers-format directory (as written by ``export_hf``) into our model."""
     directory = Path(directory)
-    config = config_from_hf(read_json(directory / "config.json"), directory / "config.json")
+    hf = read_json(directory / "config.json")
+    if hf.get("model_type") == "modernbert":
+        return _load_modern(directory, hf, read_safetensors(directory / WEIGHTS_NAME))
+    config = config_from_hf(hf, directory / "config.json")
     weights = read_safetensors(directory / WEIGHTS_NAME)
     model = BertForPretraining(config)
     mapping = _key_map(config)
@@ -225,4 +339,5 @@ def import_hf(directory) -> BertForPretraining:
     return model.eval()
 
 
-__all__ = ["export_hf", "import_hf", "hf_config", "to_hf_state_dict", "config_from_hf"]
+__all__ = ["export_hf", "import_hf", "hf_config", "hf_modern_config", "to_hf_state_dict",
+           "modern_to_hf_state_dict", "config_from_hf", "modern_config_from_hf"]

@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from zhbert.fastops import Dropout, GatherRows, ScatterRows, attention_with_dropout
 from zhbert.layout import IGNORE_INDEX, BatchLayout, batch_layout, trim_to
 
+ARCHITECTURES = ("bert", "modern")
+
 
 @dataclass
 class BertConfig:
@@ -56,8 +58,18 @@ class BertConfig:
     # initializer_range, still a learned embedding (exports unchanged). Dot products of such
     # rows depend on the relative offset, so attention to neighbours is easy to find early.
     position_init: str = "normal"
+    # "bert" (post-LN, learned absolute positions: the original's) or "modern" (pre-LN, rotary,
+    # gated GELU, no biases; zhbert/modern.py, exported as transformers' ModernBertForMaskedLM).
+    arch: str = "bert"
+    rope_theta: float = 10000.0  # modern: rotary base
+    local_window: int = 0  # modern: tokens in a local layer's attention band (0: all global)
+    global_every: int = 3  # modern, with local_window > 0: every n-th layer attends globally
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch {self.arch!r} is not one of {', '.join(ARCHITECTURES)}")
+        if self.local_window < 0 or self.global_every < 1 or self.rope_theta <= 0:
+            raise ValueError("local_window must be >= 0, global_every >= 1, rope_theta > 0")
         if self.position_init not in ("normal", "sinusoidal"):
             raise ValueError(f"position_init {self.position_init!r} is not normal or sinusoidal")
         if self.hidden_size % self.num_heads:
@@ -329,6 +341,15 @@ class BertForPretraining(nn.Module):
             out.nsp_count = torch.full((), labels.numel(), device=h_cls.device)
 
 
+def build_model(config: BertConfig) -> nn.Module:
+    """The pretraining model ``config.arch`` names (same forward contract for both)."""
+    if config.arch == "modern":
+        from zhbert.modern import ModernBertForPretraining
+
+        return ModernBertForPretraining(config)
+    return BertForPretraining(config)
+
+
 def paper_parameter_counts() -> dict[str, int]:
     """Parameter counts of the default (paper) configuration, computed without allocating it."""
     c = BertConfig()
@@ -351,5 +372,6 @@ __all__ = [
     "BertConfig",
     "BertForPretraining",
     "PretrainOutput",
+    "build_model",
     "paper_parameter_counts",
 ]

@@ -13,10 +13,10 @@ import torch
 
 from zhbert.errors import UserError
 from zhbert.export import WEIGHTS_NAME, import_hf, read_json, read_safetensors
-from zhbert.model import BertConfig, BertForPretraining
+from zhbert.model import BertConfig, build_model
 
 
-def _load_checkpoint_model(directory: Path, config_json: dict) -> BertForPretraining:
+def _load_checkpoint_model(directory: Path, config_json: dict):
     """Our own checkpoint layout: config.json {"model": {BertConfig fields}, ...} + safetensors."""
     fields = {f.name for f in dataclasses.fields(BertConfig)}
     model_cfg = config_json["model"]
@@ -24,7 +24,7 @@ def _load_checkpoint_model(directory: Path, config_json: dict) -> BertForPretrai
         unknown = sorted(set(model_cfg) - fields) if isinstance(model_cfg, dict) else model_cfg
         raise UserError(f'{directory / "config.json"}: invalid "model" section (unknown {unknown})')
     try:
-        model = BertForPretraining(BertConfig(**model_cfg))
+        model = build_model(BertConfig(**model_cfg))
     except (TypeError, ValueError) as exc:
         raise UserError(f"{directory / 'config.json'}: invalid model config ({exc})") from None
     weights = read_safetensors(directory / WEIGHTS_NAME)
@@ -39,7 +39,7 @@ def _load_checkpoint_model(directory: Path, config_json: dict) -> BertForPretrai
 
 
 def load_for_inference(path):
-    """Load ``(model, tokenizer)`` from an exported dir (model_type "bert") or a checkpoint dir."""
+    """Load ``(model, tokenizer)`` from an exported dir (BERT or ModernBERT) or a checkpoint dir."""
     from transformers import BertTokenizerFast
 
     directory = Path(path)

@@ -21,7 +21,7 @@ from zhbert.corpus.binary import CorpusInfo, load_split
 from zhbert.data import BatchBuilder, BatchStream, _seed, build_eval_set, prepare_batch
 from zhbert.errors import UserError
 from zhbert.history_schema import EVAL_MLM_ACC, HISTORY_NAME
-from zhbert.model import BertForPretraining
+from zhbert.model import build_model
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
 from zhbert.training.checkpoint import (
@@ -237,7 +237,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     S.configure_backends(cfg, device)
     precision = S.resolve_precision(cfg, device)
     torch.manual_seed(cfg.run.seed)  # identical initialisation on every rank
-    model = BertForPretraining(cfg.model).to(device)
+    model = build_model(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg.optim, device)
     scheduler = make_scheduler(optimizer, cfg.optim.warmup_steps, cfg.total_steps,
                                cfg.optim.schedule)

@@ -1,0 +1,175 @@
+"""Tests for zhbert.modern: the pre-LN rotary encoder, its ModernBERT export and fill-mask parity."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.helpers_model import make_tokenizer_dir, tiny_config, vocab_size_of
+from zhbert.config import build_config
+from zhbert.errors import UserError
+from zhbert.export import export_hf, import_hf
+from zhbert.model import build_model
+from zhbert.modern import ModernBertForPretraining, band_mask, modern_parameter_count, rotate
+from zhbert.predict import fill_mask, load_for_inference
+
+TEXTS = ["今天天气很[MASK]。", "我[MASK]中国[MASK]。", "他们不在[MASK]。"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def _modern(vocab: int, scale: float = 0.05, **overrides) -> ModernBertForPretraining:
+    """A tiny modern model with perturbed weights (norms and the decoder bias not trivially 1/0)."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(vocab, arch="modern", layer_norm_eps=1e-5, **overrides))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return model.eval()
+
+
+def _padded(vocab: int, length: int = 12):
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(5, vocab, (3, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0
+    return ids * mask, mask
+
+
+def test_rotation_makes_scores_depend_on_offset_only():
+    """q·k after rotary depends on the position difference, not on the positions."""
+    from zhbert.modern import rotary_table
+
+    cos, sin = rotary_table(16, 8, 10000.0)
+    q, k = torch.randn(8), torch.randn(8)
+    rq = rotate(q.expand(16, 8), cos, sin)
+    rk = rotate(k.expand(16, 8), cos, sin)
+    assert torch.allclose(rq[3] @ rk[1], rq[10] @ rk[8], atol=1e-5)
+    assert not torch.allclose(rq[3] @ rk[1], rq[3] @ rk[2], atol=1e-3)
+
+
+def test_band_mask_matches_window():
+    m = band_mask(6, 4, torch.device("cpu"))
+    assert m[0].tolist() == [True, True, True, False, False, False]
+    assert m.sum().item() == 6 + 2 * (5 + 4)
+
+
+def test_parameter_count_and_no_biases():
+    cfg = tiny_config(50, arch="modern")
+    model = build_model(cfg)
+    assert model.num_parameters() == modern_parameter_count(cfg)
+    biases = [n for n, _ in model.named_parameters() if n.endswith("bias")]
+    assert biases == ["decoder_bias"]  # the output bias only: no Linear or LayerNorm biases
+    assert model.embeddings.tok_embeddings.weight[cfg.pad_token_id].abs().sum() == 0
+
+
+def test_padding_does_not_change_real_tokens():
+    model = _modern(40)
+    ids, mask = _padded(40)
+    with torch.no_grad():
+        full = model(ids, mask, return_logits=True).mlm_logits
+        alone = model(ids[2:, :3], return_logits=True).mlm_logits
+    assert torch.allclose(full[2, :3], alone[0], atol=1e-5)
+    assert full[2, 3:].abs().max() == 0
+
+
+def test_sparse_loss_equals_dense_loss():
+    model = _modern(40)
+    ids, mask = _padded(40)
+    labels = torch.full_like(ids, -100)
+    labels[0, [1, 4]] = ids[0, [1, 4]]
+    labels[1, 2] = ids[1, 2]
+    labels[2, 5] = 7  # on padding: ignored
+    with torch.no_grad():
+        out = model(ids, mask, mlm_labels=labels, return_logits=True)
+    dense = out.mlm_logits[labels.masked_fill(~mask.bool(), -100) != -100]
+    targets = labels[(labels != -100) & mask.bool()]
+    assert int(out.mlm_count) == 3
+    assert abs(float(out.mlm_loss) - float(torch.nn.functional.cross_entropy(dense, targets))) < 1e-5
+
+
+def test_modern_learns_a_copy_task():
+    """Every token is doubled and the first of each pair masked: the model must learn to copy its
+    right neighbour, which needs attention to a relative offset (rotary) to work."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(30, arch="modern", layer_norm_eps=1e-5)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        ids = torch.randint(5, 30, (16, 8)).repeat_interleave(2, dim=1)
+        labels = torch.full_like(ids, -100)
+        labels[:, ::2] = ids[:, ::2]
+        out = model(ids.masked_fill(labels != -100, 4), mlm_labels=labels)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert int(out.mlm_correct) / int(out.mlm_count) > 0.9
+
+
+@pytest.mark.parametrize("window", [0, 4])
+def test_transformers_loads_modern_export_and_logits_match(tmp_path, window):
+    from transformers import ModernBertForMaskedLM
+
+    tok_dir = make_tokenizer_dir(tmp_path / "tok")
+    vocab = vocab_size_of(tok_dir)
+    model = _modern(vocab, local_window=window, global_every=2, num_layers=3)
+    out = export_hf(model, tok_dir, tmp_path / "export")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "modernbert"
+    assert config["architectures"] == ["ModernBertForMaskedLM"]
+    keys = set(load_file(out / "model.safetensors"))
+    assert "model.layers.1.attn.Wqkv.weight" in keys and "decoder.bias" in keys
+    assert "decoder.weight" not in keys  # tied to the token embeddings
+
+    hf, info = ModernBertForMaskedLM.from_pretrained(out, output_loading_info=True,
+                                                     attn_implementation="sdpa")
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert hf.config.layer_types == (["full_attention"] * 3 if not window else
+                                     ["full_attention", "sliding_attention", "full_attention"])
+    ids, mask = _padded(vocab, length=12)
+    with torch.no_grad():
+        ours = model(ids, mask, return_logits=True).mlm_logits
+        theirs = hf.eval()(input_ids=ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert (ours[real] - theirs[real]).abs().max().item() <= 1e-4
+
+
+def test_modern_fill_mask_matches_pipeline_and_round_trip(tmp_path):
+    from transformers import pipeline
+
+    tok_dir = make_tokenizer_dir(tmp_path / "tok")
+    model = _modern(vocab_size_of(tok_dir), scale=0.3)
+    out = export_hf(model, tok_dir, tmp_path / "final")
+    back = import_hf(out)
+    assert back.config == model.config
+    for (k1, v1), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items(),
+                                  strict=True):
+        assert k1 == k2 and torch.equal(v1, v2)
+    loaded, tokenizer = load_for_inference(out)
+    ours = fill_mask(loaded, tokenizer, TEXTS, top_k=4)
+    pipe = pipeline("fill-mask", model=str(out))
+    for text, per_text in zip(TEXTS, ours, strict=True):
+        theirs = pipe(text, top_k=4)
+        if isinstance(theirs[0], dict):
+            theirs = [theirs]
+        for mine, ref in zip(per_text, theirs, strict=True):
+            assert [c["token"] for c in mine] == [r["token_str"] for r in ref]
+            assert all(abs(c["score"] - r["score"]) <= 1e-4 for c, r in zip(mine, ref,
+                                                                           strict=True))
+
+
+def test_modern_config_is_validated():
+    with pytest.raises(UserError, match="model.arch"):
+        build_config("smoke", overrides=["model.arch=transformer"])
+    with pytest.raises(UserError, match="NSP"):
+        build_config("smoke", overrides=["model.arch=modern", "model.use_nsp=true",
+                                         "data.format=pairs"])
+    with pytest.raises(ValueError, match="arch"):
+        tiny_config(10, arch="rnn")
