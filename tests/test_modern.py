@@ -173,3 +173,29 @@ def test_modern_config_is_validated():
                                          "data.format=pairs"])
     with pytest.raises(ValueError, match="arch"):
         tiny_config(10, arch="rnn")
+
+
+def test_efficient_preset_is_modern_at_paper_scale():
+    from zhbert.config import get_preset
+
+    cfg = get_preset("efficient").model
+    assert (cfg.arch, cfg.hidden_size, cfg.num_layers, cfg.num_heads) == ("modern", 512, 12, 8)
+    assert modern_parameter_count(cfg) == 42_788_678  # the figure zhbert/config.py documents
+    assert get_preset("paper").model.arch == "bert"
+
+
+def test_smoke_run_with_the_modern_arch_trains_and_exports(smoke_args, train_cli):
+    from zhbert.history_schema import EVAL_MLM_ACC
+
+    args, run_dir = smoke_args
+    proc = train_cli(args + ["--set", "model.arch=modern", "--set", "model.layer_norm_eps=1e-5",
+                             "--set", "model.dropout=0", "--set", "model.attention_dropout=0"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
+    assert history["meta"]["config"]["model"]["arch"] == "modern"
+    assert len(history[EVAL_MLM_ACC]) >= 2
+    final = json.loads((run_dir / "final" / "config.json").read_text(encoding="utf-8"))
+    assert final["model_type"] == "modernbert"
+    model, tokenizer = load_for_inference(run_dir / "final")
+    assert isinstance(model, ModernBertForPretraining)
+    assert fill_mask(model, tokenizer, ["今天天气很[MASK]。"], top_k=2)[0][0][0]["token"]
