@@ -46,6 +46,12 @@ _MODEL_DOCS = {
     "tie_word_embeddings": "MLM decoder shares the input embedding matrix",
     "use_nsp": "next-sentence-prediction head and loss (needs data.format=pairs)",
     "pad_token_id": "padding id; at run time taken from the corpus",
+    "position_init": "bert: `normal` (BERT) or `sinusoidal` (sine/cosine table, still learned)",
+    "arch": "`bert` (post-LN, learned positions: the original's) or `modern` (pre-LN, rotary, "
+            "gated GELU, no biases; exported as ModernBertForMaskedLM)",
+    "rope_theta": "modern: rotary base",
+    "local_window": "modern: tokens in a local layer's attention band (0: every layer global)",
+    "global_every": "modern, with local_window > 0: every n-th layer (from the first) is global",
 }
 
 

@@ -208,7 +208,7 @@ class ModernBertForPretraining(nn.Module):
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Final hidden states (B, L, H) after the last LayerNorm."""
         B, L = input_ids.shape
-        if L > self.config.max_position_embeddings:
+        if self.config.max_position_embeddings < L:
             raise ValueError(f"sequence length {L} > max_position_embeddings")
         cos, sin = self.rope_cos[:L], self.rope_sin[:L]
         global_mask, local_mask = self._masks(attention_mask, L, input_ids.device)
