@@ -199,3 +199,22 @@ def test_smoke_run_with_the_modern_arch_trains_and_exports(smoke_args, train_cli
     model, tokenizer = load_for_inference(run_dir / "final")
     assert isinstance(model, ModernBertForPretraining)
     assert fill_mask(model, tokenizer, ["今天天气很[MASK]。"], top_k=2)[0][0][0]["token"]
+
+
+def test_host_built_layout_gives_the_same_loss():
+    """The trainer passes zhbert.layout's host-built layout; the result must not change."""
+    from zhbert.layout import batch_layout
+
+    model = _modern(40)
+    ids, mask = _padded(40)
+    labels = torch.full_like(ids, -100)
+    labels[0, [1, 4]] = ids[0, [1, 4]]
+    labels[1, 2] = ids[1, 2]
+    with torch.no_grad():
+        plain = model(ids, mask, mlm_labels=labels)
+        layout = batch_layout(ids, mask, labels)
+        ids2, mask2, labels2 = ids[:, :layout.length], mask[:, :layout.length], \
+            labels[:, :layout.length]
+        laid = model(ids2, mask2, mlm_labels=labels2, layout=layout)
+    assert int(laid.mlm_count) == int(plain.mlm_count) == 3
+    assert abs(float(laid.mlm_loss) - float(plain.mlm_loss)) < 1e-6

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zhbert.model import IGNORE_INDEX, BertConfig, PretrainOutput
+from zhbert.layout import IGNORE_INDEX, BatchLayout
+from zhbert.model import BertConfig, PretrainOutput
 
 
 def rotary_table(num_positions: int, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
@@ -229,21 +230,22 @@ class ModernBertForPretraining(nn.Module):
         mlm_labels: Tensor | None = None,
         nsp_labels: Tensor | None = None,
         return_logits: bool = False,
+        layout: BatchLayout | None = None,
     ) -> PretrainOutput:
-        """Same contract as ``BertForPretraining.forward`` (token types and NSP are unused)."""
+        """Same contract as ``BertForPretraining.forward`` (token types and NSP are unused).
+
+        With ``layout`` (``zhbert.layout.batch_layout`` of this batch, built on the host) the
+        labelled rows are read from it, so the pass has no host-device synchronisation.
+        """
         del token_type_ids, nsp_labels
         h = self.encode(input_ids, attention_mask)
         out = PretrainOutput()
         if mlm_labels is not None:
-            labels = mlm_labels.reshape(-1)
-            if attention_mask is not None:  # labels on padding are ignored, as in BERT
-                labels = labels.masked_fill(~attention_mask.reshape(-1).bool(), IGNORE_INDEX)
-            rows = (labels != IGNORE_INDEX).nonzero().squeeze(1)
-            target = labels[rows]
+            rows, target, count = _labelled(mlm_labels, attention_mask, layout)
             logits = self.logits(h.reshape(-1, h.shape[-1])[rows])
-            out.mlm_loss = F.cross_entropy(logits, target) if len(rows) else logits.sum() * 0.0
+            out.mlm_loss = F.cross_entropy(logits, target) if target.numel() else logits.sum() * 0
             out.mlm_correct = (logits.argmax(-1) == target).sum()
-            out.mlm_count = torch.tensor(target.numel(), device=h.device)
+            out.mlm_count = count
             out.loss = out.mlm_loss
         if mlm_labels is None or return_logits:
             logits = self.logits(h)
@@ -251,6 +253,23 @@ class ModernBertForPretraining(nn.Module):
                 logits = logits * attention_mask[..., None].to(logits.dtype)
             out.mlm_logits = logits
         return out
+
+
+def _labelled(labels: Tensor, attention_mask: Tensor | None,
+              layout: BatchLayout | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat ``b * L + l`` positions of the labelled tokens, their labels and their count.
+
+    Labels on padding are ignored, as in BERT.  A layout's ``mlm_rows`` index its real-token
+    rows, which ``layout.rows`` maps back to flat positions when the batch has padding.
+    """
+    if layout is not None and layout.mlm_rows is not None:
+        rows = layout.mlm_rows if layout.rows is None else layout.rows[layout.mlm_rows]
+        return rows, layout.mlm_targets, layout.mlm_count
+    flat = labels.reshape(-1)
+    if attention_mask is not None:
+        flat = flat.masked_fill(~attention_mask.reshape(-1).bool(), IGNORE_INDEX)
+    rows = (flat != IGNORE_INDEX).nonzero().squeeze(1)
+    return rows, flat[rows], torch.full((), rows.numel(), device=labels.device)
 
 
 def modern_parameter_count(config: BertConfig) -> int:
