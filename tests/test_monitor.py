@@ -8,15 +8,18 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers_plots import write_history, zhbert_history
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import main_train
+from zhbert.analysis import load_history
 from zhbert.baselines import read_baselines
 from zhbert.history_schema import FORECAST_KEYS
+from zhbert.plots import figures_training as ft
 from zhbert.training.monitor import (
     MIN_FORECAST_POINTS,
-    forecast_final,
     format_duration,
+    live_forecast,
     remaining_seconds,
 )
 
@@ -76,7 +79,8 @@ def test_events_mirror_history_and_forecast_columns(tiny_corpus, tmp_path):
     first = MIN_FORECAST_POINTS - 1
     assert h["eval_forecast_acc"][:first] == [None] * first
     for i in range(first, n):
-        fc = forecast_final(h["eval_steps"][:i + 1], h["eval_mlm_acc"][:i + 1], 16, seed=42)
+        fc = live_forecast(h["eval_steps"][:i + 1], h["eval_mlm_acc"][:i + 1],
+                           h["meta"]["config"], seed=42)
         assert h["eval_forecast_step"][i] == 16
         assert h["eval_forecast_acc"][i] == pytest.approx(fc["acc"], rel=1e-12)
         assert h["eval_forecast_low"][i] <= h["eval_forecast_acc"][i] <= h["eval_forecast_high"][i]
@@ -114,14 +118,16 @@ def test_forecast_off_and_tensorboard_off(tiny_corpus, tmp_path):
     assert not (run / "tensorboard").exists()  # off in the smoke preset
 
 
-def test_forecast_final_recovers_a_known_curve():
+def test_live_forecast_recovers_a_known_curve():
     steps = np.arange(100, 1100, 100, dtype=float)
     truth = 0.5 - 0.4 * (steps / 1000) ** -0.5 * 0.3
-    fc = forecast_final(steps[:8], truth[:8], 1000)
+    plan = {"run": {"max_steps": 1000}}  # no optimizer section: a forecast in step units
+    fc = live_forecast(steps[:8], truth[:8], plan)
+    assert fc["step"] == 1000
     assert fc["low"] <= fc["acc"] <= fc["high"]
     assert fc["acc"] == pytest.approx(truth[-1], abs=2e-3)
-    assert forecast_final(steps[:MIN_FORECAST_POINTS - 1], truth[:MIN_FORECAST_POINTS - 1],
-                          1000) is None
+    assert live_forecast(steps[:MIN_FORECAST_POINTS - 1], truth[:MIN_FORECAST_POINTS - 1],
+                         plan) is None
 
 
 def test_small_helpers():
@@ -129,3 +135,29 @@ def test_small_helpers():
     assert remaining_seconds(50, 100, (50, 10.0), 20.0) is None
     assert remaining_seconds(100, 100, (50, 10.0), 20.0) == 0
     assert [format_duration(s) for s in (42, 760, 11100)] == ["42s", "12m40s", "3h05m"]
+
+
+def test_training_curves_draw_the_live_forecasts(tmp_path, monkeypatch):
+    data = zhbert_history(n_eval=10)
+    n, last = len(data["eval_steps"]), data["eval_steps"][-1]
+    fc = [None] * 4 + [0.6 + 0.01 * i for i in range(n - 4)]
+    data.update(eval_forecast_step=[None] * 4 + [last] * (n - 4), eval_forecast_acc=fc,
+                eval_forecast_low=[None if v is None else v - 0.02 for v in fc],
+                eval_forecast_high=[None if v is None else v + 0.03 for v in fc],
+                eval_eta_s=[10.0] * n)
+    drawn = {}
+
+    def spy(fig, path, dpi):
+        drawn["axes"] = fig.axes
+        return tmp_path / "x.png"
+
+    monkeypatch.setattr(ft, "save_figure", spy)
+    ft.training_curves(load_history(write_history(tmp_path, "h.json", data)), None,
+                       tmp_path / "x.png")
+    ax = drawn["axes"][0]
+    handles, labels = ax.get_legend_handles_labels()
+    (i,) = [k for k, lab in enumerate(labels) if "live forecast" in lab]
+    assert f"({last:,})" in labels[i]
+    line = handles[i].lines[0]
+    assert line.get_xdata().tolist() == data["eval_steps"][4:]
+    np.testing.assert_allclose(line.get_ydata(), fc[4:])

@@ -51,6 +51,24 @@ def _eval_overlay(ax, history, name, cjk) -> None:
                 linewidth=1.2, capsize=2, label=text("eval", cjk))
 
 
+def _forecast_overlay(ax, history, cjk) -> None:
+    """The live forecasts of the held-out accuracy at the planned last step, each drawn at the
+    step it was made with its 95% interval: how the prediction moved as the run went on."""
+    steps, value = eval_col(history, H.EVAL_STEPS), eval_col(history, H.EVAL_FORECAST_ACC)
+    low, high = eval_col(history, H.EVAL_FORECAST_LOW), eval_col(history, H.EVAL_FORECAST_HIGH)
+    target = eval_col(history, H.EVAL_FORECAST_STEP)
+    if steps is None or value is None or low is None or high is None:
+        return
+    made = np.isfinite(value) & np.isfinite(low) & np.isfinite(high)
+    if not made.any():
+        return
+    last = target[made][-1] if target is not None and np.isfinite(target[made][-1]) else None
+    label = text("live_forecast", cjk) + (f" ({last:,.0f})" if last is not None else "")
+    v = value[made]
+    ax.errorbar(steps[made], v, yerr=[v - low[made], high[made] - v], color=COLORS["forecast"],
+                marker="s", markersize=3, linestyle="--", linewidth=1.0, capsize=2, label=label)
+
+
 def _second_panel(ax, history, steps, cjk) -> None:
     """NSP accuracy when recorded, else held-out loss, else throughput."""
     nsp = train_col(history, H.NSP_ACC)
@@ -75,8 +93,9 @@ def _second_panel(ax, history, steps, cjk) -> None:
 
 def training_curves(history, analysis: Mapping | None, path: str | os.PathLike,
                     *, dpi: int = DEFAULT_DPI) -> Path:
-    """2×2: MLM accuracy (train + held-out, with the count-table baselines), NSP accuracy (or
-    held-out loss / throughput), loss, learning rate (log scale)."""
+    """2×2: MLM accuracy (train, held-out, the live forecasts made during the run, and the
+    count-table baselines), NSP accuracy (or held-out loss / throughput), loss, learning rate (log
+    scale)."""
     steps = train_steps(history)
     with drawing() as cjk:
         fig = new_figure((11, 7.5))
@@ -86,6 +105,7 @@ def training_curves(history, analysis: Mapping | None, path: str | os.PathLike,
         if acc is not None:
             _raw_and_smooth(ax, steps, acc, COLORS["train"], text("train", cjk), cjk)
         _eval_overlay(ax, history, H.EVAL_MLM_ACC, cjk)
+        _forecast_overlay(ax, history, cjk)
         ax.set_title(text("mlm_acc", cjk))
         ax.legend(loc="lower right")
         baseline_lines(ax, history, analysis, cjk)

@@ -49,6 +49,7 @@ COLORS = {
     "nsp": OKABE_ITO["green"],
     "aux": OKABE_ITO["sky_blue"],
     "baseline": "#555555",
+    "forecast": OKABE_ITO["green"],
 }
 
 FONT_SIZES = {"base": 9.5, "title": 11, "suptitle": 13, "small": 8, "legend": 8}
@@ -96,6 +97,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "baseline_left_bigram": ("left bigram", "左邻二元"),
     "baseline_right_bigram": ("right bigram", "右邻二元"),
     "baseline_gap_trigram": ("gap trigram", "左右三元"),
+    "live_forecast": ("live forecast of the last step", "最终步数的实时预测"),
     "no_data": ("not recorded", "无数据"),
     "fit_failed": ("fit unavailable", "拟合不可用"),
 }

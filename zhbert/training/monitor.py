@@ -36,25 +36,27 @@ EVAL_TAGS = {H.EVAL_MLM_ACC: "eval/mlm_acc", H.EVAL_LOSS: "eval/loss",
              H.EVAL_FORECAST_HIGH: "forecast/final_acc_high", H.EVAL_ETA_S: "forecast/eta_s"}
 
 
-def forecast_final(steps, acc, target_step: float, seed: int = 0) -> dict | None:
-    """Forecast of the held-out accuracy at ``target_step`` from the points so far.
+def live_forecast(steps, acc, config: dict, seed: int = 0) -> dict | None:
+    """Forecast of the held-out accuracy at the planned final step ``config["run"]["max_steps"]``
+    from the held-out points so far (``config`` is a ``TrainConfig.to_dict()``).
 
-    Returns ``{"acc", "low", "high"}`` (95% interval of the expected accuracy) or None when there
-    are fewer than ``MIN_FORECAST_POINTS`` points or no curve family fits.
+    Returns ``{"step", "acc", "low", "high"}`` (95% interval of the expected accuracy) or None when
+    there are fewer than ``MIN_FORECAST_POINTS`` points or no curve family fits.
     """
     from zhbert.analysis.bootstrap import extrapolate
     from zhbert.analysis.curves import choose_best, fit_all
 
+    target = int(config["run"]["max_steps"])
     steps, acc = np.asarray(steps, float), np.asarray(acc, float)
     ok = np.isfinite(acc) & (steps > 0)
     steps, acc = steps[ok], acc[ok]
     if len(steps) < MIN_FORECAST_POINTS:
         return None
     best = choose_best(fit_all(steps, acc))
-    ext = extrapolate(best, steps, acc, target_step, n_boot=LIVE_N_BOOT, seed=seed)
+    ext = extrapolate(best, steps, acc, target, n_boot=LIVE_N_BOOT, seed=seed)
     if ext is None or not math.isfinite(ext["value"]) or None in ext["ci95"]:
         return None
-    return {"acc": ext["value"], "low": ext["ci95"][0], "high": ext["ci95"][1]}
+    return {"step": target, "acc": ext["value"], "low": ext["ci95"][0], "high": ext["ci95"][1]}
 
 
 def remaining_seconds(step: int, max_steps: int, mark: tuple[int, float], elapsed: float
@@ -116,11 +118,11 @@ class Monitor:
         if not self.forecasting:
             return out
         h = run.history.data
-        fc = forecast_final(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
-                            h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], target,
-                            seed=run.cfg.run.seed)
+        fc = live_forecast(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
+                           h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], run.cfg.to_dict(),
+                           seed=run.cfg.run.seed)
         if fc is not None:
-            out.update({H.EVAL_FORECAST_STEP: target, H.EVAL_FORECAST_ACC: fc["acc"],
+            out.update({H.EVAL_FORECAST_STEP: fc["step"], H.EVAL_FORECAST_ACC: fc["acc"],
                         H.EVAL_FORECAST_LOW: fc["low"], H.EVAL_FORECAST_HIGH: fc["high"]})
         self.cost_s += time.perf_counter() - t
         return out
