@@ -75,18 +75,22 @@ def test_events_mirror_history_and_forecast_columns(tiny_corpus, tmp_path):
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
     n = len(h["eval_steps"])
     assert all(len(h[k]) == n for k in FORECAST_KEYS)
-    # no forecast before MIN_FORECAST_POINTS held-out points, one at every evaluation after
-    first = MIN_FORECAST_POINTS - 1
-    assert h["eval_forecast_acc"][:first] == [None] * first
-    for i in range(first, n):
+    # each row holds the forecast of the held-out points up to it (none before enough points)
+    made = 0
+    for i in range(n):
         fc = live_forecast(h["eval_steps"][:i + 1], h["eval_mlm_acc"][:i + 1],
                            h["meta"]["config"], seed=42)
+        if i < MIN_FORECAST_POINTS - 1 or fc is None:
+            assert h["eval_forecast_acc"][i] is None
+            continue
+        made += 1
         assert h["eval_forecast_step"][i] == 16
         assert h["eval_forecast_acc"][i] == pytest.approx(fc["acc"], rel=1e-12)
         assert h["eval_forecast_low"][i] <= h["eval_forecast_acc"][i] <= h["eval_forecast_high"][i]
+    assert made >= 1
     assert all(e is not None and e >= 0 for e in h["eval_eta_s"][1:]) and h["eval_eta_s"][-1] == 0
     log = (run / "train.log").read_text()
-    assert log.count("forecast at step 16:") == n - first
+    assert log.count("forecast at step 16:") == made
 
 
 def test_resumed_run_continues_the_curves_without_duplicates(tiny_corpus, tmp_path):
@@ -119,14 +123,15 @@ def test_forecast_off_and_tensorboard_off(tiny_corpus, tmp_path):
 
 
 def test_live_forecast_recovers_a_known_curve():
-    steps = np.arange(100, 1100, 100, dtype=float)
-    truth = 0.5 - 0.4 * (steps / 1000) ** -0.5 * 0.3
+    steps = np.arange(50, 1050, 50, dtype=float)
+    truth = 0.5 - 0.12 * (steps / 1000) ** -0.5
+    seen = truth[:10] + np.random.default_rng(0).normal(0, 0.002, 10)
     plan = {"run": {"max_steps": 1000}}  # no optimizer section: a forecast in step units
-    fc = live_forecast(steps[:8], truth[:8], plan)
+    fc = live_forecast(steps[:10], seen, plan)
     assert fc["step"] == 1000
-    assert fc["low"] <= fc["acc"] <= fc["high"]
-    assert fc["acc"] == pytest.approx(truth[-1], abs=2e-3)
-    assert live_forecast(steps[:MIN_FORECAST_POINTS - 1], truth[:MIN_FORECAST_POINTS - 1],
+    assert fc["low"] <= truth[-1] <= fc["high"] and fc["low"] < fc["acc"] < fc["high"]
+    assert fc["acc"] == pytest.approx(truth[-1], abs=0.01)
+    assert live_forecast(steps[:MIN_FORECAST_POINTS - 1], seen[:MIN_FORECAST_POINTS - 1],
                          plan) is None
 
 

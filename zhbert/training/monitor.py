@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from zhbert import history_schema as H
+from zhbert.analysis.forecast import LIVE_N_BOOT, MIN_POINTS, forecast_final
+from zhbert.analysis.schedule import from_config
 from zhbert.baselines import read_baselines
 
 TB_DIR = "tensorboard"
-#: held-out points needed before the first forecast (the curve families have up to 4 parameters)
-MIN_FORECAST_POINTS = 6
-#: bootstrap replicates of a live forecast (the full analysis uses more; this keeps it cheap)
-LIVE_N_BOOT = 100
+#: held-out points needed before the first forecast, and its bootstrap size (the analysis' own
+#: live settings: each resample refits every curve family)
+MIN_FORECAST_POINTS = MIN_POINTS
 TRAIN_TAGS = {H.MLM_ACC: "train/mlm_acc", H.LOSS: "train/loss", H.NSP_ACC: "train/nsp_acc",
               H.LR: "train/lr", H.GRAD_NORM: "train/grad_norm",
               H.SKIPPED_STEPS: "train/skipped_steps",
@@ -40,23 +41,21 @@ def live_forecast(steps, acc, config: dict, seed: int = 0) -> dict | None:
     """Forecast of the held-out accuracy at the planned final step ``config["run"]["max_steps"]``
     from the held-out points so far (``config`` is a ``TrainConfig.to_dict()``).
 
-    Returns ``{"step", "acc", "low", "high"}`` (95% interval of the expected accuracy) or None when
-    there are fewer than ``MIN_FORECAST_POINTS`` points or no curve family fits.
+    The schedule-aware, model-averaged forecast of :func:`zhbert.analysis.forecast.forecast_final`
+    with its small live bootstrap. Returns ``{"step", "acc", "low", "high"}`` (95% interval of the
+    expected accuracy) or None when it gives no value with an interval (too few points, a curve
+    still accelerating, no family fitted).
     """
-    from zhbert.analysis.bootstrap import extrapolate
-    from zhbert.analysis.curves import choose_best, fit_all
-
     target = int(config["run"]["max_steps"])
     steps, acc = np.asarray(steps, float), np.asarray(acc, float)
     ok = np.isfinite(acc) & (steps > 0)
-    steps, acc = steps[ok], acc[ok]
-    if len(steps) < MIN_FORECAST_POINTS:
+    if ok.sum() < MIN_FORECAST_POINTS:
         return None
-    best = choose_best(fit_all(steps, acc))
-    ext = extrapolate(best, steps, acc, target, n_boot=LIVE_N_BOOT, seed=seed)
-    if ext is None or not math.isfinite(ext["value"]) or None in ext["ci95"]:
+    fc = forecast_final(steps[ok], acc[ok], from_config(config), target, n_boot=LIVE_N_BOOT,
+                        seed=seed)
+    if not fc["ok"] or None in fc["ci95"]:
         return None
-    return {"step": target, "acc": ext["value"], "low": ext["ci95"][0], "high": ext["ci95"][1]}
+    return {"step": target, "acc": fc["value"], "low": fc["ci95"][0], "high": fc["ci95"][1]}
 
 
 def remaining_seconds(step: int, max_steps: int, mark: tuple[int, float], elapsed: float
