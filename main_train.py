@@ -55,7 +55,6 @@ def dry_run(cfg: TrainConfig) -> int:
     from zhbert.data import BatchBuilder, build_eval_set
     from zhbert.model import build_model
     from zhbert.training.optim import make_optimizer
-    from zhbert.training.schedule import make_scheduler
 
     corpus = Path(cfg.data.corpus_dir)
     note = None
@@ -73,8 +72,7 @@ def dry_run(cfg: TrainConfig) -> int:
                 f"{cfg.model.vocab_size}")
     print("resolved config:\n" + cfg.to_json())
     model = build_model(cfg.model)
-    optimizer = make_optimizer(model, cfg.optim, torch.device("cpu"))
-    make_scheduler(optimizer, cfg.optim.warmup_steps, cfg.total_steps, cfg.optim.schedule)
+    make_optimizer(model, cfg.optim, torch.device("cpu"))
     print(note)
     print(f"parameters: {model.num_parameters()}")
     return 0

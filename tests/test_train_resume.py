@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import main_train
 from zhbert.errors import UserError
+from zhbert.training.schedule import lr_at
 
 ROOT_ARGS = ["--set", "run.max_steps=24", "--set", "run.save_interval=4",
              "--set", "run.log_interval=3", "--set", "run.eval_interval=6",
@@ -87,3 +88,25 @@ def test_resume_rejects_a_checkpoint_of_another_vocabulary(tiny_corpus, tmp_path
     ck.write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="vocab_size"):
         main_train.main([*base, "--resume", "--set", "run.max_steps=3"])
+
+
+def test_resume_applies_changed_schedule_and_optimizer_settings(tiny_corpus, tmp_path):
+    """Extending a finished run trains at a positive lr under the new config's schedule."""
+    run = tmp_path / "run"
+    base = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", "--run-dir", str(run),
+            "--set", "run.export_final=false", "--set", "run.max_steps=4"]
+    assert main_train.main(base) == 0
+    w4 = load_file(run / "checkpoints" / "step_4" / "model.safetensors")
+    assert main_train.main([*base, "--resume", "--set", "run.max_steps=8", "--set",
+                            "optim.lr=0.002", "--set", "optim.weight_decay=0.05"]) == 0
+    h = _history(run)
+    assert h["steps"] == [2, 4, 6, 8]
+    assert h["lr"][2] == pytest.approx(lr_at(2e-3, 6, 4, 8)) and h["lr"][2] > 1e-4
+    w8 = load_file(run / "checkpoints" / "step_8" / "model.safetensors")
+    assert any(not torch.equal(w4[k], w8[k]) for k in w4)  # the extra steps moved the weights
+    last = h["meta"]["resumed"][-1]
+    assert last["step"] == 4 and "run.max_steps: 4 -> 8" in last["config_changes"]
+    assert "optim.lr: 0.001 -> 0.002" in last["config_changes"]
+    assert h["meta"]["config"]["optim"]["lr"] == 0.002
+    state = torch.load(run / "checkpoints" / "step_8" / "state.pt", weights_only=True)
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.05, 0.0]

@@ -28,6 +28,26 @@ def _ensure_parent(path: Path) -> None:
         raise UserError(f"cannot create directory {path.parent}: {exc.strerror or exc}") from None
 
 
+def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
+    """Flush a file (or a directory's entries) to disk; directories that refuse are skipped."""
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (before it is renamed into place)."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            _fsync(os.path.join(dirpath, name))
+        _fsync(dirpath, directory=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory, then rename."""
     path = Path(path)
@@ -43,6 +63,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, _default_mode("file"))
         os.replace(tmp, path)
+        _fsync(path.parent, directory=True)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -63,7 +84,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``final``; rename it to ``final`` on success.
 
-    On an exception the temporary directory is removed and an existing ``final`` is left untouched.
+    Every file is fsynced before the rename. On an exception the temporary directory is removed
+    and an existing ``final`` is left untouched.
     An existing ``final`` is replaced only once the new one is complete.
     """
     final = Path(final)
@@ -75,6 +97,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _default_mode("dir"))
+        _fsync_tree(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -83,6 +106,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        _fsync(final.parent, directory=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -7,9 +7,11 @@ lists, numbers and strings, so it loads with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +45,57 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
+def _short(exc: BaseException) -> str:
+    """An exception as one short line (PyTorch's messages run to several paragraphs)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:120]}" if first else type(exc).__name__
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """Check the header and that the file holds every byte the header promises."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n)) if 0 < n <= size - 8 else None
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, struct.error, AttributeError, KeyError, TypeError) as exc:
+        return f"{file.name} is unreadable ({_short(exc)})"
+    expected = 8 + n + max(ends, default=0)
+    if expected != size:
+        return f"{file.name} is truncated ({size} bytes, its header says {expected})"
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be resumed from (a damaged or incomplete file), or None."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "config.json is missing"
+    except (OSError, ValueError) as exc:
+        return f"config.json is unreadable ({_short(exc)})"
+    if not isinstance(config, dict):
+        return "config.json is not a JSON object"
+    problem = _safetensors_problem(path / "model.safetensors")
+    if problem:
+        return problem
+    try:  # mmap: checks the archive without reading the tensors
+        torch.load(path / "state.pt", map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # any failure means: not a readable training state
+        return f"state.pt is unreadable ({_short(exc)})"
+    return None
+
+
+def latest_checkpoint(run_dir: str | Path, on_skip=None) -> Path | None:
+    """The newest checkpoint that reads; damaged newer ones are reported to ``on_skip``."""
+    for _, path in reversed(list_checkpoints(run_dir)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        if on_skip is not None:
+            on_skip(path, problem)
+    return None
 
 
 # ----------------------------------------------------------------------------- RNG state
@@ -86,14 +136,18 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, config: di
                     state: dict[str, Any], tokenizer_dir: str | Path) -> Path:
     """Write ``step_<step>`` atomically; ``model`` must be the uncompiled, unwrapped module."""
     final = checkpoint_root(run_dir) / f"step_{step}"
-    with atomic_dir(final) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        atomic_write_json(tmp / "config.json", {**config, "step": step})
-        torch.save(state, tmp / "state.pt")
-        for name in TOKENIZER_FILES:
-            src = Path(tokenizer_dir) / name
-            if src.is_file():
-                shutil.copyfile(src, tmp / name)
+    try:
+        with atomic_dir(final) as tmp:
+            save_model(model, str(tmp / "model.safetensors"))
+            atomic_write_json(tmp / "config.json", {**config, "step": step})
+            torch.save(state, tmp / "state.pt")
+            for name in TOKENIZER_FILES:
+                src = Path(tokenizer_dir) / name
+                if src.is_file():
+                    shutil.copyfile(src, tmp / name)
+    except (OSError, RuntimeError) as exc:  # a full disk surfaces as either
+        raise UserError(f"cannot write checkpoint {final}: {_short(exc)} (disk full?); the "
+                        "previous checkpoints are intact, free space and --resume") from None
     return final
 
 
@@ -110,19 +164,21 @@ def rotate(run_dir: str | Path, keep_last: int, milestones: list[int]) -> list[P
 
 
 def clean_partial(run_dir: str | Path) -> None:
-    """Remove temporary directories left by a crash during a checkpoint write."""
+    """Remove temporary directories left by a crash during a checkpoint write or final export."""
     root = checkpoint_root(run_dir)
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(".") and p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
+    leftovers = [p for p in root.iterdir() if p.name.startswith(".")] if root.is_dir() else []
+    leftovers += [p for p in Path(run_dir).glob(".final.*") if p.name.endswith((".tmp", ".old"))]
+    for p in leftovers:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """``state.pt`` of checkpoint ``path`` (tensors and plain data only)."""
     try:
         return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file: a user-fixable problem
-        raise UserError(f"cannot read checkpoint state {path / 'state.pt'}: {exc}") from None
+        raise UserError(f"cannot read checkpoint state {path / 'state.pt'}: {_short(exc)}") from None
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -1,7 +1,8 @@
 """The hand-written pretraining loop (no Trainer, no accelerate).
 
 :func:`train` builds a :class:`Run` (see :mod:`zhbert.training.state`) and then alternates
-``train_step`` (gradient accumulation, clipping, AdamW, LambdaLR, autocast, DDP ``no_sync``)
+``train_step`` (gradient accumulation, clipping, AdamW with the lr computed from the config at
+every step, autocast, DDP ``no_sync``)
 with log points, held-out evaluations and checkpoints.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from pathlib import Path
 
@@ -18,9 +20,11 @@ from zhbert import history_schema as H
 from zhbert.config import TrainConfig
 from zhbert.errors import UserError
 from zhbert.training import distributed as D
+from zhbert.training import setup as S
 from zhbert.training.checkpoint import rotate, save_checkpoint
 from zhbert.training.evaluate import evaluate
 from zhbert.training.monitor import Monitor
+from zhbert.training.schedule import scheduled_lr, set_lr
 from zhbert.training.state import (
     Run,
     build_run,
@@ -72,13 +76,13 @@ def train_step(run: Run) -> None:
         run.scaler.unscale_(opt)
     norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip if clip > 0 else math.inf)
     finite = bool(torch.isfinite(norm))
-    run.last_lr = opt.param_groups[0]["lr"]
+    run.last_lr = scheduled_lr(run.cfg, run.step)  # from the config every step (resume-safe)
+    set_lr(opt, run.last_lr)
     if finite:
         run.scaler.step(opt) if run.scaler else opt.step()
     if run.scaler:
         run.scaler.update()  # lowers the loss scale after a non-finite step
     opt.zero_grad(set_to_none=True)
-    run.scheduler.step()
     run.step += 1
     _count_step(run, norm, finite)
     if run.cfg.run.step_delay_s:
@@ -173,6 +177,18 @@ def save_point(run: Run) -> None:
     run.timing["overhead"] += time.perf_counter() - t
 
 
+def _stop_diverged(run: Run, row: dict) -> None:
+    """A non-finite interval loss ends the run with a UserError (non-zero exit).
+
+    The history is saved first (non-finite values as ``null``); no checkpoint holds the
+    diverged weights, so ``--resume`` with a lower ``optim.lr`` starts from the last good one.
+    """
+    if run.dist.is_main:
+        run.history.save()
+    raise UserError(f"step {run.step}: the training loss is {row[H.LOSS]} (diverged); lower "
+                    f"optim.lr (now {run.cfg.optim.lr:g}) and --resume from the last checkpoint")
+
+
 def _points(run: Run, monitor: Monitor) -> None:
     """Log / eval / save as due at the current step; the history is rewritten when it changed."""
     r, last = run.cfg.run, run.step == run.cfg.run.max_steps
@@ -180,6 +196,8 @@ def _points(run: Run, monitor: Monitor) -> None:
     if run.step % r.log_interval == 0 or last:
         row = log_point(run, monitor)
         changed = True
+        if not math.isfinite(row[H.LOSS]):
+            _stop_diverged(run, row)
         run.log.debug("train %s", row)
         post = {"loss": f"{row[H.LOSS]:.3f}", "acc": f"{row[H.MLM_ACC]:.3f}",
                 "eval": run.last_eval, "final": monitor.bar_text(),
@@ -200,8 +218,17 @@ def _points(run: Run, monitor: Monitor) -> None:
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
           overwrite: bool = False, echo=print) -> dict:
-    """Train (or resume) a run in ``run_dir``; returns a small summary dict."""
-    run = build_run(cfg, Path(run_dir), resume=resume, overwrite=overwrite, echo=echo)
+    """Train (or resume) a run in ``run_dir``; returns a small summary dict.
+
+    Rank 0 holds the run directory's lock for the whole run: a second trainer is refused.
+    """
+    with S.run_dir_lock(Path(run_dir), enabled=int(os.environ.get("RANK", "0")) == 0):
+        return _train(cfg, Path(run_dir), resume=resume, overwrite=overwrite, echo=echo)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, echo) -> dict:
+    """Build the run, train it to ``run.max_steps`` and export (under the run-dir lock)."""
+    run = build_run(cfg, run_dir, resume=resume, overwrite=overwrite, echo=echo)
     monitor = None
     try:
         monitor = Monitor(run)

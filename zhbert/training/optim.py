@@ -47,3 +47,16 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> 
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                              betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                              **_impl_kwargs(cfg.fused, device))
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Restore a checkpoint's moment estimates and step counts, keeping the configured settings.
+
+    ``Optimizer.load_state_dict`` would also bring back the saved lr, betas, eps, weight decay
+    and implementation flags; here the values ``optimizer`` was built with (the current config)
+    win, so a resume with changed optimizer settings applies them (docs/TRAINING.md, "Resume").
+    """
+    configured = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, settings in zip(optimizer.param_groups, configured, strict=True):
+        group.update(settings)

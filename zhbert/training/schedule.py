@@ -1,37 +1,33 @@
-"""Learning-rate schedule: linear warmup to the peak, then cosine (or linear) decay to 0."""
+"""Learning-rate schedule of the trainer: linear warmup to the peak, then cosine (or linear) decay.
+
+The lr is a pure function of the config and the number of updates already taken, computed again
+before every update (as in nanoGPT) rather than kept in a scheduler object. A resumed run
+therefore always follows the schedule its *current* config states: extending ``run.max_steps``
+or changing ``optim.lr`` / ``warmup_steps`` / ``total_steps`` / ``schedule`` takes effect at the
+next update, and nothing stale survives in a checkpoint. The multiplier itself is
+:func:`zhbert.lr_schedule.lr_factor`, shared with the analysis.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from zhbert.config import TrainConfig
 from zhbert.lr_schedule import lr_factor
 
 
-@dataclass(frozen=True)
-class WarmupDecay:
-    """Multiplier of the peak lr at optimizer step ``step`` (0-based count of steps taken).
-
-    The lr used by update number ``s`` (1-based) is ``peak * factor(s)``: it rises linearly to
-    exactly the peak at ``s == warmup`` and decays to exactly 0 at ``s == total``.
-    A picklable object (not a lambda) so the scheduler state stays plain data.
-    """
-
-    warmup: int
-    total: int
-    kind: str = "cosine"
-
-    def __call__(self, step: int) -> float:
-        return lr_factor(step + 1, self.warmup, self.total, self.kind)  # LambdaLR starts at 0
+def scheduled_lr(cfg: TrainConfig, step: int) -> float:
+    """The lr of the update after ``step`` updates (update number ``step + 1``) under ``cfg``."""
+    o = cfg.optim
+    return o.lr * lr_factor(step + 1, o.warmup_steps, cfg.total_steps, o.schedule)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int,
-                   kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
-    """LambdaLR with :class:`WarmupDecay`; call ``.step()`` once after every optimizer step."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupDecay(warmup, total, kind))
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's lr (call before ``optimizer.step()``)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def lr_at(peak: float, step: int, warmup: int, total: int, kind: str = "cosine") -> float:
     """The lr of update number ``step`` (1-based), for tests and docs."""
-    return peak * WarmupDecay(warmup, total, kind)(step - 1)
+    return peak * lr_factor(step, warmup, total, kind)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import functools
 import logging
+import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -113,6 +117,44 @@ def load_corpus(cfg: TrainConfig, *, allow_prepare: bool, log: logging.Logger, b
 
 
 # ----------------------------------------------------------------------------- run directory
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``RUN/.lock`` while training; refuse a second trainer.
+
+    The lock file names its holder (pid, host, start time). The kernel drops the lock when the
+    process ends, however it ends, so a dead run's lock file never blocks a new one.
+    """
+    if not enabled:
+        yield
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run dir {run_dir} exists and is not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(run_dir / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held open)
+    except OSError as exc:
+        raise UserError(f"run dir {run_dir} is not writable: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            raise UserError(f"run dir {run_dir} is in use by {owner}; wait for it to end or "
+                            "choose another --run-dir") from None
+        fh.seek(0)
+        fh.truncate()
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        fh.write(f"process {os.getpid()} on {socket.gethostname()} (started {started})\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the lock
 
 
 def has_run(run_dir: Path) -> bool:

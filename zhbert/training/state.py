@@ -33,8 +33,7 @@ from zhbert.training.checkpoint import (
     set_rng_state,
 )
 from zhbert.training.history import HistoryWriter
-from zhbert.training.optim import make_optimizer
-from zhbert.training.schedule import make_scheduler
+from zhbert.training.optim import load_optimizer_state, make_optimizer
 
 # Interval sums: REDUCED_KEYS differ per rank and are summed over ranks at a log point; the
 # others are the same on every rank (gradient norm after the all-reduce, skipped steps).
@@ -57,7 +56,6 @@ class Run:
     ddp: torch.nn.Module  # DDP wrapper (or the model itself)
     fwd: Callable  # what the step calls (compiled or not)
     optimizer: torch.optim.Optimizer
-    scheduler: Any
     scaler: Any
     autocast: Callable | None
     precision: str
@@ -152,7 +150,6 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
     return {
         "step": run.step,
         "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler else {},
         "rng": rngs,
         "sampler": run.stream.state_dict(),
@@ -189,11 +186,18 @@ def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, p
     }
 
 
-def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo) -> Path | None:
+def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo, log) -> Path | None:
+    """The newest checkpoint that reads (rank 0 looks, every rank gets the path)."""
     ckpt = None
     if dist.is_main and resume:
         clean_partial(run_dir)
-        ckpt = latest_checkpoint(run_dir)
+        skipped = []
+        ckpt = latest_checkpoint(run_dir, on_skip=lambda p, why: skipped.append(f"{p.name}: {why}"))
+        if ckpt is None and skipped:
+            raise UserError(f"no usable checkpoint in {run_dir} ({'; '.join(skipped)}); "
+                            "remove the damaged ones or start again with --overwrite")
+        for line in skipped:
+            log.warning("warning: skipping damaged checkpoint %s", line)
     found = D.broadcast_object(None if ckpt is None else str(ckpt), dist)
     return None if found is None else Path(found)
 
@@ -225,13 +229,15 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     info = S.load_corpus(cfg, allow_prepare=dist.is_main, log=log,
                          barrier=lambda: D.barrier(dist))
     cfg.model.vocab_size, cfg.model.pad_token_id = info.vocab_size, info.pad_id
-    ckpt = _find_resume(run_dir, resume, dist)
+    ckpt = _find_resume(run_dir, resume, dist, log)
     if resume and ckpt is None:
         log.info("--resume: no complete checkpoint in %s, starting from step 0", run_dir)
+    changes = []
     if ckpt is not None:
         saved = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
-        for change in S.check_compatible(saved, cfg, ckpt):
-            log.info("note: config changed since the checkpoint: %s", change)
+        changes = S.check_compatible(saved, cfg, ckpt)
+        for change in changes:
+            log.info("config changed since the checkpoint (applied from now on): %s", change)
     if dist.is_main:
         echo("resolved config:\n" + cfg.to_json())
     S.configure_backends(cfg, device)
@@ -239,8 +245,6 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     torch.manual_seed(cfg.run.seed)  # identical initialisation on every rank
     model = build_model(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg.optim, device)
-    scheduler = make_scheduler(optimizer, cfg.optim.warmup_steps, cfg.total_steps,
-                               cfg.optim.schedule)
     train_split = load_split(info.path, "train")
     builder = BatchBuilder(train_split, info, cfg.data, seed=cfg.run.seed, rank=dist.rank,
                            world_size=dist.world_size)
@@ -257,14 +261,14 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
         log.info("count-table baselines on the held-out set: %s", ", ".join(
             f"{k} {100 * v:.2f}%" for k, v in block["acc"].items()))
     run = Run(cfg=cfg, run_dir=run_dir, dist=dist, device=device, log=log, info=info,
-              model=model, ddp=model, fwd=model, optimizer=optimizer, scheduler=scheduler,
+              model=model, ddp=model, fwd=model, optimizer=optimizer,
               scaler=S.make_scaler(precision, device), autocast=S.autocast_factory(precision,
                                                                                    device),
               precision=precision, stream=BatchStream(builder, cfg.data.prefetch, prepare=prepare),
               eval_batches=eval_batches, history=history, packed=cfg.data.format == "packed")
     run.reset_interval()
     if ckpt is not None:
-        _restore(run, ckpt)
+        _restore(run, ckpt, changes)
     else:
         torch.manual_seed(_seed(cfg.run.seed, 5, dist.rank))  # dropout differs per rank
     _wrap(run)
@@ -274,13 +278,18 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     return run
 
 
-def _restore(run: Run, ckpt: Path) -> None:
-    """Load weights and every piece of training state from ``ckpt``."""
+def _restore(run: Run, ckpt: Path, changes: list[str]) -> None:
+    """Load weights and training state from ``ckpt``; the current config's settings apply.
+
+    The optimizer keeps its configured hyper-parameters (only moments and step counts are
+    restored) and the lr is recomputed from the config at every step, so ``changes`` (the
+    config keys that differ from the checkpoint's) all take effect; they are recorded in
+    ``meta.resumed`` and ``meta.config`` becomes the current config.
+    """
     load_weights(run.model, ckpt)
     state = load_state(ckpt)
     try:
-        run.optimizer.load_state_dict(state["optimizer"])
-        run.scheduler.load_state_dict(state["scheduler"])
+        load_optimizer_state(run.optimizer, state["optimizer"])
         if run.scaler and state["scaler"]:
             run.scaler.load_state_dict(state["scaler"])
     except (KeyError, ValueError, RuntimeError) as exc:
@@ -291,9 +300,10 @@ def _restore(run: Run, ckpt: Path) -> None:
     meta = saved.get("meta", fresh)
     if BASELINES_KEY in fresh:  # a run started before the baselines existed gets them now
         meta.setdefault(BASELINES_KEY, fresh[BASELINES_KEY])
+    meta["config"] = run.cfg.to_dict()
     meta.setdefault("resumed", []).append(
         {"step": int(state["step"]), "time": dt.datetime.now(dt.timezone.utc).isoformat(
-            timespec="seconds"), "world_size": run.dist.world_size})
+            timespec="seconds"), "world_size": run.dist.world_size, "config_changes": changes})
     run.history.data = {**saved, "meta": meta}
     run.history.truncate(state["history_len"])
     run.step, run.tokens_seen = int(state["step"]), int(state["tokens_seen"])

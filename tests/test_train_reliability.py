@@ -1,0 +1,141 @@
+"""Faults around a run: damaged checkpoints, a second trainer, divergence, full disk, fsync."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import main_train
+from zhbert.errors import UserError
+from zhbert.training import checkpoint as C
+from zhbert.training.setup import LOCK_NAME, run_dir_lock
+
+
+def _base(corpus, run, *extra):
+    return ["--preset", "smoke", "--set", f"data.corpus_dir={corpus}", "--run-dir", str(run),
+            "--set", "run.export_final=false", "--set", "run.max_steps=10", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_corpus, tmp_path_factory):
+    """A finished 10-step run with complete checkpoints step_5 and step_10."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main_train.main(_base(tiny_corpus, run)) == 0
+    assert [s for s, _ in C.list_checkpoints(run)] == [5, 10]
+    return run
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "truncated weights": lambda ck: _truncate(ck / "model.safetensors"),
+    "missing config": lambda ck: (ck / "config.json").unlink(),
+    "truncated config": lambda ck: _truncate(ck / "config.json"),
+    "garbage state": lambda ck: (ck / "state.pt").write_bytes(b"garbage" * 100),
+    "truncated state": lambda ck: _truncate(ck / "state.pt"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(finished, tiny_corpus, tmp_path,
+                                                              damage, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    DAMAGE[damage](run / "checkpoints" / "step_10")
+    assert C.checkpoint_problem(run / "checkpoints" / "step_10") is not None
+    assert C.checkpoint_problem(run / "checkpoints" / "step_5") is None
+    assert main_train.main([*_base(tiny_corpus, run), "--resume"]) == 0
+    log = (run / "train.log").read_text()
+    assert "skipping damaged checkpoint step_10" in log
+    assert f"resumed from {run / 'checkpoints' / 'step_5'} at step 5" in log
+    h = json.loads((run / "training_history.json").read_text())
+    assert h["steps"][-1] == 10 and h["meta"]["resumed"][-1]["step"] == 5
+
+
+def test_no_usable_checkpoint_is_one_error(finished, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    for step in (5, 10):
+        _truncate(run / "checkpoints" / f"step_{step}" / "model.safetensors")
+    with pytest.raises(UserError, match="no usable checkpoint.*step_10: model.safetensors is "
+                                        "truncated.*step_5"):
+        main_train.main([*_base(tiny_corpus, run), "--resume"])
+
+
+def test_garbage_state_message_is_short(tmp_path):
+    (tmp_path / "state.pt").write_bytes(b"\x80\x02garbage" * 50)
+    with pytest.raises(UserError) as info:
+        C.load_state(tmp_path)
+    assert len(str(info.value)) < 250 and "\n" not in str(info.value)
+
+
+def test_second_trainer_is_refused_naming_the_live_process(finished, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    with run_dir_lock(run):
+        assert f"process {os.getpid()}" in (run / LOCK_NAME).read_text()
+        with pytest.raises(UserError, match=f"in use by process {os.getpid()} on "):
+            main_train.main([*_base(tiny_corpus, run), "--resume"])
+        with pytest.raises(UserError, match="in use by process"):  # a fresh run too
+            main_train.main(_base(tiny_corpus, tmp_path / "run"))
+    # a lock file left by a dead process does not block
+    (run / LOCK_NAME).write_text("process 999999 on elsewhere (started long ago)\n")
+    assert main_train.main([*_base(tiny_corpus, run, "--set", "run.max_steps=12"), "--resume"]) == 0
+
+
+def test_divergence_exits_nonzero_and_history_stays_strict_json(tiny_corpus, tmp_path,
+                                                               train_cli):
+    run = tmp_path / "run"
+    done = train_cli(_base(tiny_corpus, run, "--set", "optim.lr=1e30"))
+    assert done.returncode != 0
+    err = done.stderr.strip().splitlines()
+    assert "diverged" in err[-1] and "Traceback" not in done.stderr
+    text = (run / "training_history.json").read_text()
+    h = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in the history"))
+    assert None in h["loss"]
+
+
+def test_resume_cleans_an_interrupted_final_export(finished, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / ".final.x1y2.tmp").mkdir()
+    (run / ".final.x1y2.tmp" / "model.safetensors").write_bytes(b"partial")
+    assert main_train.main([*_base(tiny_corpus, run), "--resume"]) == 0
+    assert not (run / ".final.x1y2.tmp").exists()
+
+
+def _tiny_model():
+    return torch.nn.Linear(3, 2)
+
+
+def test_checkpoint_files_are_fsynced_before_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    final = C.save_checkpoint(tmp_path, 3, _tiny_model(), {"model": {}}, {"step": 3}, tmp_path)
+    names = {Path(p).name for p in synced if ".step_3." in p}
+    assert {"model.safetensors", "state.pt", "config.json"} <= names
+    assert str(final.parent) in synced  # the rename itself is flushed
+
+
+def test_full_disk_during_a_checkpoint_is_one_error(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(C.torch, "save", full)
+    with pytest.raises(UserError, match="cannot write checkpoint .*step_3.*No space left"):
+        C.save_checkpoint(tmp_path, 3, _tiny_model(), {"model": {}}, {"step": 3}, tmp_path)
+    assert not any((tmp_path / "checkpoints").iterdir())  # no half-written step_3
