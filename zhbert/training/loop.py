@@ -185,8 +185,9 @@ def _stop_diverged(run: Run, row: dict) -> None:
     """
     if run.dist.is_main:
         run.history.save()
-    raise UserError(f"step {run.step}: the training loss is {row[H.LOSS]} (diverged); lower "
-                    f"optim.lr (now {run.cfg.optim.lr:g}) and --resume from the last checkpoint")
+    raise UserError(f"training diverged: the loss is not finite ({row[H.LOSS]}) at step "
+                    f"{run.step}; lower optim.lr (now {run.cfg.optim.lr:g}) and --resume from the "
+                    "last checkpoint")
 
 
 def _points(run: Run, monitor: Monitor) -> None:
