@@ -63,6 +63,23 @@ def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return (xf * cos + rotated * sin).to(x.dtype)
 
 
+def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """Softmax attention written out (softmax in float32), for the CPU.
+
+    At the demo's shapes (64 tokens, head size 64) PyTorch's CPU flash-attention kernel spends
+    3-4x longer in its backward pass than these three operations do (measured with bf16 autocast
+    by ``benchmarks/train_throughput.py``-style timing; see docs/TRAINING.md, "The demo run").
+    ``mask`` is boolean, True = may attend; every query row must allow at least one key.
+    """
+    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = scores.softmax(-1).to(v.dtype)
+    if p > 0.0:
+        probs = F.dropout(probs, p)
+    return probs @ v
+
+
 def band_mask(length: int, window: int, device: torch.device) -> Tensor:
     """(L, L) bool: query i may attend key j when ``|i - j| <= window // 2``.
 
@@ -97,7 +114,10 @@ class Attention(nn.Module):
         q, k, v = self.Wqkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         p = self.dropout if self.training else 0.0
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        if x.device.type == "cpu":
+            ctx = attention_math(q, k, v, mask, p)
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.Wo(ctx.transpose(1, 2).reshape(B, L, H))
 
 
@@ -204,7 +224,11 @@ class ModernBertForPretraining(nn.Module):
         if self.config.local_window <= 0:
             return key, key
         band = band_mask(L, self.config.local_window, device)
-        return key, band if key is None else band & key
+        if key is None:
+            return key, band
+        # A padding query may have no real key inside its band; let it see itself (its output is
+        # never read) so that no softmax row is empty and no NaN reaches a real token's value.
+        return key, band & key | torch.eye(L, dtype=torch.bool, device=device)
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Final hidden states (B, L, H) after the last LayerNorm."""
@@ -244,7 +268,7 @@ class ModernBertForPretraining(nn.Module):
             rows, target, count = _labelled(mlm_labels, attention_mask, layout)
             logits = self.logits(h.reshape(-1, h.shape[-1])[rows])
             out.mlm_loss = F.cross_entropy(logits, target) if target.numel() else logits.sum() * 0
-            out.mlm_correct = (logits.argmax(-1) == target).sum()
+            out.mlm_correct = (logits.detach().float().argmax(-1) == target).sum()
             out.mlm_count = count
             out.loss = out.mlm_loss
         if mlm_labels is None or return_logits:
