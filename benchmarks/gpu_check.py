@@ -152,10 +152,9 @@ def run_case(cfg, args, device: torch.device, peak: float) -> dict:
                    "tokens_per_s": round(acc["tokens"] / seconds, 1),
                    "loss": acc["loss_sum"] / max(acc["n_micro"], 1.0),
                    "skipped_steps": int(acc["skipped"])}
-            cfgm = run.model.config
-            emb = (cfgm.vocab_size + cfgm.max_position_embeddings + cfgm.type_vocab_size) \
-                * cfgm.hidden_size
-            flops = model_flops(cfgm, run.model.num_parameters() - emb, lengths)
+            emb = sum(m.weight.numel() for m in run.model.modules()
+                      if isinstance(m, torch.nn.Embedding))  # lookup tables: no FLOPs
+            flops = model_flops(run.model.config, run.model.num_parameters() - emb, lengths)
             rec["mfu"] = round(flops / seconds / peak, 4)
             rec["peak_flops"] = peak
             if cuda:
@@ -187,9 +186,9 @@ def _tiny_batch(cfg, seed: int = 0):
 def graph_breaks(cfg) -> dict:
     """Graphs and graph breaks of the training forward (with its host-built layout)."""
     from zhbert.layout import batch_layout
-    from zhbert.model import BertForPretraining
+    from zhbert.model import build_model
 
-    model = BertForPretraining(cfg.model).train()
+    model = build_model(cfg.model).train()
     ids, mask, labels, nsp = _tiny_batch(cfg)
     mask[1:, cfg.data.seq_len // 2:] = 0  # padding, as pairs batches have
     lay = batch_layout(ids, mask, labels, with_cls=cfg.model.use_nsp, multiple=8)
@@ -204,10 +203,10 @@ def graph_breaks(cfg) -> dict:
 def memory_estimate(cfg, precision: str) -> dict:
     """Bytes of weights, gradients, AdamW state and one micro-batch's saved activations."""
     from zhbert.layout import batch_layout
-    from zhbert.model import BertForPretraining
+    from zhbert.model import build_model
 
     torch.manual_seed(0)
-    model = BertForPretraining(cfg.model).train()
+    model = build_model(cfg.model).train()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}

@@ -18,7 +18,7 @@ import zhbert.training.loop as loop
 from zhbert.config import build_config
 from zhbert.errors import UserError
 from zhbert.layout import batch_layout
-from zhbert.model import BertConfig, BertForPretraining
+from zhbert.model import BertConfig, BertForPretraining, build_model
 from zhbert.training import setup as S
 from zhbert.training.checkpoint import list_checkpoints
 from zhbert.training.state import batch_preparer
@@ -107,20 +107,24 @@ def test_layout_given_or_computed_gives_the_same_outputs():
               layout=batch_layout(ids, mask, labels))
 
 
-def test_encoder_forward_has_no_graph_breaks():
+@pytest.mark.parametrize("arch, extra", [
+    ("bert", {"use_nsp": True}), ("modern", {}),
+    ("modern", {"local_window": 8, "global_every": 2})])
+def test_encoder_forward_has_no_graph_breaks(arch, extra):
     """With the host-computed layout, dynamo captures the training forward in one graph
     (without it: nonzero / item / unique break the graph, and sync a GPU, ~7 times)."""
     torch.manual_seed(0)
-    model = BertForPretraining(BertConfig(vocab_size=50, hidden_size=32, num_layers=2,
-                                          num_heads=2, intermediate_size=64,
-                                          max_position_embeddings=64, use_nsp=True)).train()
+    model = build_model(BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=2,
+                                   intermediate_size=64, max_position_embeddings=64,
+                                   arch=arch, **extra)).train()
+    nsp = model.config.use_nsp
     ids, mask, labels, _ = _pairs_batch()
-    lay = batch_layout(ids, mask, labels, with_cls=True, multiple=8)
+    lay = batch_layout(ids, mask, labels, with_cls=nsp, multiple=8)
     ids, mask, labels = (t[:, :lay.length] for t in (ids, mask, labels))
     torch._dynamo.reset()
     explained = torch._dynamo.explain(model)(
         ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids), mlm_labels=labels,
-        nsp_labels=torch.tensor([0, 1, 0, 1, 1, 0]), layout=lay)
+        nsp_labels=torch.tensor([0, 1, 0, 1, 1, 0]) if nsp else None, layout=lay)
     torch._dynamo.reset()
     reasons = [r.reason.splitlines()[0] for r in explained.break_reasons]
     assert explained.graph_break_count == 0, reasons
