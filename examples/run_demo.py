@@ -70,6 +70,11 @@ def results_table(results: Path) -> str:
         ("machine", f"{summary['machine']['cpu']}, {summary['machine']['logical_cpus']} cores, "
                     f"torch {history['meta']['torch_version']}"),
     ]
+    base = analysis.get(H.META_BASELINES)  # runs trained before the baselines have none
+    if base:
+        rows.insert(2, ("count-table baselines on the same masks: unigram / left bigram / right "
+                        "bigram / gap trigram (`examples/baselines.py`)",
+                        " / ".join(f"{base['acc'][k]:.2%}" for k in base["acc"])))
     lines = ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + (
         "\n\nProduced by `make demo` (`python examples/run_demo.py`) and copied here by "

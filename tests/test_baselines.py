@@ -259,3 +259,26 @@ def test_every_accuracy_panel_draws_the_baselines(tmp_path, monkeypatch):
     history.meta.clear()  # an older history without baselines: nothing drawn
     render_all(history, analyze(history, n_boot=20), tmp_path / "plain")
     assert drawn == [[]] * 4
+
+
+def test_readme_results_table_has_a_baselines_row_when_the_analysis_has_them(tmp_path):
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("run_demo", ROOT / "examples" / "run_demo.py")
+    run_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_demo)
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    path = results / "analysis_result.json"
+    analysis = json.loads(path.read_text())
+    analysis.pop(B.BASELINES_KEY, None)
+    path.write_text(json.dumps(analysis))
+    assert "count-table baselines" not in run_demo.results_table(results)
+    analysis[B.BASELINES_KEY] = {"acc": {"unigram": 0.0487, "left_bigram": 0.1631,
+                                         "right_bigram": 0.1573, "gap_trigram": 0.3356}}
+    path.write_text(json.dumps(analysis))
+    rows = run_demo.results_table(results).splitlines()
+    assert rows[4] == ("| count-table baselines on the same masks: unigram / left bigram / right "
+                       "bigram / gap trigram (`examples/baselines.py`) | 4.87% / 16.31% / 15.73% "
+                       "/ 33.56% |")
