@@ -3,6 +3,7 @@
 
     python analyze_100k.py --history runs/demo/training_history.json
     python analyze_100k.py --history H100k.json --compare H50k.json --labels 100k 50k
+    python analyze_100k.py --history runs/demo/training_history.json --target-acc 0.15
 
 Prints a bilingual report and writes the JSON (default: analysis_result.json beside the history).
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from zhbert.analysis import analyze, format_report, load_history
 from zhbert.analysis.bootstrap import DEFAULT_N_BOOT
+from zhbert.analysis.core import jsonable
+from zhbert.analysis.target import format_target, time_to_target
 from zhbert.errors import UserError, run_cli
 from zhbert.io_utils import atomic_write_json
 
@@ -35,6 +38,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "present, else train; default)")
     p.add_argument("--target-step", type=float, default=None,
                    help="step to extrapolate the best fit to (default: 2x the last step)")
+    p.add_argument("--target-acc", type=float, default=None, metavar="ACC",
+                   help="also report the step (and wall time) at which the run reached or, by its "
+                        "forecast, will reach this accuracy fraction, e.g. 0.5")
     p.add_argument("--output", type=Path, default=None,
                    help="output JSON (default: analysis_result.json beside the history)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
@@ -50,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--n-boot must be >= 0 (got {args.n_boot})")
     if args.target_step is not None and args.target_step <= 0:
         raise UserError(f"--target-step must be positive (got {args.target_step:g})")
+    if args.target_acc is not None and not 0.0 < args.target_acc < 1.0:
+        raise UserError(f"--target-acc must be an accuracy fraction in (0, 1) "
+                        f"(got {args.target_acc:g})")
     paths = [args.history, *args.compare]
     labels = args.labels or [p.stem for p in paths]
     if len(labels) != len(paths):
@@ -61,8 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = analyze(histories[0], series=args.series, target_step=args.target_step,
                      compare=list(zip(labels[1:], histories[1:], strict=True)), seed=args.seed,
                      n_boot=args.n_boot, label=labels[0])
+    if args.target_acc is not None:
+        result["time_to_target"] = jsonable(time_to_target(
+            histories[0], args.target_acc, args.series, n_boot=args.n_boot, seed=args.seed))
     output = args.output or args.history.with_name("analysis_result.json")
     print(format_report(result), end="")
+    if args.target_acc is not None:
+        print("\n" + format_target(result["time_to_target"]), end="")
     atomic_write_json(output, result)
     print(f"\nwritten: {output}")
     return 0
