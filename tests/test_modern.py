@@ -218,3 +218,23 @@ def test_host_built_layout_gives_the_same_loss():
         laid = model(ids2, mask2, mlm_labels=labels2, layout=layout)
     assert int(laid.mlm_count) == int(plain.mlm_count) == 3
     assert abs(float(laid.mlm_loss) - float(plain.mlm_loss)) < 1e-6
+
+
+def test_demo_shapes_benchmark_writes_ratios(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "shapes.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "demo_shapes.py"),
+                           "--rounds", "1", "--steps", "1", "--threads", "1", "--batch", "2",
+                           "--seq-len", "16", "--vocab", "100", "--json", str(out)],
+                          capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    result = json.loads(out.read_text())
+    assert result["step_time_ratio"]["256x4"] == 1.0
+    assert set(result["step_time_ratio"]) == {"256x4", "256x3", "256x6", "320x4", "384x4",
+                                              "256x4-sdpa"}
+    assert result["parameters"]["384x4"] > result["parameters"]["256x4"]
+    assert all(v > 0 for v in result["mean_step_s"].values())
