@@ -12,8 +12,10 @@ from helpers_plots import write_history, zhbert_history
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import main_train
+from examples import tensorboard_png
 from zhbert.analysis import load_history
 from zhbert.baselines import read_baselines
+from zhbert.errors import UserError
 from zhbert.history_schema import FORECAST_KEYS
 from zhbert.plots import figures_training as ft
 from zhbert.training.monitor import (
@@ -91,6 +93,12 @@ def test_events_mirror_history_and_forecast_columns(tiny_corpus, tmp_path):
     assert all(e is not None and e >= 0 for e in h["eval_eta_s"][1:]) and h["eval_eta_s"][-1] == 0
     log = (run / "train.log").read_text()
     assert log.count("forecast at step 16:") == made
+    png = tmp_path / "tb.png"
+    assert tensorboard_png.main(["--logdir", str(run / "tensorboard"), "--out", str(png),
+                                 "--dpi", "50"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UserError, match="no TensorBoard event files"):
+        tensorboard_png.main(["--logdir", str(tmp_path), "--out", str(png)])
 
 
 def test_resumed_run_continues_the_curves_without_duplicates(tiny_corpus, tmp_path):
