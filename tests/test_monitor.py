@@ -174,3 +174,11 @@ def test_training_curves_draw_the_live_forecasts(tmp_path, monkeypatch):
     line = handles[i].lines[0]
     assert line.get_xdata().tolist() == data["eval_steps"][4:]
     np.testing.assert_allclose(line.get_ydata(), fc[4:])
+
+
+def test_presets_switch_tensorboard_and_forecast():
+    from zhbert.config import get_preset
+
+    on = {name: get_preset(name).run.tensorboard for name in ("paper", "efficient", "demo", "smoke")}
+    assert on == {"paper": True, "efficient": True, "demo": True, "smoke": False}
+    assert all(get_preset(name).run.forecast for name in ("paper", "efficient", "demo"))
