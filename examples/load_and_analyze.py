@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.step is not None and args.step <= 0:
         raise UserError(f"--step must be positive (got {args.step:g})")
+    if args.n_boot < 0:
+        raise UserError(f"--n-boot must be >= 0 (got {args.n_boot})")
     history = load_history(args.history)           # UserError on bad input
     df = history.train                             # a pandas DataFrame, one row per logged step
     print(f"train frame: {len(df)} rows, columns {list(df.columns)}")

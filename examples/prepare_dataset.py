@@ -37,6 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="maximum sentence length in characters")
     p.add_argument("--min-han-share", type=float, default=d.min_han_share,
                    help="minimum share of Han characters in a sentence (0..1)")
+    p.add_argument("--max-kana-hangul-share", type=float, default=d.max_kana_hangul_share,
+                   help="drop sentences with a larger share of kana/hangul (Japanese, Korean); "
+                        f"default {d.max_kana_hangul_share}")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of sentences (whole documents) held out for validation")
     p.add_argument("--min-val-sentences", type=int, default=d.min_val_sentences,
@@ -67,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = PrepareOptions(
         min_length=args.min_length, max_length=args.max_length, min_han_share=args.min_han_share,
+        max_kana_hangul_share=args.max_kana_hangul_share,
         val_fraction=args.val_fraction, min_val_sentences=args.min_val_sentences, seed=args.seed,
         min_char_freq=args.min_char_freq, max_chars=args.max_chars,
         max_wordpieces=args.max_wordpieces, lowercase=not args.no_lowercase,

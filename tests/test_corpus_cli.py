@@ -35,7 +35,7 @@ def files(tmp_path):
 
 
 @pytest.mark.parametrize(("source", "name", "needles"), [
-    ("text", "missing.txt", ("missing.txt", "no such file")),
+    ("text", "missing.txt", ("missing.txt", "not found")),
     ("text", "empty.txt", ("empty.txt", "empty corpus")),
     ("text", "short.txt", ("short.txt", "filtered out")),
     ("text", "latin1.txt", ("latin1.txt", "UTF-8")),

@@ -139,3 +139,26 @@ def test_full_disk_during_a_checkpoint_is_one_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="cannot write checkpoint .*step_3.*No space left"):
         C.save_checkpoint(tmp_path, 3, _tiny_model(), {"model": {}}, {"step": 3}, tmp_path)
     assert not any((tmp_path / "checkpoints").iterdir())  # no half-written step_3
+
+
+CORPUS_DAMAGE = {
+    "empty vocab": (lambda c: (c / "vocab.txt").write_text(""), "vocab.txt: 0 lines"),
+    "missing vocab": (lambda c: (c / "vocab.txt").unlink(), "vocab.txt: file not found"),
+    "corrupt vocab": (lambda c: (c / "vocab.txt").write_bytes(b"\xff\xfe\x00bad"), "vocab.txt"),
+    "short vocab": (lambda c: (c / "vocab.txt").write_text(
+        "\n".join((c / "vocab.txt").read_text().splitlines()[:50]) + "\n"),
+                    "corpus_meta.json says"),
+    "no tokenizer.json": (lambda c: (c / "tokenizer.json").unlink(),
+                          "tokenizer.json: file not found"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CORPUS_DAMAGE))
+def test_corpus_with_damaged_tokenizer_files_is_refused(tiny_corpus, tmp_path, damage):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    hurt, needle = CORPUS_DAMAGE[damage]
+    hurt(corpus)
+    with pytest.raises(UserError, match=needle.replace(".", r"\.")):
+        main_train.main(_base(corpus, tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -48,9 +48,48 @@ def _fsync_tree(root: Path) -> None:
         _fsync(dirpath, directory=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename."""
+def require_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path when it is a file; else a UserError saying what it is instead."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected {what}")
+    if not path.is_file():
+        raise UserError(f"{path}: file not found ({what})")
+    return path
+
+
+def require_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path when it is a directory; else a UserError saying what it is instead."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file, expected {what}")
+    if not path.is_dir():
+        raise UserError(f"{path}: directory not found ({what})")
+    return path
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Parse the JSON file ``path``; a missing, unreadable or invalid file is one UserError."""
+    path = require_file(path, what)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text ({what})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename.
+
+    Any OS error (a full disk, ``path`` being a directory) is one UserError naming ``path``;
+    the temporary file is removed and an existing ``path`` is left as it was.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: is a directory")
     _ensure_parent(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -64,9 +103,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.chmod(tmp, _default_mode("file"))
         os.replace(tmp, path)
         _fsync(path.parent, directory=True)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 

@@ -15,7 +15,6 @@ they are many: a history that is mostly NaN is broken.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import pandas as pd
 
 from zhbert import history_schema as H
 from zhbert.errors import UserError
+from zhbert.io_utils import read_json
 
 MIN_POINTS = 10
 #: refuse a file when more than this fraction of its rows hold NaN/inf
@@ -57,19 +57,6 @@ class Series:
     def n(self) -> int:
         """Number of points."""
         return int(self.steps.size)
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise UserError(f"{path}: history file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _column(path: Path, name: str, value: Any) -> np.ndarray:
@@ -126,12 +113,15 @@ def _check_steps(path: Path, frame: pd.DataFrame, series: str, minimum: int) -> 
     if acc.size and (acc.min() < 0 or acc.max() > 1):
         raise UserError(f"{path}: {series} accuracies must be fractions in [0, 1] "
                         f"(found {acc.min():g}..{acc.max():g})")
+    if acc.size >= minimum and acc.size > 1 and acc.min() == acc.max():
+        raise UserError(f"{path}: the {series} accuracy is constant ({acc[0]:g} at all "
+                        f"{acc.size} points); correlations and curve fits are undefined")
 
 
 def load_history(path: str | Path) -> History:
     """Read, validate and clean a history JSON file; raise ``UserError`` on bad input."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path, "a history JSON file")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object with '{H.STEPS}' and '{H.MLM_ACC}'")
     missing = [k for k in (H.STEPS, H.MLM_ACC) if k not in data]

@@ -16,10 +16,12 @@ from zhbert.corpus import vocab as vocab_mod
 from zhbert.corpus.encode import encode_sentences
 from zhbert.corpus.text import normalize_text, sentence_filter_reason, split_sentences
 from zhbert.errors import UserError
-from zhbert.io_utils import atomic_dir, atomic_write_json
+from zhbert.io_utils import atomic_dir, atomic_write_json, require_file
 
 SOURCES = ("demo", "text", "jsonl", "wiki")
-FILTERS = ("too_short", "too_long", "low_han_share", "duplicate")
+FILTERS = ("too_short", "too_long", "kana_hangul", "low_han_share", "duplicate")
+#: warn when more than this share of the split sentences is Japanese or Korean
+FOREIGN_WARN_SHARE = 0.2
 
 
 @dataclass
@@ -29,6 +31,7 @@ class PrepareOptions:
     min_length: int = 30  # characters, like the original study's 30-100 character sentences
     max_length: int = 100
     min_han_share: float = 0.5
+    max_kana_hangul_share: float = 0.1  # drop sentences with more kana/hangul (Japanese, Korean)
     val_fraction: float = 0.05
     min_val_sentences: int = 3000  # so that evaluation has >= 20k masked tokens (capped at 20%)
     seed: int = 0
@@ -50,6 +53,9 @@ class PrepareOptions:
             raise UserError(f"length range {self.min_length}-{self.max_length} is invalid")
         if not 0.0 <= self.min_han_share <= 1.0:
             raise UserError(f"min Han share {self.min_han_share} must be within 0..1")
+        if not 0.0 <= self.max_kana_hangul_share <= 1.0:
+            raise UserError(f"max kana/hangul share {self.max_kana_hangul_share} must be "
+                            "within 0..1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise UserError(f"val fraction {self.val_fraction} must be within 0..1")
         if self.min_char_freq < 1 or (self.max_chars is not None and self.max_chars < 1):
@@ -106,7 +112,7 @@ def collect_sentences(docs: Iterator[tuple[str, str]], options: PrepareOptions,
         for sentence in split_sentences(normalize_text(text)):
             st["sentences_split"] += 1
             reason = sentence_filter_reason(sentence, options.min_length, options.max_length,
-                                            options.min_han_share)
+                                            options.min_han_share, options.max_kana_hangul_share)
             if reason is None and sentence in seen:
                 reason = "duplicate"
             if reason is None:
@@ -145,12 +151,25 @@ def _check_inputs(source: str, inputs: Sequence[Path], out_dir: Path, overwrite:
     if source != "demo" and not inputs:
         raise UserError(f"--source {source} needs at least one --input file")
     for path in inputs:
-        if not path.is_file():
-            raise UserError(f"{path}: no such file")
+        require_file(path, f"a {source} input file")
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserError(f"{out_dir}: output directory is not empty (use --overwrite)")
+        raise UserError(f"{out_dir}: is a file, expected an output directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out_dir}: output directory is not empty (use --overwrite)")
+        if not (out_dir / "corpus_meta.json").is_file():
+            raise UserError(f"{out_dir}: not a prepared corpus (no corpus_meta.json); --overwrite "
+                            "replaces only a corpus directory: choose another --out-dir")
+
+
+def _warn_foreign(per_source: dict) -> None:
+    """Warn when a large share of the input is Japanese or Korean (kana/hangul sentences)."""
+    split = sum(s["sentences_split"] for s in per_source.values())
+    foreign = sum(s["dropped"]["kana_hangul"] for s in per_source.values())
+    if split and foreign > FOREIGN_WARN_SHARE * split:
+        warnings.warn(f"{foreign:,} of {split:,} sentences ({foreign / split:.0%}) are mostly kana "
+                      "or hangul (Japanese/Korean) and were dropped; is this a Chinese corpus?",
+                      UserWarning, stacklevel=2)
 
 
 def _no_data_error(source: str, inputs: Sequence[Path], per_source: dict) -> UserError:
@@ -171,7 +190,7 @@ def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
     options = options or PrepareOptions()
     options.validate()
     inputs = [Path(p) for p in inputs]
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # "." and ".." have no name to rename
     _check_inputs(source, inputs, out_dir, options.overwrite)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -180,6 +199,7 @@ def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
         warnings.simplefilter("always", UserWarning)
         docs, per_source = collect_sentences(
             iter_documents(source, inputs, options, wiki_stats), options, progress)
+        _warn_foreign(per_source)
     for w in caught:  # re-emit after recording, so callers still see them
         warnings.warn(str(w.message), UserWarning, stacklevel=2)
     timings["read_clean_filter"] = time.perf_counter() - t0

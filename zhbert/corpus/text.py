@@ -7,6 +7,9 @@ Decisions (see docs/DATASET.md):
 - Whitespace runs become one space; a space between two non-ASCII characters is removed
   (Chinese does not separate words by spaces; review texts use them as pauses).
 - A "Han" character is one of the CJK ideograph blocks that BERT's tokenizer isolates.
+- Kana and hangul mark Japanese and Korean text: a sentence where they exceed
+  ``max_kana_hangul_share`` is dropped ("kana_hangul"), since its kanji/hanja would otherwise be
+  learnt as Chinese. Voicing marks (が, バ) are never stripped (the tokenizer keeps accents).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ _HAN_RANGES = (
     "\U00020000-\U0002a6df\U0002a700-\U0002ceaf\U0002f800-\U0002fa1f"
 )
 HAN_RE = re.compile(f"[{_HAN_RANGES}]")
+# Hiragana, katakana (+ phonetic extensions, half-width forms), hangul syllables and jamo.
+KANA_HANGUL_RE = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+                            "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WS_RE = re.compile(r"[ \t\r\f\v\u00a0\u2000-\u200a\u202f\u205f]+")
 # A space between two non-ASCII characters (Chinese text, punctuation) is dropped.
@@ -85,10 +91,18 @@ def han_share(sentence: str) -> float:
     return len(HAN_RE.findall(sentence)) / n if n else 0.0
 
 
+def kana_hangul_share(sentence: str) -> float:
+    """Share of kana and hangul among the non-space characters of ``sentence`` (0 when empty)."""
+    n = len(sentence) - sentence.count(" ")
+    return len(KANA_HANGUL_RE.findall(sentence)) / n if n else 0.0
+
+
 def sentence_filter_reason(
-    sentence: str, min_length: int, max_length: int, min_han_share: float
+    sentence: str, min_length: int, max_length: int, min_han_share: float,
+    max_kana_hangul_share: float = 0.1,
 ) -> str | None:
-    """Why ``sentence`` is dropped ("too_short", "too_long", "low_han_share"), or None to keep it.
+    """Why ``sentence`` is dropped ("too_short", "too_long", "kana_hangul", "low_han_share"), or
+    None to keep it.
 
     Length is counted in characters (code points) of the normalised sentence.
     """
@@ -97,6 +111,8 @@ def sentence_filter_reason(
         return "too_short"
     if n > max_length:
         return "too_long"
+    if kana_hangul_share(sentence) > max_kana_hangul_share:
+        return "kana_hangul"
     if han_share(sentence) < min_han_share:
         return "low_han_share"
     return None

@@ -36,7 +36,7 @@ def make_normalizer(lowercase: bool = True):
     from tokenizers import normalizers
 
     return normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase
     )
 
 
@@ -151,7 +151,7 @@ def save_tokenizer(vocab: Sequence[str], out_dir: Path, lowercase: bool = True):
     config = {
         "tokenizer_class": "BertTokenizer",
         "do_lower_case": lowercase,
-        "strip_accents": None,
+        "strip_accents": False,  # never strip voicing marks (が must not become か)
         "tokenize_chinese_chars": True,
         "model_max_length": 512,
         "clean_up_tokenization_spaces": True,

@@ -20,6 +20,7 @@ import torch
 from zhbert.config import TrainConfig
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
+from zhbert.io_utils import require_file
 from zhbert.training.monitor import TB_DIR
 
 LOG_NAME = "train.log"
@@ -110,10 +111,38 @@ def load_corpus(cfg: TrainConfig, *, allow_prepare: bool, log: logging.Logger, b
     if missing and cfg.data.auto_prepare and allow_prepare:
         _auto_prepare(corpus, log)
     barrier()
+    if corpus.exists() and not corpus.is_dir():
+        raise UserError(f"{corpus}: is a file, expected a corpus directory (data.corpus_dir)")
     if not (corpus / "corpus_meta.json").is_file():
         raise UserError(f"corpus directory {corpus} is not a prepared corpus (no corpus_meta.json);"
                         " prepare it with examples/prepare_dataset.py or set data.corpus_dir")
-    return load_corpus_info(corpus)
+    info = load_corpus_info(corpus)
+    check_tokenizer_files(corpus, info.vocab_size)
+    return info
+
+
+def check_tokenizer_files(corpus: Path, vocab_size: int) -> None:
+    """UserError unless vocab.txt and tokenizer.json exist and both hold ``vocab_size`` tokens.
+
+    Checkpoints and the final export copy these files, so a damaged one must stop the run before
+    it trains, not surface when a user loads the exported model.
+    """
+    from zhbert.export import tokenizer_vocab_size
+
+    vocab = require_file(corpus / "vocab.txt", "the corpus vocabulary")
+    try:
+        tokens = vocab.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{vocab}: unreadable ({exc}); prepare the corpus again") from None
+    if len(tokens) != vocab_size or not all(t.strip() for t in tokens):
+        raise UserError(f"{vocab}: {len(tokens)} lines ({sum(not t.strip() for t in tokens)} "
+                        f"empty) but corpus_meta.json says {vocab_size} tokens; prepare the "
+                        "corpus again")
+    require_file(corpus / "tokenizer.json", "the corpus tokenizer")
+    n = tokenizer_vocab_size(corpus)
+    if n != vocab_size:
+        raise UserError(f"{corpus / 'tokenizer.json'}: {n} tokens but corpus_meta.json says "
+                        f"{vocab_size}; prepare the corpus again")
 
 
 # ----------------------------------------------------------------------------- run directory
