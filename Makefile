@@ -1,34 +1,59 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Needs: make, Python >= 3.11 with the venv module, network access for pip (install only).
 PY_BOOT ?= python3
 VENV    ?= .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.install-stamp
+# torch comes from PyTorch's CPU wheel index on machines without `nvidia-smi` (no CUDA
+# libraries: a far smaller download), from PyPI's default (CUDA) build otherwise. Override with
+# `make install TORCH_INDEX=` (PyPI's default build) or another index URL. When the index cannot
+# be reached, the install warns and falls back to PyPI's torch.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
+TORCH_PIN   := $(shell grep -E '^torch==' requirements.txt)
 # The demo's knobs (the tests run the same path with PRESET=smoke).
 PRESET  ?= demo
 CORPUS  ?= data/demo
 RUN     ?= runs/$(PRESET)
-RESULTS ?= results
+OUT     ?=
 REDO    ?=
+# Training settings for the demo, space separated: make demo SET="run.max_steps=3000"
+SET     ?=
+DEMO_ARGS = --preset $(PRESET) --corpus $(CORPUS) --run-dir $(RUN) $(if $(OUT),--out-dir $(OUT),) \
+            $(if $(REDO),--redo,) $(foreach s,$(SET),--set $(s))
 
-.PHONY: install demo demo-run test lint bench clean
+.PHONY: install check-python demo demo-run reference test lint bench clean
 
-install: $(STAMP)
+install: check-python $(STAMP)
+
+# The interpreter that will run everything: the venv's when it exists, else PY_BOOT.
+check-python:
+	@$(if $(wildcard $(PYTHON)),$(PYTHON),$(PY_BOOT)) -c 'import sys, venv; v = sys.version_info; \
+	sys.exit(0 if v >= (3, 11) else "error: zhbert needs Python >= 3.11 (the pinned numpy, scipy, \
+	pandas, matplotlib and transformers do); this one is %d.%d: make PY_BOOT=python3.11 ..." % v[:2])'
 
 # Re-install only when a requirements file (or the package metadata) changed.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || $(PY_BOOT) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(PYTHON) -m pip install --quiet --timeout 30 --retries 1 --index-url $(TORCH_INDEX) \
+		'$(TORCH_PIN)' || echo "warning: could not install torch from $(TORCH_INDEX); \
+		installing PyPI's default build instead" >&2,)
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(PYTHON) -c 'import torch; print("installed torch", torch.__version__)'
 	touch $(STAMP)
 
 demo: install
 	$(MAKE) --no-print-directory demo-run PYTHON=$(PYTHON)
 
-# The main job: corpus -> training -> analysis -> figures -> export -> fill-mask.
+# The main job: corpus -> training -> analysis -> figures -> fill-mask; outputs under $(RUN).
 demo-run:
-	$(PYTHON) examples/run_demo.py --preset $(PRESET) --corpus $(CORPUS) --run-dir $(RUN) \
-		--results $(RESULTS) $(if $(REDO),--redo,)
+	$(PYTHON) examples/run_demo.py $(DEMO_ARGS)
+
+# The only command that rewrites the committed results/ and README's table (clean tree only).
+reference: install
+	$(PYTHON) examples/run_demo.py $(DEMO_ARGS) --update-reference
 
 test: install
 	$(PYTHON) -m pytest -n 2 tests

@@ -20,7 +20,7 @@ from zhbert.analysis.bootstrap import DEFAULT_N_BOOT
 from zhbert.analysis.core import jsonable
 from zhbert.analysis.target import format_target, time_to_target
 from zhbert.errors import UserError, run_cli
-from zhbert.io_utils import atomic_write_json
+from zhbert.io_utils import atomic_write_json, run_labels
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare", nargs="*", default=[], type=Path, metavar="OTHER.json",
                    help="other histories to compare with (differences at matched steps)")
     p.add_argument("--labels", nargs="*", default=None,
-                   help="labels for --history then each --compare file (default: file stems)")
+                   help="labels for --history then each --compare file (default: the run directory of a training_history.json, else the file stem)")
     p.add_argument("--series", choices=("auto", "eval", "train"), default="auto",
                    help="accuracy series: held-out eval, training batches, or auto (eval when "
                         "present, else train; default)")
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--target-acc must be an accuracy fraction in (0, 1) "
                         f"(got {args.target_acc:g})")
     paths = [args.history, *args.compare]
-    labels = args.labels or [p.stem for p in paths]
+    labels = args.labels or run_labels(paths)
     if len(labels) != len(paths):
         raise UserError(f"--labels: {len(labels)} label(s) for {len(paths)} history file(s)")
     histories = [load_history(p) for p in paths]

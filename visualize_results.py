@@ -2,7 +2,7 @@
 
 Example::
 
-    python visualize_results.py --history runs/a/training_history.json --out-dir results/
+    python visualize_results.py --history runs/a/training_history.json --out-dir runs/a/figures
     python visualize_results.py --history h100k.json --compare h50k.json --labels 100k 50k
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from zhbert.errors import UserError, run_cli
+from zhbert.io_utils import run_labels
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,7 +29,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", nargs="+", default=None,
                    help="run labels: one for --history followed by one per --compare file "
                         "(default: the files' folder or file names)")
-    p.add_argument("--out-dir", default="results", help="folder for the figures (default results/)")
+    p.add_argument("--out-dir", default="figures", help="folder for the figures (default figures/)")
     p.add_argument("--format", default="png", choices=["png", "svg", "pdf"],
                    help="figure file format (default png)")
     p.add_argument("--dpi", type=int, default=150, help="resolution of raster output (default 150)")
@@ -45,12 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _labels(args: argparse.Namespace) -> list[str]:
     paths = [Path(args.history), *map(Path, args.compare)]
     if args.labels is None:
-        names = [p.parent.name if p.stem == "training_history" and p.parent.name else p.stem
-                 for p in paths]
-        # identical names would make the legend ambiguous: fall back to numbered labels
-        if len(set(names)) < len(names):
-            names = [f"run {i + 1}" for i in range(len(paths))]
-        return names
+        return run_labels(paths)
     if len(args.labels) != len(paths):
         raise UserError(f"--labels needs {len(paths)} label(s) (the history and each --compare "
                         f"file), got {len(args.labels)}")

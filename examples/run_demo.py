@@ -2,22 +2,34 @@
 
 `make demo` runs this script. Each step is one of the repository's own command-line tools, run
 as a subprocess exactly as a user would type it, so the demo exercises the documented interface.
-A second run reuses what is done: a prepared corpus and a finished training run are skipped
-(an interrupted run is resumed) unless ``--redo`` is given.
+Everything a run produces goes into the run directory (the analysis, figures and summary into
+``RUN/results/``, or ``--out-dir``); the repository's tracked files are never touched. A second
+run reuses what is done: a prepared corpus and a finished training run are skipped (an
+interrupted run is resumed) unless ``--redo`` is given. A finished run whose settings differ from
+the ones asked for is refused with the differing keys (retrain it with ``--redo``, or pick
+another ``--run-dir``).
 
-    python examples/run_demo.py                       # the full demo (preset "demo")
-    python examples/run_demo.py --preset smoke --max-documents 300 --run-dir /tmp/r --results /tmp/res
+The committed reference results (``results/`` and README.md's results table) change only with
+the explicit ``--update-reference`` (``make reference``), which refuses a run made from, or a
+work tree holding, uncommitted code.
+
+    python examples/run_demo.py                                 # the full demo (preset "demo")
+    python examples/run_demo.py --set run.max_steps=3000 --run-dir runs/demo3000
+    python examples/run_demo.py --update-reference              # make reference
+    python examples/run_demo.py --preset smoke --max-documents 300 --run-dir /tmp/r
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,21 +42,42 @@ from zhbert.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_
 
 FILL_MASK_TEXTS = ("今天天气很[MASK]。", "中国的首都是北[MASK]。", "这个手机的质量非常[MASK]。")
 README_START, README_END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+# Config keys taken from the corpus at run time: not a setting the user chose.
+CORPUS_KEYS = {"model.vocab_size", "model.pad_token_id"}
+
+
+# --------------------------------------------------------------------------- README table
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist: run the demo and `make reference` first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not readable JSON: {exc}") from None
+
+
+def _code_state(meta: dict) -> str:
+    """The commit a history was trained from, and whether the work tree was clean."""
+    state = {False: "clean work tree", True: "UNCOMMITTED CHANGES"}.get(
+        meta.get("git_dirty"), "work-tree state not recorded")
+    return f"commit {str(meta.get('git_commit'))[:7]} ({state})"
 
 
 def results_table(results: Path) -> str:
-    """The README's results table, computed from a demo run's files in ``results``.
+    """The README's results table, computed from the reference files in ``results``.
 
     tests/test_readme.py checks that README.md holds exactly this text for the committed
     ``results/``, so every number there comes from the run.
     """
-    import json
-
-    history = json.loads((results / H.HISTORY_NAME).read_text(encoding="utf-8"))
-    analysis = json.loads((results / "analysis_result.json").read_text(encoding="utf-8"))
-    summary = json.loads((results / "demo_run.json").read_text(encoding="utf-8"))
+    history = _read_json(results / H.HISTORY_NAME)
+    analysis = _read_json(results / "analysis_result.json")
+    summary = _read_json(results / "demo_run.json")
     best, ext = analysis["best_fit"], analysis["extrapolation"]
     acc, err = history[H.EVAL_MLM_ACC][-1], history[H.EVAL_STDERR][-1]
+    steps = summary["steps_s"]
+    rest = summary["total_s"] - steps["prepare"] - steps["train"]
     rows = [
         ("final held-out MLM accuracy (15% masks, fixed set)",
          f"{acc:.2%} ± {err:.2%} (s.e.) at step {history[H.EVAL_STEPS][-1]:,}"),
@@ -60,15 +93,15 @@ def results_table(results: Path) -> str:
         (f"extrapolated accuracy at step {int(ext['target_step']):,} (95% block-bootstrap CI)",
          f"{ext['value']:.2%} [{ext['ci95'][0]:.2%}, {ext['ci95'][1]:.2%}]"),
         ("training loss first → last log point",
-         f"{history['loss'][0]:.2f} → {history['loss'][-1]:.2f}"),
+         f"{history[H.LOSS][0]:.2f} → {history[H.LOSS][-1]:.2f}"),
         ("parameters / tokens seen",
-         f"{history['meta']['parameters']:,} / {history['tokens_seen'][-1]:,}"),
-        ("wall time of `make demo` without install (prepare / train / rest)",
-         f"{summary['total_s']:.0f} s ({summary['steps_s']['prepare']:.0f} / "
-         f"{summary['steps_s']['train']:.0f} / "
-         f"{summary['total_s'] - summary['steps_s']['prepare'] - summary['steps_s']['train']:.0f} s)"),
+         f"{history['meta']['parameters']:,} / {history[H.TOKENS_SEEN][-1]:,}"),
+        ("wall time of the demo without install (prepare / train / rest)",
+         f"{summary['total_s']:.0f} s ({steps['prepare']:.0f} / {steps['train']:.0f} / "
+         f"{rest:.0f} s)"),
         ("machine", f"{summary['machine']['cpu']}, {summary['machine']['logical_cpus']} cores, "
                     f"torch {history['meta']['torch_version']}"),
+        ("code", _code_state(history["meta"])),
     ]
     base = analysis.get(H.META_BASELINES)  # runs trained before the baselines have none
     if base:
@@ -77,47 +110,220 @@ def results_table(results: Path) -> str:
                         " / ".join(f"{base['acc'][k]:.2%}" for k in base["acc"])))
     lines = ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + (
-        "\n\nProduced by `make demo` (`python examples/run_demo.py`) and copied here by "
-        "`python examples/run_demo.py --update-readme`; the files are in `results/`."
+        "\n\nProduced by `make reference` (`python examples/run_demo.py --update-reference`), "
+        "which copies a finished demo run into `results/` and writes this table from those files."
     )
 
 
 def update_readme(readme: Path, results: Path) -> None:
     """Replace the block between the README markers with :func:`results_table`."""
-    text = readme.read_text(encoding="utf-8")
+    table = results_table(results)  # missing results fail first, naming the files
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {readme}: {exc.strerror or exc}") from None
     if README_START not in text or README_END not in text:
         raise UserError(f"{readme} has no {README_START} ... {README_END} block")
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
-    atomic_write_text(readme, f"{head}{README_START}\n{results_table(results)}\n{README_END}{tail}")
+    atomic_write_text(readme, f"{head}{README_START}\n{table}\n{README_END}{tail}")
+
+
+# --------------------------------------------------------------------------- arguments
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--preset", default="demo", help="training preset (default: demo)")
     p.add_argument("--corpus", type=Path, default=Path("data/demo"),
                    help="prepared demo corpus directory (built when missing)")
-    p.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="training run directory")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="where the history copy, analysis JSON, figures and summary go")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="training run directory (default: runs/<preset>)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where the analysis JSON, figures and summary go (default: RUN/results)")
     p.add_argument("--max-documents", type=int, default=None,
                    help="prepare only the first N documents of the demo corpus (reduced CI budget)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra training config override, passed to main_train.py (repeatable)")
+                   help="training config override, passed to main_train.py (repeatable)")
     p.add_argument("--redo", action="store_true",
                    help="rebuild the corpus and retrain from scratch even when outputs exist")
-    p.add_argument("--update-readme", action="store_true",
-                   help="only rewrite README.md's results table from the files in --results, then exit")
-    return p.parse_args(argv)
+    ref = p.add_mutually_exclusive_group()
+    ref.add_argument("--update-reference", action="store_true",
+                     help="after the run, copy its history, analysis, figures and summary into "
+                          "--reference and rewrite README.md's results table (make reference)")
+    ref.add_argument("--update-readme", action="store_true",
+                     help="only rewrite README.md's results table from --reference, then exit")
+    p.add_argument("--reference", type=Path, default=ROOT / "results",
+                   help="the committed reference results folder (default: results/)")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                   help="README whose results table --update-reference/--update-readme rewrites")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="let --update-reference publish a run made from uncommitted code "
+                        "(marked as such in the table)")
+    args = p.parse_args(argv)
+    if args.max_documents is not None and args.max_documents < 1:
+        p.error(f"--max-documents must be >= 1 (got {args.max_documents})")
+    args.run_dir = args.run_dir or Path("runs") / args.preset
+    args.out_dir = args.out_dir or args.run_dir / "results"
+    return args
 
 
-def _run(step: str, cmd: list[str], timings: dict[str, float]) -> None:
-    print(f"\n==> [{step}] {' '.join(cmd)}", flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT)
-    timings[step] = round(time.perf_counter() - start, 1)
-    if proc.returncode != 0:
-        raise UserError(f"demo step '{step}' failed with exit code {proc.returncode}")
+def _not_a_file(path: Path, flag: str) -> None:
+    """UserError when ``path`` exists but is not a directory."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a directory")
+
+
+# --------------------------------------------------------------------------- settings check
+
+
+def _flat(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def requested_config(args: argparse.Namespace) -> dict:
+    """The resolved config the demo would train with (UserError for a bad preset or --set)."""
+    from zhbert.config import build_config
+
+    return build_config(args.preset, None, _overrides(args)).to_dict()
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return [f"data.corpus_dir={args.corpus}", *args.overrides]
+
+
+def settings_changes(run_dir: Path, wanted: dict) -> list[str]:
+    """``key: old -> new`` for every setting in which the run in ``run_dir`` differs from
+    ``wanted`` (empty when the run has no history yet)."""
+    path = run_dir / H.HISTORY_NAME
+    if not path.is_file():
+        return []
+    saved = _read_json(path).get("meta", {}).get(H.META_CONFIG)
+    if not isinstance(saved, dict):
+        raise UserError(f"{path} has no meta.config: not a training history of this project")
+    old, new = _flat(saved), _flat(wanted)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if k not in CORPUS_KEYS and old.get(k) != new.get(k)]
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+@dataclass
+class Demo:
+    """What the steps share: the arguments, the subprocess timings and what was reused."""
+
+    args: argparse.Namespace
+    timings: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> Path:
+        return self.args.run_dir / "final"
+
+    @property
+    def analysis(self) -> Path:
+        return self.args.out_dir / "analysis_result.json"
+
+    @property
+    def history(self) -> Path:
+        return self.args.run_dir / H.HISTORY_NAME
+
+    def run(self, step: str, cmd: list[str]) -> None:
+        """Run one command-line tool; time it; fail on a non-zero exit."""
+        print(f"\n==> [{step}] {' '.join(cmd)}", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd)  # relative paths mean what they meant to the user
+        self.timings[step] = round(time.perf_counter() - start, 1)
+        if proc.returncode != 0:
+            raise UserError(f"demo step '{step}' failed with exit code {proc.returncode}")
+
+
+def tool(script: str) -> list[str]:
+    """The command that runs one of the repository's scripts with this interpreter."""
+    return [sys.executable, str(ROOT / script)]
+
+
+def step_prepare(demo: Demo) -> None:
+    """Build the demo corpus unless it is already prepared."""
+    a = demo.args
+    if not a.redo and (a.corpus / "dataset_stats.json").exists():
+        print(f"==> [prepare] reusing {a.corpus} (use --redo to rebuild)")
+        demo.reused.append("prepare")
+        return
+    cmd = [*tool("examples/prepare_dataset.py"), "--source", "demo", "--out-dir", str(a.corpus),
+           "--overwrite"]
+    if a.max_documents:
+        cmd += ["--max-documents", str(a.max_documents)]
+    demo.run("prepare", cmd)
+
+
+def train_command(args: argparse.Namespace) -> list[str]:
+    """main_train.py for the preset; resumes an interrupted run, restarts one with no checkpoint."""
+    cmd = [*tool("main_train.py"), "--preset", args.preset, "--run-dir", str(args.run_dir)]
+    for override in _overrides(args):
+        cmd += ["--set", override]
+    if args.redo:
+        cmd.append("--overwrite")
+    elif (args.run_dir / "checkpoints").exists():
+        cmd.append("--resume")
+    elif args.run_dir.exists():
+        cmd.append("--overwrite")  # a run that died before its first checkpoint
+    return cmd
+
+
+def step_train(demo: Demo) -> None:
+    """Train (or resume) unless a finished run with the same settings exists."""
+    a = demo.args
+    if not a.redo:
+        changes = settings_changes(a.run_dir, requested_config(a))
+        if changes:
+            raise UserError(
+                f"{a.run_dir} holds a run with other settings ({'; '.join(changes)}): retrain it "
+                f"with --redo (make demo REDO=1) or choose another --run-dir (make demo RUN=...)")
+        if (demo.final / "config.json").exists():
+            print(f"==> [train] reusing finished run {a.run_dir} (use --redo to retrain)")
+            demo.reused.append("train")
+            return
+    demo.run("train", train_command(a))
+
+
+def step_analyze(demo: Demo) -> None:
+    """analyze_100k.py on the run's history."""
+    demo.run("analyze", [*tool("analyze_100k.py"), "--history", str(demo.history), "--output",
+                         str(demo.analysis)])
+
+
+def step_figures(demo: Demo) -> None:
+    """visualize_results.py: every figure into the output folder."""
+    demo.run("figures", [*tool("visualize_results.py"), "--history", str(demo.history),
+                         "--analysis", str(demo.analysis), "--out-dir", str(demo.args.out_dir)])
+
+
+def step_fill_mask(demo: Demo) -> None:
+    """quick_start.py: fill-mask with the exported model."""
+    cmd = [*tool("examples/quick_start.py"), "--model", str(demo.final), "--top-k", "5"]
+    for text in FILL_MASK_TEXTS:
+        cmd += ["--text", text]
+    demo.run("fill-mask", cmd)
+
+
+# The demo in order; each step takes the shared Demo. New steps (e.g. a probe set) go here.
+STEPS: list[tuple[str, Callable[[Demo], None]]] = [
+    ("prepare", step_prepare), ("train", step_train), ("analyze", step_analyze),
+    ("figures", step_figures), ("fill-mask", step_fill_mask),
+]
+
+
+# --------------------------------------------------------------------------- summary, reference
 
 
 def _cpu_name() -> str:
@@ -130,24 +336,69 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _train_command(args: argparse.Namespace) -> list[str]:
-    """main_train.py for the preset; resumes an interrupted run, restarts one with no checkpoint."""
-    run_dir = args.run_dir
-    cmd = [sys.executable, "main_train.py", "--preset", args.preset, "--run-dir", str(run_dir),
-           "--set", f"data.corpus_dir={args.corpus}"]
-    for override in args.overrides:
-        cmd += ["--set", override]
-    if args.redo:
-        cmd.append("--overwrite")
-    elif (run_dir / "checkpoints").exists():
-        cmd.append("--resume")
-    elif run_dir.exists():
-        cmd.append("--overwrite")  # a run that died before its first checkpoint
-    return cmd
+def summarize(demo: Demo) -> dict:
+    """The run's summary. A reused step's time is the one its own output recorded (the corpus's
+    ``elapsed_s``, the history's last ``elapsed_s``), so the total is the demo's full cost."""
+    a = demo.args
+    steps = dict(demo.timings)
+    if "prepare" in demo.reused:
+        steps["prepare"] = _read_json(a.corpus / "dataset_stats.json").get("elapsed_s", 0.0)
+    if "train" in demo.reused:
+        steps["train"] = (_read_json(demo.history).get(H.ELAPSED_S) or [0.0])[-1]
+    steps = {name: steps[name] for name, _ in STEPS if name in steps}
+    return {
+        "preset": a.preset, "overrides": a.overrides,
+        "total_s": round(sum(steps.values()), 1), "steps_s": steps, "reused": demo.reused,
+        "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "outputs": {"corpus": str(a.corpus), "run_dir": str(a.run_dir), "model": str(demo.final),
+                    "history": str(demo.history), "analysis": str(demo.analysis),
+                    "figures": sorted(str(p) for p in a.out_dir.glob("*.png"))},
+    }
+
+
+def check_clean(history: dict, allow_dirty: bool) -> None:
+    """Refuse (or, with ``allow_dirty``, warn loudly about) reference results from uncommitted
+    code: the run's recorded tree, and the tree the analysis and figures run from now."""
+    from zhbert.provenance import git_state
+
+    now = git_state(ROOT, ignore=("results", "README.md"))
+    meta = history.get("meta", {})
+    problems = []
+    if meta.get("git_dirty") is not False:
+        problems.append("the run's history does not record a clean git work tree "
+                        f"(git_commit={meta.get('git_commit')}, git_dirty={meta.get('git_dirty')})")
+    if now.dirty is not False:
+        problems.append("the work tree has uncommitted changes: " + ", ".join(now.changed[:5])
+                        if now.changed else "the repository has no git commit")
+    if not problems:
+        return
+    if not allow_dirty:
+        raise UserError("refusing to update the reference results: " + "; ".join(problems)
+                        + " (commit, retrain with --redo, or pass --allow-dirty)")
+    print("\n" + "!" * 78 + "\nWARNING: reference results from uncommitted code: "
+          + "; ".join(problems) + "\n" + "!" * 78, file=sys.stderr, flush=True)
+
+
+def update_reference(demo: Demo) -> None:
+    """Copy the run's history, analysis, figures and summary into the reference folder, then
+    rewrite the README's results table from them."""
+    a, ref = demo.args, demo.args.reference
+    check_clean(_read_json(demo.history), a.allow_dirty)
+    _not_a_file(ref, "--reference")
+    for old in ref.glob("*.png"):
+        if not (a.out_dir / old.name).exists():
+            old.unlink()  # a figure the current code no longer draws
+    sources = [demo.history, demo.analysis, a.out_dir / "demo_run.json",
+               *sorted(a.out_dir.glob("*.png"))]
+    for src in sources:
+        atomic_write_bytes(ref / src.name, src.read_bytes())
+    update_readme(a.readme, ref)
+    print(f"==> [reference] {len(sources)} files copied to {ref}; {a.readme} updated")
 
 
 def _print_outputs(summary: dict, summary_path: Path) -> None:
-    print("\n==> done in {:.0f} s. Outputs:".format(summary["total_s"]))
+    print("\n==> done ({:.0f} s of work). Outputs:".format(summary["total_s"]))
     for key, value in summary["outputs"].items():
         if key != "figures":
             print(f"  {key:9s} {value}")
@@ -159,53 +410,22 @@ def _print_outputs(summary: dict, summary_path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.update_readme:
-        update_readme(ROOT / "README.md", args.results)
+        _not_a_file(args.reference, "--reference")
+        update_readme(args.readme, args.reference)
         return 0
-    py = sys.executable
-    timings: dict[str, float] = {}
-    corpus, run_dir, results = args.corpus, args.run_dir, args.results
-    started = time.perf_counter()
-
-    if args.redo or not (corpus / "dataset_stats.json").exists():
-        cmd = [py, "examples/prepare_dataset.py", "--source", "demo", "--out-dir", str(corpus),
-               "--overwrite"]
-        if args.max_documents:
-            cmd += ["--max-documents", str(args.max_documents)]
-        _run("prepare", cmd, timings)
-    else:
-        print(f"==> [prepare] reusing {corpus} (use --redo to rebuild)")
-
-    final = run_dir / "final"
-    if args.redo or not (final / "config.json").exists():
-        _run("train", _train_command(args), timings)
-    else:
-        print(f"==> [train] reusing finished run {run_dir} (use --redo to retrain)")
-
-    results.mkdir(parents=True, exist_ok=True)
-    history = results / H.HISTORY_NAME
-    atomic_write_bytes(history, (run_dir / H.HISTORY_NAME).read_bytes())
-    analysis = results / "analysis_result.json"
-    _run("analyze", [py, "analyze_100k.py", "--history", str(history), "--output", str(analysis)],
-         timings)
-    _run("figures", [py, "visualize_results.py", "--history", str(history), "--analysis",
-                     str(analysis), "--out-dir", str(results)], timings)
-    fill = [py, "examples/quick_start.py", "--model", str(final), "--top-k", "5"]
-    for text in FILL_MASK_TEXTS:
-        fill += ["--text", text]
-    _run("fill-mask", fill, timings)
-
-    summary = {
-        "preset": args.preset,
-        "total_s": round(time.perf_counter() - started, 1),
-        "steps_s": timings,
-        "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(),
-                    "python": platform.python_version(), "platform": platform.platform()},
-        "outputs": {"corpus": str(corpus), "run_dir": str(run_dir), "model": str(final),
-                    "history": str(history), "analysis": str(analysis),
-                    "figures": sorted(str(p) for p in results.glob("*.png"))},
-    }
-    atomic_write_json(results / "demo_run.json", summary)
-    _print_outputs(summary, results / "demo_run.json")
+    for path, flag in ((args.corpus, "--corpus"), (args.run_dir, "--run-dir"),
+                       (args.out_dir, "--out-dir"), (args.reference, "--reference")):
+        _not_a_file(path, flag)
+    requested_config(args)  # a bad preset or --set fails here, before any work
+    demo = Demo(args)
+    for _, step in STEPS:
+        step(demo)
+    summary = summarize(demo)
+    summary_path = args.out_dir / "demo_run.json"
+    atomic_write_json(summary_path, summary)
+    _print_outputs(summary, summary_path)
+    if args.update_reference:
+        update_reference(demo)
     return 0
 
 

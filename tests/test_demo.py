@@ -2,42 +2,157 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from zhbert.errors import UserError
+from zhbert.provenance import git_state
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {"training_curves.png", "correlation_analysis.png", "loss_analysis.png",
            "learning_curve_fit.png", "phases.png"}
 
 
-def _run_demo(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "examples/run_demo.py", "--preset", "smoke", "--max-documents", "400",
-           "--corpus", str(tmp_path / "corpus"), "--run-dir", str(tmp_path / "run"),
-           "--results", str(tmp_path / "results"), *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+def _run_demo_module():
+    spec = importlib.util.spec_from_file_location("run_demo", ROOT / "examples" / "run_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_demo"] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "examples/run_demo.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
-def test_demo_runs_end_to_end_then_reuses_its_outputs(tmp_path):
-    first = _run_demo(tmp_path)
+def _smoke_args(tmp_path: Path) -> list[str]:
+    return ["--preset", "smoke", "--max-documents", "400", "--corpus", str(tmp_path / "corpus"),
+            "--run-dir", str(tmp_path / "run")]
+
+
+def _tracked_state() -> dict[str, int]:
+    """Modification times of the committed reference files and README (must not change)."""
+    paths = [ROOT / "README.md", *sorted((ROOT / "results").iterdir())]
+    return {str(p): p.stat().st_mtime_ns for p in paths}
+
+
+def test_demo_runs_end_to_end_reuses_and_never_touches_the_repository(tmp_path):
+    before = _tracked_state()
+    first = _demo(*_smoke_args(tmp_path))
     assert first.returncode == 0, first.stderr[-2000:]
-    results = tmp_path / "results"
-    assert {p.name for p in results.glob("*.png")} >= FIGURES
-    history = json.loads((results / "training_history.json").read_text())
+    out = tmp_path / "run" / "results"  # the default output folder is inside the run
+    assert {p.name for p in out.glob("*.png")} >= FIGURES
+    history = json.loads((tmp_path / "run" / "training_history.json").read_text())
     assert len(history["eval_steps"]) >= 2 and history["steps"][-1] > 0
-    analysis = json.loads((results / "analysis_result.json").read_text())
+    # provenance and the held-out set's real size are recorded
+    assert "git_dirty" in history["meta"] and history["meta"]["git_commit"]
+    ev = history["meta"]["eval"]
+    assert ev["capped"] is (ev["masked_tokens"] < ev["min_masked_requested"])
+    assert ev["stderr_max"] == pytest.approx((0.25 / ev["masked_tokens"]) ** 0.5, rel=1e-4)
+    if ev["capped"]:
+        assert "held-out set holds only" in (tmp_path / "run" / "train.log").read_text()
+    analysis = json.loads((out / "analysis_result.json").read_text())
     assert analysis["data_points"] == analysis["series"]["n"] > 0
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
-    summary = json.loads((results / "demo_run.json").read_text())
+    summary = json.loads((out / "demo_run.json").read_text())
     assert set(summary["steps_s"]) == {"prepare", "train", "analyze", "figures", "fill-mask"}
+    assert summary["reused"] == []
     assert "今天天气很" in first.stdout  # the quick start printed its sentences
 
-    # A second run skips the finished preparation and training.
-    second = _run_demo(tmp_path)
+    # A second run skips the finished preparation and training (their recorded times count).
+    second = _demo(*_smoke_args(tmp_path))
     assert second.returncode == 0, second.stderr[-2000:]
     assert "reusing" in second.stdout
-    summary2 = json.loads((results / "demo_run.json").read_text())
-    assert "train" not in summary2["steps_s"] and "prepare" not in summary2["steps_s"]
+    summary2 = json.loads((out / "demo_run.json").read_text())
+    assert summary2["reused"] == ["prepare", "train"]
+    assert summary2["steps_s"]["train"] == history["elapsed_s"][-1]
+
+    # Other settings than the finished run's: refused with the differing key, nothing retrained.
+    third = _demo(*_smoke_args(tmp_path), "--set", "run.max_steps=30")
+    assert third.returncode == 2 and "Traceback" not in third.stderr
+    assert "run.max_steps: 20 -> 30" in third.stderr and "--redo" in third.stderr
+    assert json.loads((tmp_path / "run" / "training_history.json").read_text()) == history
+
+    # The explicit reference update copies the run and rewrites the README table it is given.
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- demo-results:start -->\nold\n<!-- demo-results:end -->\ntail\n",
+                      encoding="utf-8")
+    ref = tmp_path / "reference"
+    fourth = _demo(*_smoke_args(tmp_path), "--update-reference", "--reference", str(ref),
+                   "--readme", str(readme), "--allow-dirty")
+    assert fourth.returncode == 0, fourth.stderr[-2000:]
+    assert {p.name for p in ref.iterdir()} >= FIGURES | {"training_history.json",
+                                                         "analysis_result.json", "demo_run.json"}
+    text = readme.read_text(encoding="utf-8")
+    table = _run_demo_module().results_table(ref)
+    assert table in text and text.endswith("tail\n") and "old" not in text
+    assert _tracked_state() == before
+
+
+def test_demo_bad_inputs_are_one_line_errors(tmp_path):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--out-dir", str(a_file)], "is a file, not a directory"),
+        (["--run-dir", str(a_file)], "is a file, not a directory"),
+        (["--update-readme", "--reference", str(empty), "--readme", str(a_file)],
+         "make reference"),
+        (["--update-readme", "--reference", str(a_file)], "is a file, not a directory"),
+        (["--set", "model.position_init=foo", "--run-dir", str(tmp_path / "r")], "position_init"),
+        (["--max-documents", "0"], "--max-documents"),
+    ]
+    for args, message in cases:
+        proc = _demo(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 or "usage:" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_reference_from_uncommitted_code_is_refused():
+    run_demo = _run_demo_module()
+    for meta in ({"git_commit": "abc", "git_dirty": True}, {"git_commit": "abc"}):
+        with pytest.raises(UserError, match="refusing to update the reference"):
+            run_demo.check_clean({"meta": meta}, allow_dirty=False)
+
+
+def test_git_state_sees_changes_to_tracked_files(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    assert git_state(tmp_path).commit is None and git_state(tmp_path).dirty is None
+    git("init", "-q")
+    for name in ("a.py", "README.md"):
+        (tmp_path / name).write_text("1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    state = git_state(tmp_path)
+    assert state.commit and state.dirty is False
+    (tmp_path / "untracked.txt").write_text("new")  # untracked files do not count
+    assert git_state(tmp_path).dirty is False
+    (tmp_path / "README.md").write_text("2")
+    assert git_state(tmp_path).changed == ("README.md",)
+    assert git_state(tmp_path, ignore=("README.md",)).dirty is False
+
+
+def test_make_demo_passes_settings_and_never_writes_results():
+    proc = subprocess.run(["make", "-n", "demo-run", "PYTHON=python",
+                           'SET=run.max_steps=3000 optim.lr=5e-4', "RUN=runs/long"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    cmd = proc.stdout.split()
+    assert "--set run.max_steps=3000 --set optim.lr=5e-4" in " ".join(cmd)
+    assert cmd[cmd.index("--run-dir") + 1] == "runs/long"
+    assert "--update-reference" not in cmd and "results" not in " ".join(cmd)
+    ref = subprocess.run(["make", "-n", "reference", "PYTHON=python"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "--update-reference" in ref

@@ -88,6 +88,14 @@ def test_chosen_font_has_every_chinese_glyph():
     assert not fonts.font_covers(font.path, "\U0010fffd")  # the check can fail
 
 
+def test_only_openly_licensed_fonts_are_candidates():
+    proprietary = {"SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "Hiragino Sans GB"}
+    assert not proprietary & set(fonts.CJK_FAMILIES)
+    assert all("SimHei" not in name for name in fonts.MPLFONTS_FILES)
+    font = fonts.find_cjk_font()
+    assert font is not None and "simhei" not in font.path.name.lower()
+
+
 @pytest.fixture
 def no_cjk_font(monkeypatch):
     monkeypatch.setattr(fonts, "find_cjk_font", lambda chars=None: None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run_demo_module():
     spec = importlib.util.spec_from_file_location("run_demo", ROOT / "examples" / "run_demo.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["run_demo"] = module  # its dataclass looks its module up
     spec.loader.exec_module(module)
     return module
 

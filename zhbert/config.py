@@ -388,6 +388,10 @@ def _check(cond: bool, message: str) -> None:
 def validate(cfg: TrainConfig) -> None:
     """Reject values that cannot work (one-line UserError naming the key)."""
     m, d, o, r = cfg.model, cfg.data, cfg.optim, cfg.run
+    try:  # the model config's own checks, re-run on the values after every override
+        dataclasses.replace(m)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"invalid config: model: {exc}") from None
     _check(m.hidden_size > 0 and m.num_layers > 0 and m.num_heads > 0, "model sizes must be > 0")
     _check(m.hidden_size % m.num_heads == 0,
            f"model.hidden_size={m.hidden_size} is not divisible by model.num_heads={m.num_heads}")

@@ -16,6 +16,7 @@ Two formats:
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -313,11 +314,35 @@ class BatchStream:
             self._queue = None
 
 
+def eval_set_record(cfg: DataConfig, n_sequences: int, n_masked: int) -> dict:
+    """What the history's ``meta.eval`` says about the held-out set actually built.
+
+    ``stderr_max`` is the largest standard error any accuracy can have on it,
+    ``sqrt(0.25 / n_masked)``; ``capped`` is true when ``eval_max_sequences`` or the size of the
+    val split stopped the set before it held ``eval_min_masked`` masked tokens.
+    """
+    return {"sequences": n_sequences, "masked_tokens": n_masked,
+            "min_masked_requested": cfg.eval_min_masked,
+            "capped": n_masked < cfg.eval_min_masked,
+            "stderr_max": round(math.sqrt(0.25 / n_masked), 6) if n_masked else None,
+            "mask_rate": cfg.eval_mask_rate, "seed": cfg.eval_seed}
+
+
+def eval_cap_warning(cfg: DataConfig, n_sequences: int, n_masked: int) -> str:
+    """The one-line warning printed when the held-out set is smaller than requested."""
+    bound = f"{math.sqrt(0.25 / n_masked):.2%}" if n_masked else "undefined"
+    return (f"the held-out set holds only {n_masked} masked tokens in {n_sequences} sequences "
+            f"(data.eval_min_masked={cfg.eval_min_masked}): capped by "
+            f"data.eval_max_sequences={cfg.eval_max_sequences} or the size of the val split; "
+            f"the standard error of held-out accuracy can reach {bound}")
+
+
 def build_eval_set(split: CorpusSplit, info: CorpusInfo, cfg: DataConfig) -> list[Batch]:
     """The fixed held-out set: batches of the val split with fixed masks (``eval_seed``).
 
-    Batches are added until at least ``eval_min_masked`` tokens are masked (so the standard error
-    of the accuracy is <= 0.5 points) or ``eval_max_sequences`` / the split is exhausted. Masks are
+    Batches are added until at least ``eval_min_masked`` tokens are masked (10,000 gives a
+    standard error <= 0.5 points) or ``eval_max_sequences`` / the split is exhausted, whichever
+    comes first (the trainer then warns, see :func:`eval_cap_warning`). Masks are
     per token at ``eval_mask_rate`` (never whole-word), so every preset is scored the same way.
     """
     builder = BatchBuilder(split, info, cfg, seed=cfg.eval_seed, batch_size=cfg.eval_batch_size,

@@ -133,7 +133,9 @@ META: dict[str, str] = {
     "seed": "run seed",
     "start_time": "UTC start of the first session",
     "git_commit": "commit of the code that started the run",
-    "eval": "held-out set: sequences, masked tokens, mask rate, seed",
+    "git_dirty": "true when tracked files differed from git_commit (uncommitted code ran)",
+    "eval": "held-out set as built: sequences, masked_tokens, min_masked_requested, capped "
+            "(stopped by eval_max_sequences or the val split), stderr_max, mask rate, seed",
     "resumed": "one entry per resumption: step, time, world size, config changes applied",
     META_BASELINES: "count-table baselines on the held-out set: acc, stderr, correct, n_masked, "
                     "train tokens counted, neighbour rule (zhbert/baselines.py)",

@@ -151,3 +151,15 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def run_labels(paths: list[str | os.PathLike]) -> list[str]:
+    """Distinct short labels for history files: the run directory's name for a file called
+    ``training_history.json`` (``runs/a/training_history.json`` -> ``a``), else the file's stem;
+    numbered ``run 1``, ``run 2``, ... when two would still be equal."""
+    paths = [Path(p) for p in paths]
+    names = [p.parent.name if p.stem == "training_history" and p.parent.name else p.stem
+             for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"run {i + 1}" for i in range(len(paths))]
+    return names

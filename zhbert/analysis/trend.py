@@ -9,6 +9,8 @@ of the straight-line residuals, and recompute the Pearson interval with an effec
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pymannkendall as mk
 from statsmodels.stats.diagnostic import acorr_ljungbox
@@ -95,13 +97,23 @@ def _fmt_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3g}"
 
 
+def _trend_sentence(plain: dict, mmk: dict) -> str:
+    """What the Mann-Kendall tests say, and what the Hamed-Rao correction changed (often nothing:
+    it only inflates the variance for significant autocorrelation among the detrended ranks)."""
+    found = (f"an {mmk['trend']} trend" if mmk["trend"] != "no trend"
+             else "no significant trend")
+    if math.isclose(mmk["var_s"], plain["var_s"], rel_tol=1e-9):
+        return (f"The Mann-Kendall test finds {found} ({_fmt_p(mmk['p_value'])}); the Hamed-Rao "
+                f"autocorrelation correction found no significant autocorrelation among the "
+                f"ranks and left the variance unchanged, so the two tests agree.")
+    return (f"The autocorrelation-corrected (Hamed-Rao) Mann-Kendall test finds {found} "
+            f"({_fmt_p(mmk['p_value'])}); the correction scaled the variance of S by "
+            f"{mmk['var_s'] / plain['var_s']:.2f} (plain test {_fmt_p(plain['p_value'])}).")
+
+
 def _statement(t: dict, n: int, p_value: float) -> str:
     d = t["residuals"]
-    mmk = t["modified_mann_kendall"]
-    trend = (f"The autocorrelation-corrected Mann-Kendall test finds an {mmk['trend']} trend "
-             f"({_fmt_p(mmk['p_value'])})." if mmk["trend"] != "no trend" else
-             f"The autocorrelation-corrected Mann-Kendall test finds no significant trend "
-             f"({_fmt_p(mmk['p_value'])}).")
+    trend = _trend_sentence(t["mann_kendall"], t["modified_mann_kendall"])
     if not t["iid_overstates"]:
         return (f"Residuals of the straight-line fit look roughly independent (lag-1 "
                 f"autocorrelation {d['lag1_autocorr']:.2f}, Ljung-Box {_fmt_p(d['ljung_box_p'])}), "

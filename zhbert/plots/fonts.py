@@ -1,4 +1,5 @@
-"""CJK font discovery: system fonts first, then the font shipped by the ``mplfonts`` package.
+"""CJK font discovery: openly licensed system fonts first, then the Noto font shipped by the
+``mplfonts`` package (SIL Open Font License 1.1).
 
 Discovery and registration with matplotlib's font manager happen lazily on the first figure
 (:func:`resolve_font`), never at import time. Coverage of every Chinese character used in the
@@ -12,7 +13,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-# Families known to cover simplified Chinese, in order of preference.
+# Openly licensed families known to cover simplified Chinese, in order of preference: Noto Sans
+# CJK and Source Han Sans (SIL Open Font License 1.1), WenQuanYi (GPL with a font-embedding
+# exception / Apache 2.0), AR PL UMing (Arphic Public License). Proprietary system fonts (SimHei,
+# Microsoft YaHei, PingFang, Heiti, Hiragino) are never picked: PDF and SVG output embeds glyphs.
 CJK_FAMILIES = (
     "Noto Sans CJK SC",
     "Noto Sans SC",
@@ -20,16 +24,12 @@ CJK_FAMILIES = (
     "Source Han Sans CN",
     "WenQuanYi Zen Hei",
     "WenQuanYi Micro Hei",
-    "SimHei",
-    "Microsoft YaHei",
-    "PingFang SC",
-    "Heiti SC",
-    "Hiragino Sans GB",
     "Noto Sans CJK JP",
     "Noto Sans CJK TC",
     "AR PL UMing CN",
 )
-MPLFONTS_FILES = ("NotoSansCJKsc-Regular.otf", "SimHei.ttf")
+# Fonts shipped by mplfonts, all under the SIL Open Font License (its SimHei.ttf is not used).
+MPLFONTS_FILES = ("NotoSansCJKsc-Regular.otf", "SourceHanSerifSC-Regular.otf")
 LATIN_FALLBACK = "DejaVu Sans"
 
 

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -271,13 +270,3 @@ def close_logger(log: logging.Logger) -> None:
         log.removeHandler(h)
         with contextlib.suppress(Exception):
             h.close()
-
-
-def git_commit() -> str | None:
-    """The repository's commit, when git and a commit exist (failures ignored)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parents[2])
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -18,10 +18,19 @@ import torch
 from zhbert.baselines import BASELINES_KEY, corpus_baselines
 from zhbert.config import TrainConfig
 from zhbert.corpus.binary import CorpusInfo, load_split
-from zhbert.data import BatchBuilder, BatchStream, _seed, build_eval_set, prepare_batch
+from zhbert.data import (
+    BatchBuilder,
+    BatchStream,
+    _seed,
+    build_eval_set,
+    eval_cap_warning,
+    eval_set_record,
+    prepare_batch,
+)
 from zhbert.errors import UserError
 from zhbert.history_schema import EVAL_MLM_ACC, HISTORY_NAME
 from zhbert.model import build_model
+from zhbert.provenance import git_state
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
 from zhbert.training.checkpoint import (
@@ -165,6 +174,7 @@ def checkpoint_state(run: Run) -> dict[str, Any]:
 
 def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, precision,
           n_eval: int, eval_masked: int) -> dict[str, Any]:
+    git = git_state()
     return {
         "config": cfg.to_dict(),
         "preset": cfg.preset,
@@ -179,9 +189,9 @@ def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, p
         "tokens_per_sequence": cfg.data.seq_len,
         "seed": cfg.run.seed,
         "start_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": S.git_commit(),
-        "eval": {"sequences": n_eval, "masked_tokens": eval_masked,
-                 "mask_rate": cfg.data.eval_mask_rate, "seed": cfg.data.eval_seed},
+        "git_commit": git.commit,
+        "git_dirty": git.dirty,
+        "eval": eval_set_record(cfg.data, n_eval, eval_masked),
         "resumed": [],
     }
 
@@ -253,6 +263,8 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     eval_batches = [prepare(b) for b in raw_eval]
     n_masked = sum(int((b.mlm_labels != -100).sum()) for b in eval_batches)
     n_eval = sum(len(b.input_ids) for b in eval_batches)
+    if dist.is_main and n_masked < cfg.data.eval_min_masked:
+        log.warning("warning: %s", eval_cap_warning(cfg.data, n_eval, n_masked))
     history = HistoryWriter(run_dir / HISTORY_NAME, nsp=cfg.model.use_nsp,
                       meta=_meta(cfg, info, model, dist, device, precision, n_eval, n_masked))
     if dist.is_main:  # counted once, on the held-out set just built (well under a second)

