@@ -207,13 +207,17 @@ def make_batches(info, arch: str, kind: str, batch_size: int, seq_len: int, n: i
     return batches, statistics.median(times)
 
 
-def model_flops(cfg, n_encoder: int, lengths: torch.Tensor, n_masked: int) -> float:
+def model_flops(cfg, n_encoder: int, lengths: torch.Tensor, n_masked: int | None = None) -> float:
     """Encoder ``6 N T`` + MLM head ``6 (H^2 + H V) M`` at the M masked positions only (the
-    only predictions the loss needs) + attention ``12 * layers * hidden * sum n_i^2``."""
+    only predictions the loss needs) + attention ``12 * layers * hidden * sum n_i^2``.
+
+    Without ``n_masked`` the head is not counted separately: ``n_encoder`` then holds whatever
+    the caller counts at every real token (benchmarks/gpu_check.py's coarser count)."""
     lengths = lengths.double()
     attention = 12 * cfg.num_layers * cfg.hidden_size * float((lengths**2).sum())
     head = cfg.hidden_size * cfg.hidden_size + cfg.hidden_size * cfg.vocab_size
-    return 6.0 * n_encoder * float(lengths.sum()) + 6.0 * head * n_masked + attention
+    masked = 0.0 if n_masked is None else 6.0 * head * n_masked
+    return 6.0 * n_encoder * float(lengths.sum()) + masked + attention
 
 
 # ----------------------------------------------------------------------------- the two sides

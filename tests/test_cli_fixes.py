@@ -70,3 +70,24 @@ def test_trend_statement_says_what_the_autocorrelation_correction_did():
     assert "left the variance unchanged" in _trend_sentence(plain, dict(plain))
     scaled = _trend_sentence(plain, {**plain, "var_s": 1898.0, "p_value": 1e-5})
     assert "scaled the variance of S by 2.00" in scaled and "still" not in scaled
+
+
+def test_model_flops_count_the_mlm_head_only_at_masked_positions():
+    import importlib.util
+
+    import torch
+
+    from zhbert.model import BertConfig
+
+    spec = importlib.util.spec_from_file_location("train_throughput",
+                                                  ROOT / "benchmarks" / "train_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    cfg = BertConfig(vocab_size=1000, hidden_size=64, num_layers=2, num_heads=2,
+                     intermediate_size=128, tie_word_embeddings=False)
+    lengths = torch.tensor([10, 6])
+    base = bench.model_flops(cfg, 5000, lengths, n_masked=0)
+    assert base == 6 * 5000 * 16 + 12 * 2 * 64 * (100 + 36)
+    head = 64 * 64 + 64 * 1000
+    assert bench.model_flops(cfg, 5000, lengths, n_masked=3) - base == 6 * head * 3

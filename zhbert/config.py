@@ -388,10 +388,6 @@ def _check(cond: bool, message: str) -> None:
 def validate(cfg: TrainConfig) -> None:
     """Reject values that cannot work (one-line UserError naming the key)."""
     m, d, o, r = cfg.model, cfg.data, cfg.optim, cfg.run
-    try:  # the model config's own checks, re-run on the values after every override
-        dataclasses.replace(m)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"invalid config: model: {exc}") from None
     _check(m.hidden_size > 0 and m.num_layers > 0 and m.num_heads > 0, "model sizes must be > 0")
     _check(m.hidden_size % m.num_heads == 0,
            f"model.hidden_size={m.hidden_size} is not divisible by model.num_heads={m.num_heads}")
@@ -428,3 +424,7 @@ def validate(cfg: TrainConfig) -> None:
     _check(r.num_threads >= 0 and r.step_delay_s >= 0, "run.num_threads/step_delay_s must be >= 0")
     _check(cfg.total_steps >= r.max_steps or o.schedule == "constant",
            f"optim.total_steps={o.total_steps} is before run.max_steps={r.max_steps}")
+    try:  # the model config's own checks (every key), re-run on the values after the overrides
+        dataclasses.replace(m)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"invalid config: model: {exc}") from None
