@@ -11,7 +11,7 @@ How the commands are made smoke-scale (and nothing else is changed):
   model, 12 steps: the analysis needs 10 points), and ``make demo [SET=.. RUN=.. REDO=..]``
   runs ``run_demo.py --max-documents 400`` with the variables as the Makefile passes them and
   then the same ``--set`` flags (the Makefile's own command line is checked in
-  tests/test_demo.py); ``make test`` is this suite.
+  tests/test_demo.py); ``make test`` is this suite and ``tensorboard`` a server (``SKIPPED``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ SMOKE_SETS = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
               "optim.lr=5e-3", "optim.warmup_steps=2",
               "run.log_interval=1", "run.eval_interval=1", "run.save_interval=6",
               "run.progress=false", "run.num_threads=1"]
-SKIPPED = {"make test": "the test suite itself"}
+SKIPPED = {"make test": "the test suite itself",
+           "tensorboard --logdir runs": "a server that runs until stopped; the event files it "
+                                        "reads are checked in tests/test_monitor.py"}
 NS = "http://www.mediawiki.org/xml/export-0.11/"
 
 
