@@ -141,6 +141,10 @@ def test_live_forecast_recovers_a_known_curve():
     assert fc["acc"] == pytest.approx(truth[-1], abs=0.01)
     assert live_forecast(steps[:MIN_FORECAST_POINTS - 1], seen[:MIN_FORECAST_POINTS - 1],
                          plan) is None
+    # a constant schedule may end before max_steps (config.validate allows it): no error
+    plan = {"run": {"max_steps": 1000}, "optim": {"lr": 1e-3, "warmup_steps": 10,
+                                                   "schedule": "constant", "total_steps": 300}}
+    assert live_forecast(steps[:10], seen, plan)["step"] == 1000
 
 
 def test_small_helpers():

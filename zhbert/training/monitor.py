@@ -51,8 +51,10 @@ def live_forecast(steps, acc, config: dict, seed: int = 0) -> dict | None:
     ok = np.isfinite(acc) & (steps > 0)
     if ok.sum() < MIN_FORECAST_POINTS:
         return None
-    fc = forecast_final(steps[ok], acc[ok], from_config(config), target, n_boot=LIVE_N_BOOT,
-                        seed=seed)
+    schedule = from_config(config)
+    if schedule is not None:  # the trainer holds the lr of the schedule's last step after it
+        schedule = schedule.with_continuation("constant")
+    fc = forecast_final(steps[ok], acc[ok], schedule, target, n_boot=LIVE_N_BOOT, seed=seed)
     if not fc["ok"] or None in fc["ci95"]:
         return None
     return {"step": target, "acc": fc["value"], "low": fc["ci95"][0], "high": fc["ci95"][1]}
