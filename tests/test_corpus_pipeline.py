@@ -93,3 +93,11 @@ def test_demo_slice_end_to_end(tmp_path):
     assert "sentences (train / val)" in format_summary(stats)
     with pytest.raises(UserError, match="not empty"):
         prepare_corpus("demo", out_dir=out, options=opts, progress=False)
+
+
+def test_every_source_has_a_reader_and_an_unknown_one_fails_loudly():
+    from zhbert.corpus.prepare import READERS, SOURCES, iter_documents
+
+    assert tuple(READERS) == SOURCES and set(SOURCES) == {"demo", "text", "jsonl", "wiki"}
+    with pytest.raises(UserError, match="unknown source 'books'"):
+        list(iter_documents("books", [], PrepareOptions(), {}))

@@ -56,3 +56,18 @@ def test_importing_every_module_prints_nothing():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr == ""
+
+
+def test_one_owner_for_the_ignore_label_and_the_seed_streams():
+    """IGNORE_INDEX lives in zhbert.layout; the seed streams are named and distinct."""
+    from zhbert import data, layout, masking
+
+    assert masking.IGNORE_INDEX is layout.IGNORE_INDEX
+    torch_code = [p for p in (ROOT / "zhbert").rglob("*.py")
+                  if p.name not in ("layout.py", "baselines.py")]
+    offenders = [str(p) for p in torch_code
+                 if re.search(r"[!=]= -100\b", p.read_text(encoding="utf-8"))]
+    assert offenders == []
+    streams = {k: v for k, v in vars(data).items() if k.startswith("STREAM_")}
+    assert len(streams) == 6 and len(set(streams.values())) == len(streams)
+    assert not hasattr(masking, "fixed_eval_masks")  # test-only code left the API

@@ -28,7 +28,7 @@ import torch
 from zhbert.config import DataConfig
 from zhbert.corpus.binary import CorpusInfo, CorpusSplit
 from zhbert.errors import UserError
-from zhbert.layout import BatchLayout, batch_layout, trim_to
+from zhbert.layout import IGNORE_INDEX, BatchLayout, batch_layout, trim_to
 from zhbert.masking import mask_tokens
 
 NSP_IS_NEXT, NSP_RANDOM = 0, 1  # transformers' convention for next_sentence_label
@@ -80,8 +80,19 @@ def prepare_batch(batch: Batch, *, with_cls: bool, packed: bool, multiple: int =
     return out
 
 
-def _seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (stable across processes and versions)."""
+# The independent random streams derived from ``run.seed``: each use draws from its own stream
+# (never reuse a number: two uses of one stream would be correlated).
+STREAM_EPOCH_ORDER = 1  # permutation of the training units in one epoch
+STREAM_MASKS = 2  # MLM masks of one batch (per rank, per batch index)
+STREAM_PACK_SHIFT = 3  # offset of the packed blocks in one epoch
+STREAM_NSP_PAIRS = 4  # NSP partner sentences of one batch (per rank, per batch index)
+STREAM_DROPOUT = 5  # dropout of a fresh run (per rank)
+STREAM_DROPOUT_RESHARDED = 6  # dropout after a resume with another world size (per rank, step)
+
+
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (stable across processes and versions); call it as
+    ``stream_seed(run_seed, STREAM_..., *indices)``."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]
                >> np.uint64(1))
 
@@ -129,7 +140,7 @@ class BatchBuilder:
         if epoch not in self._perm_cache:
             if len(self._perm_cache) > 2:
                 self._perm_cache.clear()
-            rng = np.random.default_rng(_seed(self.seed, 1, epoch))
+            rng = np.random.default_rng(stream_seed(self.seed, STREAM_EPOCH_ORDER, epoch))
             self._perm_cache[epoch] = rng.permutation(self.n_units)
         return self._perm_cache[epoch]
 
@@ -153,7 +164,7 @@ class BatchBuilder:
             nsp = None
         else:
             ids, ws, att, tt, nsp = self._pairs(units, g)
-        gen = torch.Generator().manual_seed(_seed(self.seed, 2, self.rank, g))
+        gen = torch.Generator().manual_seed(stream_seed(self.seed, STREAM_MASKS, self.rank, g))
         inp = torch.from_numpy(ids)
         masked, labels = mask_tokens(
             inp, mask_token_id=self.info.mask_id, special_ids=self.info.special_ids,
@@ -165,7 +176,7 @@ class BatchBuilder:
 
     def _packed(self, units: np.ndarray, epochs: np.ndarray):
         b, n = self.block, len(units)
-        shift_of = {int(e): int(np.random.default_rng(_seed(self.seed, 3, int(e))).integers(b))
+        shift_of = {int(e): int(np.random.default_rng(stream_seed(self.seed, STREAM_PACK_SHIFT, int(e))).integers(b))
                     for e in np.unique(epochs)}
         shifts = np.array([shift_of[int(e)] for e in epochs], np.int64)
         starts = shifts + units * b
@@ -192,7 +203,7 @@ class BatchBuilder:
         return other, clash
 
     def _pairs(self, units: np.ndarray, g: int):
-        rng = np.random.default_rng(_seed(self.seed, 4, self.rank, g))
+        rng = np.random.default_rng(stream_seed(self.seed, STREAM_NSP_PAIRS, self.rank, g))
         a = self.candidates[units]
         is_next = rng.random(len(a)) < 0.5
         other, clash = self._random_other_doc(a, rng)
@@ -358,6 +369,6 @@ def build_eval_set(split: CorpusSplit, info: CorpusInfo, cfg: DataConfig) -> lis
                       int(b.attention_mask[:keep].sum()))
         batches.append(b)
         n_seq += keep
-        n_masked += int((b.mlm_labels != -100).sum())
+        n_masked += int((b.mlm_labels != IGNORE_INDEX).sum())
         g += 1
     return batches

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = -100
+from zhbert.layout import IGNORE_INDEX
+
 MASK_FRACTION = 0.8  # of selected tokens replaced by [MASK]
 RANDOM_FRACTION = 0.1  # of selected tokens replaced by a random id (the rest stay unchanged)
 
@@ -90,7 +91,7 @@ def mask_tokens(
 ) -> tuple[Tensor, Tensor]:
     """Apply BERT masking to a (B, L) batch; returns ``(masked_input_ids, labels)``.
 
-    ``labels`` is int64 with -100 where a token was not selected.  ``word_starts`` (B, L),
+    ``labels`` is int64 with ``IGNORE_INDEX`` (-100) where a token was not selected.  ``word_starts`` (B, L),
     bool/uint8, switches on whole-word masking.  The same ``generator`` state gives the same
     result.
     """
@@ -130,31 +131,4 @@ def mask_tokens(
     return masked, labels
 
 
-def fixed_eval_masks(
-    input_ids: Tensor,
-    *,
-    mask_token_id: int,
-    special_ids: Sequence[int],
-    vocab_size: int,
-    mask_rate: float = 0.15,
-    word_starts: Tensor | None = None,
-    seed: int = 1234,
-) -> tuple[Tensor, Tensor]:
-    """Evaluation masking drawn once from its own generator seeded with ``seed``.
-
-    Independent of the global RNG and of training, so every evaluation of a run (and of runs
-    that share the seed) scores the same positions; the caller stores and reuses the result.
-    """
-    generator = torch.Generator(device=input_ids.device).manual_seed(seed)
-    return mask_tokens(
-        input_ids,
-        mask_token_id=mask_token_id,
-        special_ids=special_ids,
-        vocab_size=vocab_size,
-        mask_rate=mask_rate,
-        word_starts=word_starts,
-        generator=generator,
-    )
-
-
-__all__ = ["IGNORE_INDEX", "mask_tokens", "fixed_eval_masks"]
+__all__ = ["IGNORE_INDEX", "mask_tokens"]

@@ -18,7 +18,6 @@ from zhbert.corpus.text import normalize_text, sentence_filter_reason, split_sen
 from zhbert.errors import UserError
 from zhbert.io_utils import atomic_dir, atomic_write_json, require_file
 
-SOURCES = ("demo", "text", "jsonl", "wiki")
 FILTERS = ("too_short", "too_long", "kana_hangul", "low_han_share", "duplicate")
 #: warn when more than this share of the split sentences is Japanese or Korean
 FOREIGN_WARN_SHARE = 0.2
@@ -68,29 +67,45 @@ class PrepareOptions:
             raise UserError(f"text document mode {self.text_docs!r} is not blank_line or line")
 
 
-def iter_documents(source: str, inputs: Sequence[Path], options: PrepareOptions,
-                   wiki_stats: dict) -> Iterator[tuple[str, str]]:
-    """``(source_label, text)`` documents of all inputs of ``source``."""
-    if source == "wiki":  # the wiki reader converts in its worker pool itself
-        for path in inputs:
-            yield from wiki.iter_wiki(path, wiki_stats.setdefault(path.name, {}),
-                                      t2s=options.t2s is not False, workers=options.workers)
-        return
+def _converted(docs: Iterator[tuple[str, str]], options: PrepareOptions):
+    """Traditional -> simplified for the plain sources when ``options.t2s`` asks for it."""
     converter = wiki.make_converter() if options.t2s else None
-    for label, text in _iter_plain_documents(source, inputs, options):
+    for label, text in docs:
         yield label, (converter.convert(text) if converter is not None else text)
 
 
-def _iter_plain_documents(source: str, inputs: Sequence[Path],
-                          options: PrepareOptions) -> Iterator[tuple[str, str]]:
-    if source == "demo":
-        yield from sources.iter_demo()
-        return
+def _read_demo(inputs: Sequence[Path], options: PrepareOptions, wiki_stats: dict):
+    yield from _converted(sources.iter_demo(), options)
+
+
+def _read_text(inputs: Sequence[Path], options: PrepareOptions, wiki_stats: dict):
     for path in inputs:
-        if source == "text":
-            yield from sources.iter_text(path, options.text_docs)
-        elif source == "jsonl":
-            yield from sources.iter_jsonl(path, options.text_field)
+        yield from _converted(sources.iter_text(path, options.text_docs), options)
+
+
+def _read_jsonl(inputs: Sequence[Path], options: PrepareOptions, wiki_stats: dict):
+    for path in inputs:
+        yield from _converted(sources.iter_jsonl(path, options.text_field), options)
+
+
+def _read_wiki(inputs: Sequence[Path], options: PrepareOptions, wiki_stats: dict):
+    for path in inputs:  # the wiki reader converts in its worker pool itself
+        yield from wiki.iter_wiki(path, wiki_stats.setdefault(path.name, {}),
+                                  t2s=options.t2s is not False, workers=options.workers)
+
+
+#: each source and its reader ``(inputs, options, wiki_stats) -> (label, text)`` documents;
+#: a new source is one entry here (SOURCES follows)
+READERS = {"demo": _read_demo, "text": _read_text, "jsonl": _read_jsonl, "wiki": _read_wiki}
+SOURCES = tuple(READERS)
+
+
+def iter_documents(source: str, inputs: Sequence[Path], options: PrepareOptions,
+                   wiki_stats: dict) -> Iterator[tuple[str, str]]:
+    """``(source_label, text)`` documents of all inputs of ``source``; UserError when unknown."""
+    if source not in READERS:
+        raise UserError(f"unknown source {source!r} (choose from {', '.join(READERS)})")
+    yield from READERS[source](inputs, options, wiki_stats)
 
 
 def collect_sentences(docs: Iterator[tuple[str, str]], options: PrepareOptions,

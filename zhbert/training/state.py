@@ -19,16 +19,19 @@ from zhbert.baselines import BASELINES_KEY, corpus_baselines
 from zhbert.config import TrainConfig
 from zhbert.corpus.binary import CorpusInfo, load_split
 from zhbert.data import (
+    STREAM_DROPOUT,
+    STREAM_DROPOUT_RESHARDED,
     BatchBuilder,
     BatchStream,
-    _seed,
     build_eval_set,
     eval_cap_warning,
     eval_set_record,
     prepare_batch,
+    stream_seed,
 )
 from zhbert.errors import UserError
 from zhbert.history_schema import EVAL_MLM_ACC, HISTORY_NAME
+from zhbert.layout import IGNORE_INDEX
 from zhbert.model import build_model
 from zhbert.provenance import git_state
 from zhbert.training import distributed as D
@@ -261,7 +264,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     raw_eval = build_eval_set(load_split(info.path, "val"), info, cfg.data)
     prepare = batch_preparer(cfg, device)
     eval_batches = [prepare(b) for b in raw_eval]
-    n_masked = sum(int((b.mlm_labels != -100).sum()) for b in eval_batches)
+    n_masked = sum(int((b.mlm_labels != IGNORE_INDEX).sum()) for b in eval_batches)
     n_eval = sum(len(b.input_ids) for b in eval_batches)
     if dist.is_main and n_masked < cfg.data.eval_min_masked:
         log.warning("warning: %s", eval_cap_warning(cfg.data, n_eval, n_masked))
@@ -282,7 +285,8 @@ def build_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     if ckpt is not None:
         _restore(run, ckpt, changes)
     else:
-        torch.manual_seed(_seed(cfg.run.seed, 5, dist.rank))  # dropout differs per rank
+        # dropout differs per rank
+        torch.manual_seed(stream_seed(cfg.run.seed, STREAM_DROPOUT, dist.rank))
     _wrap(run)
     log.info("parameters: %d | device %s | precision %s | world %d | global batch %d | "
              "held-out %d sequences, %d masked tokens", model.num_parameters(), device,
@@ -330,7 +334,8 @@ def _restore(run: Run, ckpt: Path, changes: list[str]) -> None:
     else:
         run.log.info("note: world size changed (%d -> %d); data order and dropout differ from "
                      "an uninterrupted run", len(rngs), run.dist.world_size)
-        torch.manual_seed(_seed(run.cfg.run.seed, 6, run.dist.rank, run.step))
+        torch.manual_seed(stream_seed(run.cfg.run.seed, STREAM_DROPOUT_RESHARDED, run.dist.rank,
+                                      run.step))
     run.log.info("resumed from %s at step %d", ckpt, run.step)
 
 
