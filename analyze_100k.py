@@ -4,6 +4,7 @@
     python analyze_100k.py --history runs/demo/training_history.json
     python analyze_100k.py --history H100k.json --compare H50k.json --labels 100k 50k
     python analyze_100k.py --history runs/demo/training_history.json --target-acc 0.15
+    python analyze_100k.py --history runs/demo/training_history.json --backtest   # + backtest.png
 
 Prints a bilingual report and writes the JSON (default: analysis_result.json beside the history).
 """
@@ -16,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from zhbert.analysis import analyze, format_report, load_history
-from zhbert.analysis.bootstrap import DEFAULT_N_BOOT
+from zhbert.analysis.backtest import DEFAULT_CUTS
 from zhbert.analysis.core import jsonable
+from zhbert.analysis.forecast import DEFAULT_N_BOOT
 from zhbert.analysis.target import format_target, time_to_target
 from zhbert.errors import UserError, run_cli
 from zhbert.io_utils import atomic_write_json, run_labels
@@ -37,7 +39,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="accuracy series: held-out eval, training batches, or auto (eval when "
                         "present, else train; default)")
     p.add_argument("--target-step", type=float, default=None,
-                   help="step to extrapolate the best fit to (default: 2x the last step)")
+                   help="step to forecast (default: the planned last step of the lr schedule, "
+                        "from meta or the lr column; 2x the last step when no plan is known)")
+    p.add_argument("--continue-lr", default=None, metavar="constant|VALUE",
+                   help="how training would continue past the planned schedule, needed for a "
+                        "target beyond it: 'constant' holds the plan's last lr, VALUE is an lr")
+    p.add_argument("--backtest", action="store_true",
+                   help="also cut the history at --cuts, forecast its last step from each cut, "
+                        "compare with the actual value; adds 'backtest' to the JSON and draws "
+                        "backtest.png beside it")
+    p.add_argument("--cuts", nargs="+", type=float, default=list(DEFAULT_CUTS), metavar="FRAC",
+                   help="backtest cut fractions of the last step, each in (0, 1) "
+                        f"(default {' '.join(f'{c:g}' for c in DEFAULT_CUTS)})")
     p.add_argument("--target-acc", type=float, default=None, metavar="ACC",
                    help="also report the step (and wall time) at which the run reached or, by its "
                         "forecast, will reach this accuracy fraction, e.g. 0.5")
@@ -45,7 +58,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="output JSON (default: analysis_result.json beside the history)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
     p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT,
-                   help=f"bootstrap replicates for the extrapolation interval (default {DEFAULT_N_BOOT})")
+                   help=f"bootstrap resamples for the forecast interval; every curve family is "
+                        f"refitted on each (default {DEFAULT_N_BOOT})")
     return p.parse_args(argv)
 
 
@@ -59,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.target_acc is not None and not 0.0 < args.target_acc < 1.0:
         raise UserError(f"--target-acc must be an accuracy fraction in (0, 1) "
                         f"(got {args.target_acc:g})")
+    if args.backtest and not all(0 < c < 1 for c in args.cuts):
+        raise UserError(f"--cuts must be fractions in (0, 1) (got {args.cuts})")
     paths = [args.history, *args.compare]
     labels = args.labels or run_labels(paths)
     if len(labels) != len(paths):
@@ -69,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {w}", file=sys.stderr)
     result = analyze(histories[0], series=args.series, target_step=args.target_step,
                      compare=list(zip(labels[1:], histories[1:], strict=True)), seed=args.seed,
-                     n_boot=args.n_boot, label=labels[0])
+                     n_boot=args.n_boot, label=labels[0], continue_lr=args.continue_lr,
+                     backtest_cuts=args.cuts if args.backtest else None)
     if args.target_acc is not None:
         result["time_to_target"] = jsonable(time_to_target(
             histories[0], args.target_acc, args.series, n_boot=args.n_boot, seed=args.seed))
@@ -79,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n" + format_target(result["time_to_target"]), end="")
     atomic_write_json(output, result)
     print(f"\nwritten: {output}")
+    if args.backtest:
+        from zhbert.plots import FIGURES
+
+        figure = FIGURES["backtest"](histories[0], result, output.with_name("backtest.png"))
+        print(f"written: {figure}")
     return 0
 
 

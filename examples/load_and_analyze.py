@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Use the analysis package directly: load a history, correlate, fit, predict with an interval.
 
-    python examples/load_and_analyze.py --history runs/demo/training_history.json --step 200000
+    python examples/load_and_analyze.py --history runs/demo/training_history.json
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from zhbert.analysis import evaluate_family, load_history, select_series
-from zhbert.analysis.bootstrap import extrapolate
 from zhbert.analysis.correlation import pearson, spearman
 from zhbert.analysis.curves import choose_best, fit_all
+from zhbert.analysis.forecast import forecast_final
+from zhbert.analysis.schedule import history_schedule
 from zhbert.errors import UserError, run_cli
 
 
@@ -24,7 +25,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Load a training history and analyse it with the API.")
     p.add_argument("--history", required=True, type=Path, help="training_history.json to analyse")
     p.add_argument("--step", type=float, default=None,
-                   help="step at which to predict accuracy (default: 2x the last step)")
+                   help="step at which to forecast accuracy (default: the planned last step of "
+                        "the lr schedule; a step past it is refused)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
     return p.parse_args(argv)
 
@@ -53,10 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     last = float(series.steps[-1])
     print(f"fitted accuracy at the last step ({last:,.0f}): "
           f"{evaluate_family(best['family'], best['params'], np.array([last]))[0]:.4f}")
-    x = extrapolate(best, series.steps, series.acc, args.step, n_boot=args.n_boot)
+    schedule = history_schedule(history)           # planned lr schedule (meta or lr column)
+    x = forecast_final(series.steps, series.acc, schedule, args.step, n_boot=args.n_boot)
+    if not x["ok"]:
+        raise UserError(f"{args.history}: no forecast ({x['reason']})")
     lo, hi = x["ci95"]
-    print(f"predicted accuracy at step {x['target_step']:,.0f}: {x['value']:.4f} "
-          f"(95% CI {lo:.4f}..{hi:.4f}, block bootstrap, block length {x['block_length']})")
+    print(f"forecast accuracy at step {x['target_step']:,.0f} ({x['target_source']}): "
+          f"{x['value']:.4f} (95% interval {lo:.4f}..{hi:.4f}, model-averaged over "
+          f"{sum(1 for f in x['families'].values() if f['weight'] > 0)} curve families)")
     return 0
 
 

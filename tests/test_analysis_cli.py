@@ -52,8 +52,10 @@ def test_original_fixture_reproduces_published_statistics(tmp_path):
     assert r["loss_stats"]["decrease"] == pytest.approx(5.98440432548523)
     assert r["loss_stats"]["decrease_pct"] == pytest.approx(66.81, abs=0.01)
     assert (r["total_steps"], r["data_points"]) == (100_000, 1000)
-    assert r["input"]["format"] == "original" and r["series"] == {"kind": "train", "n": 1000,
-                                                                  "requested": "auto"}
+    assert r["input"]["format"] == "original"
+    assert (r["series"]["kind"], r["series"]["n"], r["series"]["requested"]) == ("train", 1000,
+                                                                                "auto")
+    assert "no held-out series" in r["series"]["reason"]
     assert r["noise"]["series_kind"] == "train" and "training batches" in r["noise"]["note"]
     assert "comparison_with_50k" not in r and "goal_achieved" not in r
 
@@ -62,11 +64,14 @@ def test_analyze_prefers_eval_series_and_has_every_block(tmp_path):
     h = load_history(_write(tmp_path, "z.json", make_history(n=300, eval_every=10)))
     assert h.format == "zhbert" and select_series(h, "auto").kind == "eval"
     assert select_series(h, "train").n == 300
-    r = analyze(h, n_boot=20, target_step=150_000,
+    with pytest.raises(UserError, match="past the planned last step 100,000"):
+        analyze(h, n_boot=20, target_step=150_000)
+    r = analyze(h, n_boot=20, target_step=150_000, continue_lr="1e-5",
                 compare=[("short", load_history(_write(tmp_path, "s.json",
                                                        make_history(n=150, last_step=50_000))))])
     assert r["series"]["kind"] == "eval" and r["data_points"] == 30
-    assert r["extrapolation"]["target_step"] == 150_000
+    assert r["extrapolation"]["target_step"] == 150_000 and r["extrapolation"]["ok"]
+    assert r["extrapolation"]["schedule"]["continue_lr"] == 1e-5
     assert len(r["phases"]["quarters"]) == 4 and r["phases"]["lr_events"]
     assert [g["fraction"] for g in r["marginal_gain"]] == [0.1, 0.25, 0.5, 0.75, 1.0]
     assert r["loss_fit"]["family"] == "loss_power_law" and r["loss_fit"]["converged"]
@@ -124,9 +129,8 @@ def test_cli_label_mismatch_and_eval_missing(tmp_path):
 
 def test_example_script_runs(tmp_path):
     p = _write(tmp_path, "h.json", make_history(n=200))
-    res = _run("examples/load_and_analyze.py", "--history", str(p), "--step", "150000",
-               "--n-boot", "20")
+    res = _run("examples/load_and_analyze.py", "--history", str(p), "--n-boot", "20")
     assert res.returncode == 0, res.stderr
-    assert "predicted accuracy at step 150,000" in res.stdout
-    value = float(res.stdout.split("150,000: ")[1].split()[0])
+    assert "forecast accuracy at step 100,000 (planned last step" in res.stdout
+    value = float(res.stdout.split("schedule): ")[1].split()[0])
     assert math.isfinite(value) and 0 < value < 1

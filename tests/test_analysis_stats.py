@@ -9,10 +9,11 @@ import pytest
 from scipy import stats
 
 from zhbert.analysis import evaluate_family
-from zhbert.analysis.bootstrap import block_length, circular_block_indices, extrapolate
+from zhbert.analysis.bootstrap import block_length, circular_block_indices
 from zhbert.analysis.compare import matched
 from zhbert.analysis.correlation import fisher_ci, loss_stats, pearson
 from zhbert.analysis.curves import choose_best, fit_all, fit_family
+from zhbert.analysis.forecast import forecast_final
 from zhbert.analysis.history import Series
 from zhbert.analysis.phases import change_points, lr_events, quarters
 from zhbert.analysis.synthetic import ar1, warmup_cosine
@@ -106,14 +107,14 @@ def test_ar1_noise_gives_wider_extrapolation_interval_than_iid():
     widths, blocks = [], []
     for noise in (rng.normal(0, 0.01, steps.size), ar1(steps.size, 0.9, 0.01, rng)):
         y = curve + noise
-        best = {"family": "power_law", "params": fit_family("power_law", steps, y)["params"]}
-        x = extrapolate(best, steps, y, n_boot=80, seed=0)
+        x = forecast_final(steps, y, None, n_boot=80, seed=0, band_steps=steps[::10],
+                           families=("power_law",))
         widths.append(x["ci95"][1] - x["ci95"][0])
         blocks.append(x["block_length"])
         assert x["ci95"][0] <= x["value"] <= x["ci95"][1]
         assert len(x["band"]["steps"]) == len(x["band"]["low"]) == len(x["band"]["value"])
     assert widths[1] > 1.5 * widths[0]
-    assert blocks[0] <= 2 < blocks[1]
+    assert blocks[0] <= 3 < blocks[1]
 
 
 def test_block_bootstrap_indices_are_circular_blocks():

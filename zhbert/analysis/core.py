@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 
 from zhbert import history_schema as H
-from zhbert.analysis.bootstrap import DEFAULT_N_BOOT, extrapolate
+from zhbert.analysis.backtest import DEFAULT_CUTS, backtest
 from zhbert.analysis.compare import comparison
 from zhbert.analysis.correlation import correlations, describe, loss_stats
-from zhbert.analysis.curves import choose_best, fit_all, fit_family
-from zhbert.analysis.history import History, select_series
+from zhbert.analysis.curves import choose_best, evaluate_family, fit_all, fit_family
+from zhbert.analysis.forecast import BAND_POINTS, DEFAULT_N_BOOT, forecast_final, resolve_target
+from zhbert.analysis.history import MIN_POINTS, History, Series, select_series
 from zhbert.analysis.phases import marginal_gain, noise_block, phases
+from zhbert.analysis.schedule import history_schedule
 from zhbert.analysis.trend import trend_analysis
 from zhbert.baselines import analysis_block
 
@@ -30,6 +32,27 @@ def _loss_fit(history: History) -> dict | None:
         return None
     fit = fit_family("loss_power_law", _column(history, H.STEPS), loss)
     return {"family": "loss_power_law", "series_kind": "train", **fit}
+
+
+def series_reason(history: History, s: Series, requested: str) -> str:
+    """Why this series was analysed (said in the JSON and the report: no silent switch)."""
+    if requested != "auto":
+        return f"requested with --series {requested}"
+    if s.kind == "eval":
+        return f"held-out series present ({s.n} points >= {MIN_POINTS})"
+    if history.eval is None or len(history.eval) == 0:
+        return "no held-out series in the history: training-batch accuracy used"
+    data = ((history.meta or {}).get(H.META_CONFIG) or {}).get("data") or {}
+    rates = (f" (masking rate {data['mask_rate']:g} vs {data['eval_mask_rate']:g} held out)"
+             if "mask_rate" in data and "eval_mask_rate" in data else "")
+    return (f"the held-out series has only {len(history.eval)} points (< {MIN_POINTS}): "
+            f"training-batch accuracy used instead; it is measured on training batches"
+            f"{rates}, so its level differs from held-out accuracy")
+
+
+def _band_steps(steps: np.ndarray, target: float) -> np.ndarray:
+    first, last = float(steps[steps > 0].min()), float(steps[-1])
+    return np.linspace(first, max(target, last), BAND_POINTS)
 
 
 def jsonable(obj: Any) -> Any:
@@ -49,18 +72,26 @@ def jsonable(obj: Any) -> Any:
 
 def analyze(history: History, series: str = "auto", target_step: float | None = None,
             compare: list[tuple[str, History]] | None = None, seed: int = 0,
-            n_boot: int = DEFAULT_N_BOOT, label: str | None = None) -> dict:
+            n_boot: int = DEFAULT_N_BOOT, label: str | None = None,
+            continue_lr: str | float | None = None, backtest_cuts=None) -> dict:
     """Analyse ``history`` (see docs/ANALYSIS.md for every key); pure apart from the timestamp.
 
     ``compare`` is a list of ``(label, History)``; this history is the reference, labelled
-    ``label`` (default: its file stem).
+    ``label`` (default: its file stem). ``continue_lr`` ("constant" or an lr) allows a target
+    past the planned schedule; ``backtest_cuts`` (fractions) adds the ``backtest`` block.
     """
     s = select_series(history, series)
     steps, acc = s.steps, s.acc
     train_steps = _column(history, H.STEPS)
+    schedule = history_schedule(history)
+    if schedule is not None:
+        schedule = schedule.with_continuation(continue_lr)
+    target, _ = resolve_target(steps, schedule, target_step)  # refuses before any work
     corr = correlations(steps, acc)
     fits = fit_all(steps, acc)
     best = choose_best(fits)
+    best_resid = (acc - evaluate_family(best["family"], best["params"], steps)
+                  if best is not None else None)
     out = {
         "timestamp": _dt.datetime.now().isoformat(),
         "total_steps": int(train_steps[-1]),
@@ -71,13 +102,16 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
         "loss_stats": loss_stats(_column(history, H.LOSS)),
         "input": {"path": str(history.path), "format": history.format,
                   "dropped_nonfinite": history.dropped_nonfinite, "warnings": history.warnings},
-        "series": {"kind": s.kind, "n": s.n, "requested": series},
+        "series": {"kind": s.kind, "n": s.n, "requested": series,
+                   "reason": series_reason(history, s, series)},
         "pearson": corr["pearson"], "spearman": corr["spearman"], "kendall": corr["kendall"],
-        "trend": trend_analysis(steps, acc, corr["pearson"]["r"], corr["pearson"]["p_value"]),
+        "trend": trend_analysis(steps, acc, corr["pearson"]["r"], corr["pearson"]["p_value"],
+                                best_resid, best["family"] if best else None),
         "curve_fits": fits,
         "loss_fit": _loss_fit(history),
         "best_fit": best,
-        "extrapolation": extrapolate(best, steps, acc, target_step, n_boot, seed),
+        "extrapolation": forecast_final(steps, acc, schedule, target_step, n_boot=n_boot, seed=seed,
+                                        band_steps=_band_steps(steps, target)),
         "phases": phases(steps, acc, train_steps, _column(history, H.LR)),
         "marginal_gain": marginal_gain(best, steps),
         "noise": noise_block(acc, s.kind),
@@ -85,9 +119,14 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
     baselines = analysis_block(history.meta, float(acc[-1]) if s.kind == "eval" else None)
     if baselines is not None:
         out[H.META_BASELINES] = baselines
+    if backtest_cuts:
+        out["backtest"] = backtest(history, s, schedule, backtest_cuts, n_boot, seed)
     if compare:
         runs = [(label or history.path.stem, str(history.path), s)]
         runs += [(lab, str(h.path), select_series(h, series if series != "eval" else "auto"))
                  for lab, h in compare]
         out["comparison"] = comparison(runs)
     return jsonable(out)
+
+
+__all__ = ["DEFAULT_CUTS", "analyze", "jsonable", "series_reason"]

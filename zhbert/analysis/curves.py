@@ -203,8 +203,10 @@ def fit_family(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float | Non
     params = _params_dict(fam, popt, t_scale)
     out.update(params=params, rmse=math.sqrt(rss / len(y)), aic=aic, bic=bic, converged=True,
                n_fit_points=int(len(by)), tail_rmse=tail_rmse(name, steps, y, t_scale),
-               asymptote=params[fam.asymptote_param] if fam.asymptote_param else None,
                at_bound=params_at_bound(fam.params, popt, bounds))
+    # an asymptote pinned at its bound (e.g. accuracy 1) is the bound, not an estimate
+    if fam.asymptote_param and fam.asymptote_param not in out["at_bound"]:
+        out["asymptote"] = params[fam.asymptote_param]
     return out
 
 
@@ -232,10 +234,12 @@ TIE_MARGIN = 0.02
 
 
 def choose_best(fits: dict) -> dict | None:
-    """Lowest tail RMSE among converged fits; near-ties (within 2%) go to the lowest BIC."""
-    ok = {k: v for k, v in fits.items() if v["converged"] and v["tail_rmse"] is not None}
+    """Lowest tail RMSE among converged fits with no parameter at a bound; near-ties (within 2%)
+    go to the lowest BIC. A fit at a bound is never chosen (its estimate is the bound's)."""
+    free = {k: v for k, v in fits.items() if v["converged"] and not v["at_bound"]}
+    ok = {k: v for k, v in free.items() if v["tail_rmse"] is not None}
     if not ok:
-        ok = {k: v for k, v in fits.items() if v["converged"]}
+        ok = free
         if not ok:
             return None
         name = min(ok, key=lambda k: ok[k]["bic"])

@@ -35,14 +35,15 @@ from zhbert.analysis.curves import (
     fit_params,
     params_at_bound,
 )
+from zhbert.analysis.refit import grid_refit
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.trend import effective_n, lag1_autocorr
 
 #: fits and refits run on at most this many bin means (scores use them too)
 FORECAST_MAX_POINTS = 200
 #: bootstrap replicates: the analysis default, and the small default for live use in training
-DEFAULT_N_BOOT = 200
-LIVE_N_BOOT = 40
+DEFAULT_N_BOOT = 400
+LIVE_N_BOOT = 100
 TAIL_FRACTION = 0.2
 MIN_POINTS = 5
 LEVEL = 0.95
@@ -142,16 +143,34 @@ def anneal_supported(X: np.ndarray, X_at: np.ndarray) -> bool:
     return bool(np.max(X[1]) > 0 and np.max(X[1]) * ANNEAL_REACH >= X_at[1, 0])
 
 
-def _tail_mse(name: str, X: np.ndarray, y: np.ndarray) -> float | None:
-    """Refit on the first 80% of points, mean squared error on the last 20%."""
+def _tail_errors(name: str, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Refit on the first 80% of points; the errors ``y - fit`` on the last 20% (None: no fit)."""
     cut = int(round(len(y) * (1 - TAIL_FRACTION)))
     if cut >= len(y):
         return None
     fit = fit_one(name, X[:, :cut], y[:cut])
     if not fit["converged"]:
         return None
-    err = y[cut:] - FORECAST_FAMILIES[name].func(X[:, cut:], *fit["popt"])
-    return float(np.mean(err**2))
+    return y[cut:] - FORECAST_FAMILIES[name].func(X[:, cut:], *fit["popt"])
+
+
+def drift_rate(err: np.ndarray, x: np.ndarray, noise_sd: float, rho: float) -> float:
+    """How fast an extrapolation drifts off the data, per unit of log-distance in lr area.
+
+    ``err`` are the weighted families' errors on the held-back tail (points ``x`` past the cut
+    at ``x[0]``'s predecessor); the mean error, less what the noise alone gives a mean of that
+    many (AR(1)) points, divided by the tail's mean log-distance from the cut.
+    """
+    cut = len(x) - len(err)
+    dist = float(np.mean(np.log(x[cut:] / x[cut - 1])))
+    noise2 = 4 * noise_sd**2 / effective_n(len(err), rho)  # beyond 2 standard errors
+    bias = math.sqrt(max(0.0, float(np.mean(err)) ** 2 - noise2))
+    return bias / dist if dist > 0 else 0.0
+
+
+def _time_row(name: str) -> int:
+    """Row of the design that is the family's time axis (lr area or steps)."""
+    return 2 if name.endswith("_steps") else 0
 
 
 def tail_weights(mse: dict[str, float], n_eff: float) -> dict[str, float]:
@@ -187,25 +206,28 @@ def design(steps: np.ndarray, schedule: Schedule | None, last: float) -> np.ndar
     return np.vstack([s1 / ref, s2 / ref, steps / last])
 
 
-def _fit_block(X: np.ndarray, y: np.ndarray, families) -> tuple[dict, dict]:
-    """Every family fitted and tail-scored; returns ``(fits, weights)``."""
+def _fit_block(X: np.ndarray, y: np.ndarray, families) -> tuple[dict, dict, float]:
+    """Every family fitted and tail-scored; returns ``(fits, weights, drift rate)``."""
     fits = {name: fit_one(name, X, y) for name in families}
     usable = [k for k, f in fits.items()
               if f["converged"] and not f["at_bound"] and f["identifiable"]]
-    mse = {k: _tail_mse(k, X, y) for k in usable}
+    errors = {k: _tail_errors(k, X, y) for k in usable}
+    mse = {k: float(np.mean(e**2)) if e is not None else None for k, e in errors.items()}
+    weights, drift = {}, 0.0
     if usable:
         best = min(usable, key=lambda k: fits[k]["rss"])
         resid = y - FORECAST_FAMILIES[best].func(X, *fits[best]["popt"])
+        rho = lag1_autocorr(resid)
         n_tail = len(y) - int(round(len(y) * (1 - TAIL_FRACTION)))
-        n_eff = min(effective_n(n_tail, lag1_autocorr(resid)), WEIGHT_MAX_N)
-        weights = tail_weights(mse, n_eff)
-        if not weights:  # too few points to score a tail: equal weights among usable fits
+        weights = tail_weights(mse, min(effective_n(n_tail, rho), WEIGHT_MAX_N))
+        if weights:
+            err = sum(w * errors[k] for k, w in weights.items())
+            drift = drift_rate(err, X[0], float(np.std(resid)), rho)
+        else:  # too few points to score a tail: equal weights among usable fits
             weights = {k: 1.0 / len(usable) for k in usable}
-    else:
-        weights = {}
     for k, f in fits.items():
         f["tail_mse"] = mse.get(k)
-    return fits, weights
+    return fits, weights, drift
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -236,33 +258,32 @@ def value_range(y: np.ndarray) -> tuple[float, float]:
     return (0.0, 1.0) if np.min(y) >= 0 and np.max(y) <= 1 else (-np.inf, np.inf)
 
 
-def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, at: np.ndarray,
-               n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pooled predictions ``(m, len(at))`` and their weights; every family refitted per resample."""
+def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, drift: float,
+               at: np.ndarray, n_boot: int, rng: np.random.Generator,
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pooled predictions ``(m, len(at))`` and their weights; every family refitted per resample
+    (``zhbert.analysis.refit.grid_refit``)."""
     names = list(weights)
-    curves = {k: FORECAST_FAMILIES[k].func(X, *fits[k]["popt"]) for k in names}
-    base = sum(weights[k] * curves[k] for k in names)
+    base = sum(weights[k] * FORECAST_FAMILIES[k].func(X, *fits[k]["popt"]) for k in names)
     resid = y - base
     resid = resid - resid.mean()
     block = block_length(resid)
-    idx = circular_block_indices(len(resid), block, n_boot, rng)
-    preds, wts = [], []
-    counts = dict.fromkeys(names, 0)
-    rows = []
+    Y = base[None, :] + resid[circular_block_indices(len(resid), block, n_boot, rng)]  # noqa: N806
     lo, hi = value_range(y)
-    for row in idx:
-        ystar = base + resid[row]
-        for k in names:
-            popt = fit_params(FORECAST_FAMILIES[k], X, ystar, fits[k]["popt"], fits[k]["bounds"])
-            if popt is not None:
-                rows.append((k, np.clip(FORECAST_FAMILIES[k].func(at, *popt), lo, hi)))
-                counts[k] += 1
-    for k, p in rows:
-        preds.append(p)
-        wts.append(weights[k] / counts[k])
+    preds, wts = [], []
+    for k in names:
+        p = grid_refit(k, X, Y, fits[k]["popt"], fits[k]["bounds"], at)
+        p = p[np.isfinite(p).all(axis=1)]
+        # extrapolation allowance: the drift rate times the log-distance in lr area from the
+        # last observed point to each forecast point
+        reach = np.log(np.maximum(at[0], 1.0))
+        p = np.clip(p + rng.normal(size=(len(p), 1)) * drift * reach[None, :], lo, hi)
+        if len(p):
+            preds.append(p)
+            wts.append(np.full(len(p), weights[k] / len(p)))
     if not preds:
         return np.empty((0, at.shape[1])), np.empty(0), block
-    return np.array(preds), np.array(wts), block
+    return np.concatenate(preds), np.concatenate(wts), block
 
 
 def _family_report(fits: dict, weights: dict, X_at: np.ndarray, y: np.ndarray) -> dict:
@@ -353,13 +374,13 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
            and (schedule is not None or not f.endswith("_steps"))]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        fits, weights = _fit_block(X, by, use)
+        fits, weights, drift = _fit_block(X, by, use)
         out["families"] = _family_report(fits, weights, X_at, by)
         if not weights:
             out["reason"] = "no family fitted without a parameter at its bound"
             return out
         rng = np.random.default_rng(seed)
-        preds, wts, block = _bootstrap(X, by, fits, weights, X_at, n_boot, rng)
+        preds, wts, block = _bootstrap(X, by, fits, weights, drift, X_at, n_boot, rng)
     lo, hi = value_range(by)
     value = [sum(w * np.clip(FORECAST_FAMILIES[k].func(X_at, *fits[k]["popt"]), lo, hi)
                  for k, w in weights.items())]

@@ -25,6 +25,7 @@ def _summary(r: dict) -> list[str]:
     lines += [f"input: {inp['path']} (format {inp['format']}, dropped non-finite rows: "
               f"{inp['dropped_nonfinite']})",
               f"series: {s['kind']} ({s['n']} points), total steps {r['total_steps']:,}",
+              f"  why this series: {s.get('reason', 'n/a')}",
               f"MLM accuracy: mean {_f(100 * m['mean'], '.2f')}%  max {_f(100 * m['max'], '.2f')}%"
               f"  min {_f(100 * m['min'], '.2f')}%  std {_f(100 * m['std'], '.2f')}% (population)"]
     b = r.get("baselines")
@@ -50,8 +51,9 @@ def _correlation(r: dict) -> list[str]:
               f"Spearman rho = {r['spearman']['rho']:.4f} (p {_p(r['spearman']['p_value'])}), "
               f"Kendall tau = {r['kendall']['tau']:.4f} (p {_p(r['kendall']['p_value'])})"]
     lo2, hi2 = t["pearson_ci95_neff"]
-    lines.append(f"effective n = {t['n_eff']:.0f} -> Pearson 95% CI [{_f(lo2, '.3f')}, "
-                 f"{_f(hi2, '.3f')}], p {_p(t['pearson_p_value_neff'])}")
+    lines.append(f"effective n = {t['n_eff']:.0f} (from the {t.get('n_eff_source', 'residuals')})"
+                 f" -> Pearson 95% CI [{_f(lo2, '.3f')}, {_f(hi2, '.3f')}], "
+                 f"p {_p(t['pearson_p_value_neff'])}")
     return lines
 
 
@@ -79,8 +81,10 @@ def _fits(r: dict) -> list[str]:
             lines.append(f"{name:<12} not converged")
             continue
         params = ", ".join(f"{k}={v:.4g}" for k, v in f["params"].items() if k != "t_scale")
+        flag = f"; AT BOUND: {', '.join(f['at_bound'])}" if f.get("at_bound") else ""
         lines.append(f"{name:<12}{f['rmse']:>9.4f}{_f(f['tail_rmse']):>11}{f['bic']:>11.1f}"
-                     f"{_f(f['asymptote']):>11}  {params} (t in {f['params']['t_scale']:g} steps)")
+                     f"{_f(f['asymptote']):>11}  {params} (t in {f['params']['t_scale']:g} steps"
+                     f"{flag})")
     b = r["best_fit"]
     lines.append(f"best fit: {b['family'] if b else 'none'}" + (f" — {b['criterion']}" if b else ""))
     lf = r.get("loss_fit")
@@ -91,19 +95,49 @@ def _fits(r: dict) -> list[str]:
     return lines
 
 
+def _pct(v) -> str:
+    return _f(100 * v if v is not None else None, ".2f")
+
+
 def _extrapolation(r: dict) -> list[str]:
     x = r["extrapolation"]
-    lines = _head("外推 | Extrapolation")
-    if not x:
-        return [*lines, "no converged fit to extrapolate"]
+    lines = _head("预测 | Forecast")
+    if not x or not x["ok"]:
+        return [*lines, f"no forecast: {x['reason'] if x else 'no data'}"]
     lo, hi = x["ci95"]
-    lines.append(f"{x['family']} at step {x['target_step']:,.0f}: {100 * x['value']:.2f}% "
-                 f"(95% CI {_f(100 * lo if lo is not None else None, '.2f')}% .. "
-                 f"{_f(100 * hi if hi is not None else None, '.2f')}%; block bootstrap, "
-                 f"block {x['block_length']}, {x['n_boot_ok']}/{x['n_boot']} refits)")
+    axis = "lr area S1 (and steps)" if x["time_axis"] == "lr_area" else "steps"
+    lines.append(f"at step {x['target_step']:,.0f} ({x['target_source']}): {_pct(x['value'])}% "
+                 f"(95% interval {_pct(lo)}% .. {_pct(hi)}%, for the {x['interval_for']})")
+    lines.append(f"  fitted in {axis}; {x['weights_method']}; {x['n_refits']} refits from "
+                 f"{x['n_boot']} resamples, block {x['block_length']}")
+    for name, f in x["families"].items():
+        state = f"excluded: {f['excluded']}" if f["excluded"] else f"weight {f['weight']:.2f}"
+        lines.append(f"  {name:<18} {_pct(f['value']):>7}%  {state}")
     for g in r["marginal_gain"]:
         lines.append(f"  marginal gain at step {g['step']:,.0f}: "
                      f"{100 * g['gain_per_1k']:+.3f} points per 1K steps")
+    return lines
+
+
+def _backtest(r: dict) -> list[str]:
+    b = r.get("backtest")
+    if not b:
+        return []
+    a = b["actual"]
+    lines = _head("回测 | Backtest")
+    lines.append(f"actual at step {b['target_step']:,.0f}: {_pct(a['value'])}% +- "
+                 f"{_pct(a['stderr'])} ({a['how']})")
+    lines.append(f"{'cut':>5}{'points':>8}{'forecast':>10}{'95% interval':>20}{'error':>8}  covered")
+    for row in b["rows"]:
+        if row["covered"] is None:
+            lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}  not forecast: {row['reason']}")
+            continue
+        lo, hi = row["ci95"]
+        lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}{_pct(row['forecast']):>10}"
+                     f"{'[' + _pct(lo) + ', ' + _pct(hi) + ']':>20}"
+                     f"{100 * row['error']:>+8.2f}  {'yes' if row['covered'] else 'no'}")
+    lines.append(f"mean absolute error {_pct(b['mean_abs_error'])} points, coverage "
+                 f"{_f(b['coverage'], '.0%')} of {b['n_forecast']} forecasts")
     return lines
 
 
@@ -147,6 +181,7 @@ def _comparison(r: dict) -> list[str]:
 def format_report(result: dict) -> str:
     """The whole report as text (section headings in Chinese and English)."""
     lines = ["中文BERT训练步数-准确率分析 | Chinese BERT steps-accuracy analysis"]
-    for part in (_summary, _correlation, _trend, _fits, _extrapolation, _phases, _comparison):
+    for part in (_summary, _correlation, _trend, _fits, _extrapolation, _backtest, _phases,
+                 _comparison):
         lines += part(result)
     return "\n".join(lines) + "\n"

@@ -77,7 +77,10 @@ class Schedule:
             if self.total is None:
                 return self
             return replace(self, continue_lr=float(self.lr(self.total)))
-        value = float(how)
+        try:
+            value = float(how)
+        except (TypeError, ValueError):
+            value = math.nan
         if not math.isfinite(value) or value < 0:
             raise UserError(f"--continue-lr must be 'constant' or a non-negative lr (got {how!r})")
         return replace(self, continue_lr=value)

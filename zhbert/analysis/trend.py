@@ -64,7 +64,11 @@ def ljung_box_lags(n: int) -> int:
 def residual_diagnostics(steps: np.ndarray, acc: np.ndarray) -> dict:
     """Durbin-Watson, Ljung-Box p and lag-1 autocorrelation of the straight-line residuals."""
     slope, intercept = np.polyfit(steps, acc, 1)
-    resid = acc - (slope * steps + intercept)
+    return diagnostics(acc - (slope * steps + intercept))
+
+
+def diagnostics(resid: np.ndarray) -> dict:
+    """Durbin-Watson, Ljung-Box p (``ljung_box_lags`` lags) and lag-1 autocorrelation."""
     lags = ljung_box_lags(len(resid))
     lb = acorr_ljungbox(resid, lags=[lags])
     return {"durbin_watson": float(durbin_watson(resid)), "ljung_box_p": float(lb["lb_pvalue"].iloc[0]),
@@ -77,17 +81,28 @@ def effective_n(n: int, rho1: float) -> float:
     return float(min(n, max(3.0, n * (1 - rho) / (1 + rho))))
 
 
-def trend_analysis(steps: np.ndarray, acc: np.ndarray, r: float, p_value: float) -> dict:
-    """The ``trend`` block: MK tests, residual diagnostics, n_eff and a plain-language statement."""
+def trend_analysis(steps: np.ndarray, acc: np.ndarray, r: float, p_value: float,
+                   curve_resid: np.ndarray | None = None, curve: str | None = None) -> dict:
+    """The ``trend`` block: MK tests, residual diagnostics, n_eff and a plain-language statement.
+
+    ``n_eff`` uses the residuals of the best-fitting curve ``curve`` when given: a straight line
+    misfits a saturating curve smoothly, so the lag-1 autocorrelation of its residuals is mostly
+    lack of fit, not dependence between the measurements. The straight line's diagnostics stay
+    in ``residuals`` (the original study's convention).
+    """
     out = mann_kendall(steps, acc)
     diag = residual_diagnostics(steps, acc)
+    used = diagnostics(curve_resid) if curve_resid is not None else diag
     n = len(acc)
-    n_eff = effective_n(n, diag["lag1_autocorr"])
+    n_eff = effective_n(n, used["lag1_autocorr"])
     # Ljung-Box has little power on short series (20 eval points), so a lag-1 autocorrelation
     # that halves the effective sample size (rho1 > 1/3) counts as well.
-    overstates = diag["lag1_autocorr"] > 0 and (diag["ljung_box_p"] < 0.05 or n_eff < n / 2)
+    overstates = used["lag1_autocorr"] > 0 and (used["ljung_box_p"] < 0.05 or n_eff < n / 2)
     p_eff = pearson_p_value(r, n_eff)
-    out.update({"residuals": diag, "n_eff": n_eff, "pearson_ci95_neff": fisher_ci(r, n_eff),
+    out.update({"residuals": diag, "curve_residuals": used if curve_resid is not None else None,
+                "n_eff_source": (f"residuals of the best-fitting curve ({curve})"
+                                 if curve_resid is not None else "residuals of the straight line"),
+                "n_eff": n_eff, "pearson_ci95_neff": fisher_ci(r, n_eff),
                 "pearson_p_value_neff": p_eff, "iid_overstates": bool(overstates)})
     out["statement"] = _statement(out, n, p_value)
     return out
@@ -112,14 +127,15 @@ def _trend_sentence(plain: dict, mmk: dict) -> str:
 
 
 def _statement(t: dict, n: int, p_value: float) -> str:
-    d = t["residuals"]
+    d = t["curve_residuals"] or t["residuals"]
+    what = t["n_eff_source"]
     trend = _trend_sentence(t["mann_kendall"], t["modified_mann_kendall"])
     if not t["iid_overstates"]:
-        return (f"Residuals of the straight-line fit look roughly independent (lag-1 "
+        return (f"The {what} look roughly independent (lag-1 "
                 f"autocorrelation {d['lag1_autocorr']:.2f}, Ljung-Box {_fmt_p(d['ljung_box_p'])}), "
                 f"so the i.i.d. Pearson p-value ({_fmt_p(p_value)}) is usable. " + trend)
     lo, hi = t["pearson_ci95_neff"]
-    return (f"Residuals of the straight-line fit are autocorrelated (lag-1 {d['lag1_autocorr']:.2f}, "
+    return (f"The {what} are autocorrelated (lag-1 {d['lag1_autocorr']:.2f}, "
             f"Durbin-Watson {d['durbin_watson']:.2f}, Ljung-Box {_fmt_p(d['ljung_box_p'])}): the "
             f"{n} points carry about as much information as {t['n_eff']:.0f} independent ones, so "
             f"the i.i.d. Pearson p-value ({_fmt_p(p_value)}) and interval overstate certainty; with "

@@ -5,6 +5,7 @@ Each figure function takes ``(history, analysis, path, *, dpi=150)`` and returns
 found and registered on the first draw (see :mod:`zhbert.plots.fonts`).
 """
 
+from zhbert.plots.figures_backtest import backtest
 from zhbert.plots.figures_compare import comparison
 from zhbert.plots.figures_fits import correlation_analysis, learning_curve_fit
 from zhbert.plots.figures_training import loss_analysis, phases, training_curves
@@ -13,6 +14,7 @@ from zhbert.plots.render import COMPARISON_NAME, FIGURES, render_all
 __all__ = [
     "COMPARISON_NAME",
     "FIGURES",
+    "backtest",
     "comparison",
     "correlation_analysis",
     "learning_curve_fit",

@@ -40,22 +40,26 @@ def _scatter(ax, series, cjk) -> None:
 
 
 def _stats_text(analysis: Mapping | None) -> str:
+    """Autocorrelation-aware figures first (effective n, its interval and p, the modified
+    Mann-Kendall test), then the i.i.d. ones kept for comparison with the original study."""
     pe, sp, kd = (get(analysis, k, default={}) for k in ("pearson", "spearman", "kendall"))
+    tr = get(analysis, "trend", default={}) or {}
     ci = get(pe, "ci95", default=None) or [None, None]
-    mmk = get(analysis, "trend", "modified_mann_kendall", default={})
-    res = get(analysis, "trend", "residuals", default={})
+    ci_eff = get(tr, "pearson_ci95_neff", default=None) or [None, None]
+    mmk = get(tr, "modified_mann_kendall", default={})
+    res = get(tr, "curve_residuals", default=None) or get(tr, "residuals", default={})
     lines = [
         f"n = {fmt_num(get(analysis, 'series', 'n'))} "
-        f"({get(analysis, 'series', 'kind', default='?')})",
+        f"({get(analysis, 'series', 'kind', default='?')}), n_eff = {fmt_num(get(tr, 'n_eff'), 3)}",
         f"Pearson r = {fmt_num(get(pe, 'r'))}",
-        f"R² = {fmt_num(get(analysis, 'r_squared'))}",
-        fmt_p(get(pe, "p_value")),
-        f"95% CI r = [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
-        f"Spearman ρ = {fmt_num(get(sp, 'rho'))}  ({fmt_p(get(sp, 'p_value'))})",
-        f"Kendall τ = {fmt_num(get(kd, 'tau'))}  ({fmt_p(get(kd, 'p_value'))})",
+        f"95% CI (n_eff) = [{fmt_num(ci_eff[0], 3)}, {fmt_num(ci_eff[1], 3)}]",
+        f"{fmt_p(get(tr, 'pearson_p_value_neff'))} (n_eff)",
         f"Mod. Mann-Kendall {fmt_p(get(mmk, 'p_value'))}",
-        f"Durbin-Watson = {fmt_num(get(res, 'durbin_watson'), 3)}",
-        f"lag-1 autocorr = {fmt_num(get(res, 'lag1_autocorr'), 3)}",
+        f"lag-1 autocorr (fit resid.) = {fmt_num(get(res, 'lag1_autocorr'), 3)}",
+        f"Spearman ρ = {fmt_num(get(sp, 'rho'))}, Kendall τ = {fmt_num(get(kd, 'tau'))}",
+        f"i.i.d.: R² = {fmt_num(get(analysis, 'r_squared'))}, "
+        f"CI [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}]",
+        f"i.i.d.: {fmt_p(get(pe, 'p_value'))}",
     ]
     return "\n".join(lines)
 
@@ -140,12 +144,20 @@ def correlation_analysis(history, analysis: Mapping | None, path: str | os.PathL
         return save_figure(fig, path, dpi)
 
 
+def _status(fit: Mapping) -> str:
+    """"ok", "at bound: a, d" (flagged, never the best fit) or "failed"."""
+    if not get(fit, "converged"):
+        return "failed"
+    bound = get(fit, "at_bound", default=[]) or []
+    return f"at bound: {', '.join(bound)}" if bound else "ok"
+
+
 def _family_rows(fits: Mapping) -> list[list[str]]:
     rows = []
     for name, fit in fits.items():
         rows.append([name, fmt_num(get(fit, "rmse"), 3), fmt_num(get(fit, "aic"), 5),
                      fmt_num(get(fit, "tail_rmse"), 3), fmt_num(get(fit, "asymptote"), 3),
-                     "yes" if get(fit, "converged") else "no"])
+                     _status(fit)])
     return rows
 
 
@@ -161,6 +173,8 @@ def _ylim(acc: np.ndarray, extrap: Mapping | None) -> tuple[float, float]:
     allv = np.concatenate(vals)
     allv = allv[np.isfinite(allv)]
     lo, hi = float(allv.min()), float(allv.max())
+    if np.min(acc) >= 0 and np.max(acc) <= 1:  # accuracies: never show outside [0, 1]
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
     pad = 0.08 * (hi - lo) if hi > lo else 0.05
     return lo - pad, hi + pad
 
@@ -219,6 +233,7 @@ def learning_curve_fit(history, analysis: Mapping | None, path: str | os.PathLik
             y = evaluate(name, get(fit, "params"), grid_t)
             if y is None:
                 continue
+            y = np.where((y >= 0) & (y <= 1), y, np.nan)  # no curve where no accuracy can be
             is_best = name == best
             ax.plot(grid_t, y, color=COLORS["best"] if is_best else next(colours, "#444444"),
                     linewidth=2.4 if is_best else 1.3,
@@ -235,6 +250,6 @@ def learning_curve_fit(history, analysis: Mapping | None, path: str | os.PathLik
         tab = fig.add_subplot(gs[1])
         tab.axis("off")
         rows = _family_rows(fits)
-        table_or_note(tab, rows, ["family", "RMSE", "AIC", "tail RMSE", "asymptote", "converged"],
+        table_or_note(tab, rows, ["family", "RMSE", "AIC", "tail RMSE", "asymptote", "fit"],
                       text("fit_failed", cjk), row_scale=1.3)
         return save_figure(fig, path, dpi)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from zhbert.plots.figures_backtest import backtest
 from zhbert.plots.figures_compare import comparison
 from zhbert.plots.figures_fits import correlation_analysis, learning_curve_fit
 from zhbert.plots.figures_training import loss_analysis, phases, training_curves
@@ -18,6 +19,7 @@ FIGURES = {
     "loss_analysis": loss_analysis,
     "learning_curve_fit": learning_curve_fit,
     "phases": phases,
+    "backtest": backtest,
 }
 #: name kept from the original study for continuity; drawn only when other runs are given
 COMPARISON_NAME = "comparison_50k_100k"

@@ -99,6 +99,12 @@ LABELS: dict[str, tuple[str, str]] = {
     "baseline_gap_trigram": ("gap trigram", "左右三元"),
     "live_forecast": ("live forecast of the last step", "最终步数的实时预测"),
     "no_data": ("not recorded", "无数据"),
+    "backtest": ("Forecast backtest", "预测回测"),
+    "cut": ("Cut (fraction of the last step)", "截断比例"),
+    "forecast": ("forecast, 95% interval", "预测值及95%区间"),
+    "missed": ("interval missed", "区间未覆盖"),
+    "actual": ("actual", "实际值"),
+    "no_backtest": ("no backtest: run analyze_100k.py --backtest", "无回测"),
     "fit_failed": ("fit unavailable", "拟合不可用"),
 }
 

@@ -1,0 +1,95 @@
+"""The forecast backtest (library and ``analyze_100k.py --backtest``), targets past the plan, and
+which series an analysis uses (never a silent switch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zhbert.analysis import analyze, load_history, select_series
+from zhbert.analysis.backtest import actual_value, backtest
+from zhbert.analysis.schedule import Schedule, history_schedule
+from zhbert.analysis.synthetic import make_scheduled_history
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAN = Schedule(1e-3, 200, 10_000, "cosine")
+
+
+def _history(tmp_path: Path, **kw) -> Path:
+    p = tmp_path / "h.json"
+    p.write_text(json.dumps(make_scheduled_history(PLAN, **{"n": 400, "seed": 1, **kw})))
+    return p
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "analyze_100k.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_backtest_cli_writes_the_table_the_json_and_the_figure(tmp_path):
+    hist = _history(tmp_path, eval_every=10)
+    out = tmp_path / "res" / "a.json"
+    out.parent.mkdir()
+    res = _run("--history", str(hist), "--backtest", "--n-boot", "40", "--output", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "回测 | Backtest" in res.stdout and "coverage" in res.stdout
+    r = json.loads(out.read_text())
+    bt = r["backtest"]
+    assert [row["cut"] for row in bt["rows"]] == [0.1, 0.2, 0.3, 0.5]
+    assert bt["series_kind"] == "eval" and bt["target_step"] == 10_000
+    truth = json.loads(hist.read_text())["eval_mlm_acc"][-1]
+    assert bt["actual"]["value"] == pytest.approx(truth)
+    done = [row for row in bt["rows"] if row["covered"] is not None]
+    assert done and bt["n_forecast"] == len(done)
+    for row in done:
+        lo, hi = row["ci95"]
+        assert lo <= row["forecast"] <= hi
+        assert row["error"] == pytest.approx(row["forecast"] - truth)
+        assert row["covered"] == (lo <= truth <= hi)
+    assert bt["coverage"] == pytest.approx(np.mean([row["covered"] for row in done]))
+    assert (out.parent / "backtest.png").stat().st_size > 10_000
+    assert r["extrapolation"]["target_step"] == 10_000  # the planned last step by default
+
+
+def test_backtest_actual_of_a_training_series_is_a_tail_mean(tmp_path):
+    h = load_history(_history(tmp_path, noise=0.02))
+    s = select_series(h, "train")
+    a = actual_value(h, s)
+    assert a["value"] == pytest.approx(s.acc[-20:].mean()) and "last 20" in a["how"]
+    b = backtest(h, s, history_schedule(h), cuts=(0.3, 0.6), n_boot=30)
+    assert b["series_kind"] == "train" and len(b["rows"]) == 2
+    assert b["rows"][1]["n_points"] == int((s.steps <= 6000).sum())
+
+
+def test_bad_cuts_and_targets_past_the_plan_are_one_line_errors(tmp_path):
+    hist = _history(tmp_path)
+    res = _run("--history", str(hist), "--backtest", "--cuts", "0.5", "1.5")
+    assert res.returncode == 2 and res.stderr.strip().startswith("error: --cuts")
+    res = _run("--history", str(hist), "--target-step", "20000", "--n-boot", "10",
+               "--output", str(tmp_path / "x.json"))
+    assert res.returncode == 2 and "--continue-lr" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.json").exists()
+    res = _run("--history", str(hist), "--target-step", "20000", "--continue-lr", "2e-4",
+               "--n-boot", "10", "--output", str(tmp_path / "x.json"))
+    assert res.returncode == 0, res.stderr
+    x = json.loads((tmp_path / "x.json").read_text())["extrapolation"]
+    assert x["target_step"] == 20_000 and x["schedule"]["continue_lr"] == 2e-4
+    res = _run("--history", str(hist), "--continue-lr", "fast")
+    assert res.returncode == 2 and "--continue-lr" in res.stderr
+
+
+def test_a_short_held_out_series_is_replaced_loudly(tmp_path):
+    data = make_scheduled_history(PLAN, n=100, seed=2, eval_every=25)  # 4 held-out points
+    data["meta"]["config"]["data"] = {"mask_rate": 0.25, "eval_mask_rate": 0.15}
+    p = tmp_path / "short.json"
+    p.write_text(json.dumps(data))
+    r = analyze(load_history(p), n_boot=10)
+    assert r["series"]["kind"] == "train"
+    assert "only 4 points" in r["series"]["reason"] and "0.25 vs 0.15" in r["series"]["reason"]

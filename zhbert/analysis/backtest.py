@@ -1,0 +1,72 @@
+"""Backtest the forecast: cut a history early, forecast its final step, compare with what happened.
+
+For each cut fraction q the series is truncated at ``q x last step`` and
+:func:`zhbert.analysis.forecast.forecast_final` forecasts the series' last step under the run's
+planned schedule (known when the run starts, so it is not a leak). The "actual" value is
+
+* held-out series: the last point, with its recorded standard error (``eval_stderr``);
+* training-batch series: the mean of the last 5% of points (one batch is too noisy), with the
+  standard error of that mean under AR(1) autocorrelation,
+
+and the forecast's interval is for that measurement (curve uncertainty + its noise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from zhbert import history_schema as H
+from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final
+from zhbert.analysis.history import History, Series
+from zhbert.analysis.schedule import Schedule
+from zhbert.analysis.trend import effective_n, lag1_autocorr
+
+DEFAULT_CUTS = (0.1, 0.2, 0.3, 0.5)
+#: training series: the actual is the mean of this last fraction of the points
+ACTUAL_FRACTION = 0.05
+
+
+def actual_value(history: History, series: Series) -> dict:
+    """The measured final value and its standard error, and how it was measured."""
+    if series.kind == "eval":
+        se = None
+        if H.EVAL_STDERR in history.eval.columns:
+            v = float(history.eval[H.EVAL_STDERR].to_numpy(dtype=np.float64)[-1])
+            se = v if math.isfinite(v) and v > 0 else None
+        if se is None:  # no recorded standard error: the point-to-point noise
+            se = float(np.std(np.diff(series.acc)) / math.sqrt(2))
+        return {"value": float(series.acc[-1]), "stderr": se, "how": "last held-out point"}
+    m = max(2, int(round(ACTUAL_FRACTION * series.n)))
+    tail = series.acc[-m:]
+    se = float(np.std(tail, ddof=1)) / math.sqrt(effective_n(m, lag1_autocorr(tail)))
+    return {"value": float(tail.mean()), "stderr": se,
+            "how": f"mean of the last {m} training-batch points ({ACTUAL_FRACTION:.0%})"}
+
+
+def backtest(history: History, series: Series, schedule: Schedule | None,
+             cuts=DEFAULT_CUTS, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
+    """Forecast the last step from each cut; rows plus mean absolute error and coverage."""
+    actual = actual_value(history, series)
+    last = float(series.steps[-1])
+    rows = []
+    for q in cuts:
+        m = series.steps <= q * last
+        f = forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
+                           seed=seed, measurement_sd=actual["stderr"])
+        row = {"cut": float(q), "cut_step": float(series.steps[m][-1]) if m.any() else None,
+               "n_points": int(m.sum()), "forecast": f["value"], "ci95": f["ci95"],
+               "error": None, "covered": None, "reason": f["reason"],
+               "weights": {k: v["weight"] for k, v in f["families"].items() if v["weight"]}}
+        if f["ok"] and None not in f["ci95"]:
+            row["error"] = f["value"] - actual["value"]
+            row["covered"] = bool(f["ci95"][0] <= actual["value"] <= f["ci95"][1])
+        rows.append(row)
+    done = [r for r in rows if r["covered"] is not None]
+    return {"series_kind": series.kind, "target_step": last, "actual": actual, "rows": rows,
+            "mean_abs_error": float(np.mean([abs(r["error"]) for r in done])) if done else None,
+            "coverage": float(np.mean([r["covered"] for r in done])) if done else None,
+            "n_forecast": len(done), "n_boot": int(n_boot), "seed": int(seed),
+            "schedule": schedule.to_dict() if schedule is not None else None,
+            "interval_for": "one measured point (curve uncertainty + the actual's noise)"}
