@@ -153,3 +153,12 @@ def test_comparison_at_matched_steps():
     assert m["overlap"] == [100.0, 50_000.0]
     assert m["mean_diff"] == pytest.approx(0.05) and m["final_diff"] == pytest.approx(0.05)
     assert len(m["steps"]) == 11 and m["n_common"] == 500
+
+
+def test_ljung_box_matches_statsmodels():
+    from statsmodels.stats.diagnostic import acorr_ljungbox
+
+    from zhbert.analysis.trend import ljung_box_p
+
+    x = np.random.default_rng(3).normal(size=300).cumsum() * 0.05 + np.random.default_rng(4).normal(size=300)
+    assert ljung_box_p(x, 10) == pytest.approx(float(acorr_ljungbox(x, lags=[10])["lb_pvalue"].iloc[0]))

@@ -93,3 +93,22 @@ def test_a_short_held_out_series_is_replaced_loudly(tmp_path):
     r = analyze(load_history(p), n_boot=10)
     assert r["series"]["kind"] == "train"
     assert "only 4 points" in r["series"]["reason"] and "0.25 vs 0.15" in r["series"]["reason"]
+
+
+def test_calibration_script_tables_histories_and_synthetic_truths(tmp_path):
+    hist = _history(tmp_path, eval_every=10)
+    out = tmp_path / "cal.json"
+    res = subprocess.run([sys.executable, "benchmarks/forecast_calibration.py", "--histories",
+                          str(hist), "--synthetic", "3", "--cuts", "0.3", "0.5", "--n-boot", "20",
+                          "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    cal = json.loads(out.read_text())
+    real = [r for r in cal["rows"] if r["source"] == "real"]
+    assert {r["series"] for r in real} == {"train", "eval"} and len(real) == 4
+    synth = [r for r in cal["rows"] if r["source"].startswith("synthetic")]
+    assert len(synth) == 6 and all(0 < r["actual"] < 1 for r in synth)
+    done = [r for r in cal["rows"] if r["covered"] is not None]
+    assert cal["summary"]["coverage_cuts_from_20pct"] == pytest.approx(
+        np.mean([r["covered"] for r in done]))
+    assert "| source | series | cut |" in res.stdout

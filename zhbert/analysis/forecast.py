@@ -1,22 +1,29 @@
 """Forecast an accuracy curve at a later step, with an interval that includes model uncertainty.
 
-Time is the learning-rate area ``x = S1(step) / S1(last observed step)`` when the schedule is
-known (``zhbert.analysis.schedule``), else ``step / last step``. Candidate families:
+Time axes: the learning-rate area ``x = S1(step) / S1(last observed step)`` when the planned
+schedule is known (``zhbert.analysis.schedule``), and the step ``step / last step``. Candidate
+families, each fitted in both units (``*_steps`` in steps):
 
 * ``log_linear`` a + b ln x, ``power_law`` a - b x^-c, ``weibull`` a - (a-d) exp(-(x/lam)^k);
-* ``power_law_anneal`` a - b x^-c + C z, with ``z = S2 / S1(last)`` the annealing area: under a
-  decaying lr the accuracy keeps rising while S1 barely moves (Tissue et al. 2024). Used only when
-  C is identifiable (estimate at least twice its standard error) and the schedule decays.
+* ``power_law_anneal`` a - b x^-c + C z, with ``z = S2 / S1(last)`` the annealing area (under a
+  decaying lr the accuracy keeps rising while S1 barely moves; Tissue et al. 2024). Used only
+  when C is identifiable (at least twice its standard error) and the data's annealing area is at
+  least 1/4 of the target's.
 
-Every family is fitted; a fit with a parameter at its bound, or unidentifiable, is flagged and gets
-no weight. Weights are tail-predictive likelihood weights: each family is refitted on the first
-80% of the points and scored on the last 20%; with the variance profiled out the Gaussian log
-likelihood ratio is ``-(n/2) ln(MSE_i / MSE_min)``, taken with the effective size ``n`` of the
-tail (AR(1), from the residuals' lag-1 autocorrelation) so that differences below the noise give
-near-equal weights. The interval is a weighted mixture: the residuals of the weighted curve are
-block-bootstrapped, EVERY family is refitted on every resample, and the pooled predictions
-(family f's replicates weighted by w_f) give the 2.5-97.5% weighted percentiles. When the forecast
-is of one measured point, its measurement noise is added to each pooled prediction.
+Under a decaying schedule the lr-area fits miss the annealing gain and the step fits climb too
+long; the truth has lain between them in every calibration run (docs/ANALYSIS.md), so both
+enter. A fit with a parameter at its bound, or unidentifiable, is flagged and gets no weight.
+
+Weights: each family is refitted on the first 80% of the points and scored on the last 20%;
+``w ∝ (MSE_min / MSE)^(n/2)`` (the Gaussian likelihood ratio with the variance profiled out) with
+``n`` the tail's AR(1) effective size, capped at ``WEIGHT_MAX_N`` = 1 observation: the tail test
+extrapolates 25% while the forecast goes much further, and n_eff-scaled weights put all the
+weight on one family and under-covered in calibration. Interval: the weighted curve's residuals
+are block-bootstrapped, EVERY family is refitted on every resample (``refit.grid_refit``), and
+the pooled predictions (family f's weighted w_f) are widened by an extrapolation allowance (the
+weighted families' bias on the held-back tail, beyond noise, grown with the square root of the
+log-distance in lr area past the data) and, for a forecast of one measured point, its
+measurement noise; the 2.5-97.5% weighted percentiles are the 95% interval.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ LEVEL = 0.95
 #: extrapolates 25% past its fit while a forecast goes much further, so its evidence is tempered
 #: (measured in docs/ANALYSIS.md, "Calibration": n_eff-scaled weights under-cover)
 WEIGHT_MAX_N = 1.0
+#: the extrapolation allowance grows as (distance / tail distance) ** DRIFT_GROWTH
+DRIFT_GROWTH = 0.5
 #: the annealing term is used only when the target's annealing area is at most this many times
 #: the largest one in the data
 ANNEAL_REACH = 4.0
@@ -154,18 +163,28 @@ def _tail_errors(name: str, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return y[cut:] - FORECAST_FAMILIES[name].func(X[:, cut:], *fit["popt"])
 
 
-def drift_rate(err: np.ndarray, x: np.ndarray, noise_sd: float, rho: float) -> float:
-    """How fast an extrapolation drifts off the data, per unit of log-distance in lr area.
+def tail_drift(err: np.ndarray, x: np.ndarray, noise_sd: float, rho: float,
+               ) -> tuple[float, float]:
+    """How far the weighted extrapolation drifted off the held-back tail: ``(bias, distance)``.
 
-    ``err`` are the weighted families' errors on the held-back tail (points ``x`` past the cut
-    at ``x[0]``'s predecessor); the mean error, less what the noise alone gives a mean of that
-    many (AR(1)) points, divided by the tail's mean log-distance from the cut.
+    ``err`` are the weighted families' errors on the tail (the last ``len(err)`` points of
+    ``x``, the lr-area axis); ``bias`` is their mean less what noise alone gives a mean of that
+    many AR(1) points (counted beyond two standard errors), ``distance`` the tail's mean
+    log-distance in lr area from the cut.
     """
     cut = len(x) - len(err)
     dist = float(np.mean(np.log(x[cut:] / x[cut - 1])))
-    noise2 = 4 * noise_sd**2 / effective_n(len(err), rho)  # beyond 2 standard errors
-    bias = math.sqrt(max(0.0, float(np.mean(err)) ** 2 - noise2))
-    return bias / dist if dist > 0 else 0.0
+    noise2 = 4 * noise_sd**2 / effective_n(len(err), rho)
+    return math.sqrt(max(0.0, float(np.mean(err)) ** 2 - noise2)), dist
+
+
+def allowance(drift: tuple[float, float], reach: np.ndarray) -> np.ndarray:
+    """Standard deviation of the extrapolation allowance at log-distances ``reach`` in lr area:
+    the tail's bias grown as ``(reach / distance) ** DRIFT_GROWTH``."""
+    bias, dist = drift
+    if bias <= 0 or dist <= 0:
+        return np.zeros_like(reach)
+    return bias * (np.maximum(reach, 0.0) / dist) ** DRIFT_GROWTH
 
 
 def _time_row(name: str) -> int:
@@ -206,14 +225,14 @@ def design(steps: np.ndarray, schedule: Schedule | None, last: float) -> np.ndar
     return np.vstack([s1 / ref, s2 / ref, steps / last])
 
 
-def _fit_block(X: np.ndarray, y: np.ndarray, families) -> tuple[dict, dict, float]:
-    """Every family fitted and tail-scored; returns ``(fits, weights, drift rate)``."""
+def _fit_block(X: np.ndarray, y: np.ndarray, families) -> tuple[dict, dict, tuple]:
+    """Every family fitted and tail-scored; returns ``(fits, weights, tail drift)``."""
     fits = {name: fit_one(name, X, y) for name in families}
     usable = [k for k, f in fits.items()
               if f["converged"] and not f["at_bound"] and f["identifiable"]]
     errors = {k: _tail_errors(k, X, y) for k in usable}
     mse = {k: float(np.mean(e**2)) if e is not None else None for k, e in errors.items()}
-    weights, drift = {}, 0.0
+    weights, drift = {}, (0.0, 0.0)
     if usable:
         best = min(usable, key=lambda k: fits[k]["rss"])
         resid = y - FORECAST_FAMILIES[best].func(X, *fits[best]["popt"])
@@ -222,7 +241,7 @@ def _fit_block(X: np.ndarray, y: np.ndarray, families) -> tuple[dict, dict, floa
         weights = tail_weights(mse, min(effective_n(n_tail, rho), WEIGHT_MAX_N))
         if weights:
             err = sum(w * errors[k] for k, w in weights.items())
-            drift = drift_rate(err, X[0], float(np.std(resid)), rho)
+            drift = tail_drift(err, X[0], float(np.std(resid)), rho)
         else:  # too few points to score a tail: equal weights among usable fits
             weights = {k: 1.0 / len(usable) for k in usable}
     for k, f in fits.items():
@@ -258,7 +277,7 @@ def value_range(y: np.ndarray) -> tuple[float, float]:
     return (0.0, 1.0) if np.min(y) >= 0 and np.max(y) <= 1 else (-np.inf, np.inf)
 
 
-def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, drift: float,
+def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, drift: tuple,
                at: np.ndarray, n_boot: int, rng: np.random.Generator,
                ) -> tuple[np.ndarray, np.ndarray, int]:
     """Pooled predictions ``(m, len(at))`` and their weights; every family refitted per resample
@@ -274,10 +293,9 @@ def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, drift: f
     for k in names:
         p = grid_refit(k, X, Y, fits[k]["popt"], fits[k]["bounds"], at)
         p = p[np.isfinite(p).all(axis=1)]
-        # extrapolation allowance: the drift rate times the log-distance in lr area from the
-        # last observed point to each forecast point
-        reach = np.log(np.maximum(at[0], 1.0))
-        p = np.clip(p + rng.normal(size=(len(p), 1)) * drift * reach[None, :], lo, hi)
+        # extrapolation allowance, growing with the log-distance in lr area past the data
+        sd = allowance(drift, np.log(np.maximum(at[0], 1.0)))
+        p = np.clip(p + rng.normal(size=(len(p), 1)) * sd[None, :], lo, hi)
         if len(p):
             preds.append(p)
             wts.append(np.full(len(p), weights[k] / len(p)))
@@ -356,7 +374,8 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
            "time_axis": "lr_area" if schedule is not None else "steps",
            "schedule": schedule.to_dict() if schedule is not None else None,
            "weights_method": "tail-predictive likelihood weights (refit on first 80%, scored on "
-                             "last 20%, effective n); mixture of every family's bootstrap refits",
+                             "last 20%, tempered to 1 effective observation); mixture of every "
+                             "family's bootstrap refits + extrapolation allowance",
            "families": {}, "n_boot": int(n_boot), "n_refits": 0, "block_length": None,
            "seed": int(seed), "band": None}
     if len(acc) < MIN_POINTS:

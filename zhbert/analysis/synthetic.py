@@ -78,7 +78,7 @@ def random_shape(rng: np.random.Generator) -> dict:
     return {"A": 1.0, "s0": rng.uniform(0.005, 0.03), "alpha": rng.uniform(0.3, 0.7),
             "B": rng.uniform(0.0, 0.15), "s2": rng.uniform(0.05, 0.5),
             "beta": rng.uniform(0.5, 1.5), "top": rng.uniform(0.3, 0.9),
-            "gamma": rng.uniform(0.2, 0.8)}
+            "gamma": rng.uniform(0.1, 0.4)}
 
 
 def make_scheduled_history(schedule, n: int = 1000, noise: float = 0.01, rho: float = 0.5,

@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 import pymannkendall as mk
-from statsmodels.stats.diagnostic import acorr_ljungbox
+from scipy import stats
 from statsmodels.stats.stattools import durbin_watson
+from statsmodels.tsa.stattools import acf
 
 from zhbert.analysis.correlation import fisher_ci, pearson_p_value
 
@@ -70,9 +71,20 @@ def residual_diagnostics(steps: np.ndarray, acc: np.ndarray) -> dict:
 def diagnostics(resid: np.ndarray) -> dict:
     """Durbin-Watson, Ljung-Box p (``ljung_box_lags`` lags) and lag-1 autocorrelation."""
     lags = ljung_box_lags(len(resid))
-    lb = acorr_ljungbox(resid, lags=[lags])
-    return {"durbin_watson": float(durbin_watson(resid)), "ljung_box_p": float(lb["lb_pvalue"].iloc[0]),
+    return {"durbin_watson": float(durbin_watson(resid)), "ljung_box_p": ljung_box_p(resid, lags),
             "ljung_box_lags": lags, "lag1_autocorr": lag1_autocorr(resid)}
+
+
+def ljung_box_p(resid: np.ndarray, lags: int) -> float:
+    """Ljung-Box p-value, ``Q = n(n+2) sum_k rho_k^2 / (n-k)`` against chi2(lags).
+
+    Same statistic as statsmodels' ``acorr_ljungbox``, whose autocorrelations are computed by a
+    direct O(n^2) correlation (40 s at 100K points); here by FFT.
+    """
+    n = len(resid)
+    rho = acf(resid, nlags=lags, fft=True)[1:]
+    q = n * (n + 2) * float(np.sum(rho**2 / (n - np.arange(1, lags + 1))))
+    return float(stats.chi2.sf(q, lags))
 
 
 def effective_n(n: int, rho1: float) -> float:
