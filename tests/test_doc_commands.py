@@ -34,9 +34,9 @@ from zhbert.analysis.synthetic import make_original_like
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_SETS = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
-              "model.intermediate_size=64", "data.seq_len=32", "data.batch_size=4",
+              "model.intermediate_size=64", "data.seq_len=32", "data.batch_size=8",
               "data.eval_min_masked=300", "data.eval_max_sequences=64", "run.max_steps=12",
-              "optim.lr=5e-3", "optim.warmup_steps=2",
+              "optim.lr=1e-2", "optim.warmup_steps=2",
               "run.log_interval=1", "run.eval_interval=1", "run.save_interval=6",
               "run.progress=false", "run.num_threads=1"]
 SKIPPED = {"make test": "the test suite itself",
@@ -136,7 +136,7 @@ def test_every_documented_command_runs(tmp_path, doc):
         for run in ("paper", "efficient", "paper_4gpu", "mine", "demo", "demo3000"):
             assert (box / "runs" / run / "training_history.json").is_file(), run
         meta = json.loads((box / "runs/paper_4gpu/training_history.json").read_text())["meta"]
-        assert meta["world_size"] == 4 and meta["global_batch"] == 4 * 4 * 1
+        assert meta["world_size"] == 4 and meta["global_batch"] == 4 * 8 * 1  # grad_accum=1
         assert (box / "analysis.json").is_file() and any((box / "figs").glob("*.png"))
         assert any((box / "runs" / "cmp").glob("*.png"))
     assert (box / "results").is_dir() and not (box / "results").is_symlink()
