@@ -63,14 +63,6 @@ def test_overwrite_of_the_current_directory_is_one_error(tmp_path):
 # ----------------------------------------------------------------------- item 5: analysis
 
 
-@pytest.mark.parametrize("acc", [0.3, 0.0])
-def test_constant_accuracy_is_one_error_before_the_analysis(tmp_path, acc):
-    path = _history(tmp_path, mlm_acc=[acc] * 30)
-    proc = _run("analyze_100k.py", "--history", str(path), "--n-boot", "10",
-                "--output", str(tmp_path / "a.json"))
-    _one_line_error(proc, "constant")
-
-
 @pytest.mark.parametrize("front", ["analyze_100k.py", "visualize_results.py",
                                    "examples/load_and_analyze.py"])
 def test_a_number_where_a_list_is_expected(tmp_path, front):

@@ -113,9 +113,6 @@ def _check_steps(path: Path, frame: pd.DataFrame, series: str, minimum: int) -> 
     if acc.size and (acc.min() < 0 or acc.max() > 1):
         raise UserError(f"{path}: {series} accuracies must be fractions in [0, 1] "
                         f"(found {acc.min():g}..{acc.max():g})")
-    if acc.size >= minimum and acc.size > 1 and acc.min() == acc.max():
-        raise UserError(f"{path}: the {series} accuracy is constant ({acc[0]:g} at all "
-                        f"{acc.size} points); correlations and curve fits are undefined")
 
 
 def load_history(path: str | Path) -> History:
