@@ -1,0 +1,56 @@
+"""Tests for examples/run_study.py (the recipe study) at smoke scale."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "run_study.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("run_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_trains_both_arms_and_writes_its_table(tmp_path, tiny_corpus):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), "--corpus", str(tiny_corpus), "--runs",
+           str(tmp_path / "runs"), "--out-dir", str(out), "--preset", "smoke",
+           "--set", "run.eval_interval=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = json.loads((out / "study.json").read_text(encoding="utf-8"))
+    assert set(study["arms"]) == {"original", "modern"}
+    assert study["arms"]["original"]["arch"] == "bert" and study["arms"]["modern"]["arch"] == "modern"
+    assert study["arms"]["original"]["lr"] == 5e-5
+    assert study["arms"]["original"]["tokens_seen"] == study["arms"]["modern"]["tokens_seen"]
+    hist = json.loads((out / "history_original.json").read_text(encoding="utf-8"))
+    assert hist["meta"]["config"]["optim"]["warmup_steps"] == 1  # 2 % of 20 steps, at least 1
+    assert "baselines" in study and 0 < study["baselines"]["acc"]["gap_trigram"] < 1
+    assert (out / "study_analysis.json").is_file() and list(out.glob("*.png"))
+    table = _module().study_table(study)
+    assert "| final held-out MLM accuracy |" in table and "gap trigram" in table
+    # a second call reuses both finished runs
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("reusing finished run") == 2
+
+
+def test_steps_to_reach_and_bad_corpus(tmp_path):
+    m = _module()
+    assert m.steps_to_reach([10, 20], [0.1, 0.2], 0.3) is None
+    assert m.steps_to_reach([10, 20], [0.1, 0.2], 0.2) == 20
+    bad = tmp_path / "file.txt"
+    bad.write_text("x")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--corpus", str(bad), "--runs",
+                           str(tmp_path / "r"), "--preset", "smoke"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
