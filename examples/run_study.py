@@ -153,6 +153,9 @@ def study_table(study: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out_dir or args.runs / "results"
+    for flag, path in (("--corpus", args.corpus), ("--runs", args.runs), ("--out-dir", out)):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{flag} {path}: is a file, expected a directory")
     started = time.perf_counter()
     if not (args.corpus / "dataset_stats.json").exists():
         _run([sys.executable, "examples/prepare_dataset.py", "--source", "demo", "--out-dir",

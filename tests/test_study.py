@@ -23,14 +23,16 @@ def test_study_trains_both_arms_and_writes_its_table(tmp_path, tiny_corpus):
     out = tmp_path / "out"
     cmd = [sys.executable, str(SCRIPT), "--corpus", str(tiny_corpus), "--runs",
            str(tmp_path / "runs"), "--out-dir", str(out), "--preset", "smoke",
-           "--set", "run.eval_interval=2"]
+           "--set", "run.eval_interval=2", "--set", "optim.lr=5e-3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = json.loads((out / "study.json").read_text(encoding="utf-8"))
     assert set(study["arms"]) == {"original", "modern"}
     assert study["arms"]["original"]["arch"] == "bert" and study["arms"]["modern"]["arch"] == "modern"
-    assert study["arms"]["original"]["lr"] == 5e-5
+    # shared overrides come last (here a higher lr, so that 20 steps learn something)
+    assert study["arms"]["original"]["lr"] == study["arms"]["modern"]["lr"] == 5e-3
+    assert study["arms"]["original"]["mask_rate"] == 0.15
     assert study["arms"]["original"]["tokens_seen"] == study["arms"]["modern"]["tokens_seen"]
     hist = json.loads((out / "history_original.json").read_text(encoding="utf-8"))
     assert hist["meta"]["config"]["optim"]["warmup_steps"] == 1  # 2 % of 20 steps, at least 1
