@@ -22,7 +22,7 @@ SET     ?=
 DEMO_ARGS = --preset $(PRESET) --corpus $(CORPUS) --run-dir $(RUN) $(if $(OUT),--out-dir $(OUT),) \
             $(if $(REDO),--redo,) $(foreach s,$(SET),--set $(s))
 
-.PHONY: install check-python demo demo-run reference test lint bench clean
+.PHONY: install check-python demo demo-run reference study study-reference test lint bench clean
 
 install: check-python $(STAMP)
 
@@ -54,6 +54,16 @@ demo-run:
 # The only command that rewrites the committed results/ and README's table (clean tree only).
 reference: install
 	$(PYTHON) examples/run_demo.py $(DEMO_ARGS) --update-reference
+
+# The recipe study: the original recipe against the modern one at equal tokens (about 25
+# minutes on 2 cores; prepares the demo corpus when missing). Outputs under runs/study/.
+study: install
+	$(PYTHON) examples/run_study.py --corpus $(CORPUS) --runs runs/study
+
+# Refresh the committed study results (results/study/) and README's study table.
+study-reference: install
+	$(PYTHON) examples/run_study.py --corpus $(CORPUS) --runs runs/study --out-dir results/study \
+		--update-readme
 
 test: install
 	$(PYTHON) -m pytest -n 2 tests

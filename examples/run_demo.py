@@ -90,7 +90,7 @@ def results_table(results: Path) -> str:
         ("best-fit learning curve (asymptote)",
          f"{best['family']} ({best['asymptote']:.2%})" if best.get("asymptote") is not None
          else f"{best['family']} (unbounded)"),
-        (f"extrapolated accuracy at step {int(ext['target_step']):,} (95% block-bootstrap CI)",
+        (f"curve-fit forecast at step {int(ext['target_step']):,} (model-averaged, 95% interval)",
          f"{ext['value']:.2%} [{ext['ci95'][0]:.2%}, {ext['ci95'][1]:.2%}]"),
         ("training loss first → last log point",
          f"{history[H.LOSS][0]:.2f} → {history[H.LOSS][-1]:.2f}"),
@@ -103,6 +103,11 @@ def results_table(results: Path) -> str:
                     f"torch {history['meta']['torch_version']}"),
         ("code", _code_state(history["meta"])),
     ]
+    probes = summary.get("cloze_probes")
+    if probes:
+        rows.insert(2, (f"cloze probes right at top-1 (`zhbert/cloze_probes.json`, "
+                        f"{probes['n']} sentences)",
+                        f"{probes['top1_hits']} / {probes['n']} ({probes['top1_rate']:.0%})"))
     base = analysis.get(H.META_BASELINES)  # runs trained before the baselines have none
     if base:
         rows.insert(2, ("count-table baselines on the same masks: unigram / left bigram / right "
@@ -237,6 +242,10 @@ class Demo:
     def history(self) -> Path:
         return self.args.run_dir / H.HISTORY_NAME
 
+    @property
+    def probes(self) -> Path:
+        return self.args.out_dir / "cloze_probes.json"
+
     def run(self, step: str, cmd: list[str]) -> None:
         """Run one command-line tool; time it; fail on a non-zero exit."""
         print(f"\n==> [{step}] {' '.join(cmd)}", flush=True)
@@ -316,10 +325,16 @@ def step_fill_mask(demo: Demo) -> None:
     demo.run("fill-mask", cmd)
 
 
-# The demo in order; each step takes the shared Demo. New steps (e.g. a probe set) go here.
+def step_probes(demo: Demo) -> None:
+    """cloze_probes.py: top-1 hits on the committed probe set (and which occur in training)."""
+    demo.run("probes", [*tool("examples/cloze_probes.py"), "--model", str(demo.final),
+                        "--corpus", str(demo.args.corpus), "--json", str(demo.probes)])
+
+
+# The demo in order; each step takes the shared Demo. New steps go here.
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("prepare", step_prepare), ("train", step_train), ("analyze", step_analyze),
-    ("figures", step_figures), ("fill-mask", step_fill_mask),
+    ("figures", step_figures), ("fill-mask", step_fill_mask), ("probes", step_probes),
 ]
 
 
@@ -346,9 +361,13 @@ def summarize(demo: Demo) -> dict:
     if "train" in demo.reused:
         steps["train"] = (_read_json(demo.history).get(H.ELAPSED_S) or [0.0])[-1]
     steps = {name: steps[name] for name, _ in STEPS if name in steps}
+    probes = _read_json(demo.probes) if demo.probes.exists() else None
     return {
         "preset": a.preset, "overrides": a.overrides,
         "total_s": round(sum(steps.values()), 1), "steps_s": steps, "reused": demo.reused,
+        "cloze_probes": None if probes is None else {
+            k: probes[k] for k in ("n", "top1_hits", "top1_rate", "in_train_split")
+            if k in probes},
         "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform()},
         "outputs": {"corpus": str(a.corpus), "run_dir": str(a.run_dir), "model": str(demo.final),
@@ -389,7 +408,7 @@ def update_reference(demo: Demo) -> None:
     for old in ref.glob("*.png"):
         if not (a.out_dir / old.name).exists():
             old.unlink()  # a figure the current code no longer draws
-    sources = [demo.history, demo.analysis, a.out_dir / "demo_run.json",
+    sources = [demo.history, demo.analysis, a.out_dir / "demo_run.json", demo.probes,
                *sorted(a.out_dir.glob("*.png"))]
     for src in sources:
         atomic_write_bytes(ref / src.name, src.read_bytes())

@@ -61,6 +61,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to both arms, e.g. run.max_steps=300 (repeatable)")
     p.add_argument("--redo", action="store_true", help="retrain arms that already finished")
+    p.add_argument("--update-readme", action="store_true",
+                   help="also write the study table into README.md (make study-reference)")
     return p.parse_args(argv)
 
 
@@ -150,6 +152,21 @@ def study_table(study: dict) -> str:
     return "\n".join(lines)
 
 
+README_START, README_END = "<!-- study-results:start -->", "<!-- study-results:end -->"
+
+
+def update_readme(readme: Path, study: dict) -> None:
+    """Replace the README block between the study markers with :func:`study_table`."""
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise UserError(f"{readme} has no {README_START} ... {README_END} block")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    from zhbert.io_utils import atomic_write_text
+
+    atomic_write_text(readme, f"{head}{README_START}\n{study_table(study)}\n{README_END}{tail}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out_dir or args.runs / "results"
@@ -180,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "total_s": round(time.perf_counter() - started, 1)})
     atomic_write_json(out / "study.json", summary)
     print(study_table(summary))
+    if args.update_readme:
+        update_readme(ROOT / "README.md", summary)
     return 0
 
 

@@ -63,7 +63,11 @@ def test_demo_runs_end_to_end_reuses_and_never_touches_the_repository(tmp_path):
     assert analysis["data_points"] == analysis["series"]["n"] > 0
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
     summary = json.loads((out / "demo_run.json").read_text())
-    assert set(summary["steps_s"]) == {"prepare", "train", "analyze", "figures", "fill-mask"}
+    assert set(summary["steps_s"]) == {"prepare", "train", "analyze", "figures", "fill-mask",
+                                       "probes"}
+    probes = json.loads((out / "cloze_probes.json").read_text())
+    assert summary["cloze_probes"]["n"] == probes["n"] >= 20
+    assert summary["cloze_probes"]["top1_hits"] == sum(r["hit"] for r in probes["probes"])
     assert summary["reused"] == []
     assert "今天天气很" in first.stdout  # the quick start printed its sentences
 

@@ -56,3 +56,15 @@ def test_steps_to_reach_and_bad_corpus(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_readme_study_table_matches_committed_study():
+    """README's study block is exactly study_table() of the committed results/study/study.json."""
+    study_json = ROOT / "results" / "study" / "study.json"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    m = _module()
+    assert m.README_START in readme and m.README_END in readme
+    if not study_json.exists():  # before the first `make study-reference`
+        return
+    block = readme.split(m.README_START, 1)[1].split(m.README_END, 1)[0].strip()
+    assert block == m.study_table(json.loads(study_json.read_text(encoding="utf-8")))
