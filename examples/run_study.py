@@ -4,7 +4,8 @@
 preset's data (same corpus, sequence length, batch and number of steps, so the same tokens); they
 differ only in what the issue calls the recipe:
 
-* ``original`` — the original study's: post-LN BERT with learned absolute positions, dropout 0.1,
+* ``original`` — the original study's: post-LN BERT with learned absolute positions and a plain
+  GELU feed-forward of 4 x hidden (as many weights as the modern arm's gated one), dropout 0.1,
   15 % masking, AdamW lr 5e-5 (β2 0.999, ε 1e-8), linear warmup over 2 % of the steps (2K of 100K
   in the original) and cosine decay to 0.
 * ``modern``   — the demo preset unchanged (pre-LN rotary encoder, see zhbert/config.py).
@@ -38,7 +39,8 @@ from zhbert.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 # Overrides of the demo preset that make each arm (the demo preset itself is the modern recipe).
 ARMS: dict[str, list[str]] = {
-    "original": ["model.arch=bert", "model.position_init=normal", "model.dropout=0.1",
+    "original": ["model.arch=bert", "model.intermediate_size=1024", "model.position_init=normal",
+                 "model.dropout=0.1",
                  "model.attention_dropout=0.1", "model.layer_norm_eps=1e-12",
                  "data.mask_rate=0.15", "optim.lr=5e-5", "optim.beta2=0.999", "optim.eps=1e-8",
                  "optim.weight_decay=0.01", "optim.schedule=cosine"],

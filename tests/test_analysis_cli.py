@@ -134,3 +134,24 @@ def test_example_script_runs(tmp_path):
     assert "forecast accuracy at step 100,000 (planned last step" in res.stdout
     value = float(res.stdout.split("schedule): ")[1].split()[0])
     assert math.isfinite(value) and 0 < value < 1
+
+
+@pytest.mark.parametrize("value", [0.0, 0.05])
+def test_constant_accuracy_reports_n_a_instead_of_a_traceback(tmp_path, value):
+    """Issue 14 item 5: a constant (or all-zero) accuracy series gives undefined correlations;
+    the report prints n/a and the JSON is still written."""
+    n = 12
+    history = tmp_path / "h.json"
+    history.write_text(json.dumps({"steps": list(range(10, 10 * n + 1, 10)),
+                                   "mlm_acc": [value] * n,
+                                   "loss": [6.0 - 0.01 * i for i in range(n)],
+                                   "lr": [1e-3] * n}))
+    out = tmp_path / "a.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "analyze_100k.py"), "--history",
+                           str(history), "--output", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert "Pearson r = n/a" in proc.stdout and "series is constant" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["pearson"]["r"] is None and result["mlm_stats"]["max"] == value

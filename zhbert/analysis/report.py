@@ -30,14 +30,14 @@ def _summary(r: dict) -> list[str]:
               f"  min {_f(100 * m['min'], '.2f')}%  std {_f(100 * m['std'], '.2f')}% (population)"]
     b = r.get("baselines")
     if b:
-        names = ", ".join(f"{k.replace('_', ' ')} {100 * v:.2f}%" for k, v in b["acc"].items())
+        names = ", ".join(f"{k.replace('_', ' ')} {_f(100 * v, '.2f')}%" for k, v in b["acc"].items())
         beaten = b.get("beaten")
         lines.append(f"count-table baselines (held-out): {names}" + (
             "" if beaten is None else f"; the final held-out accuracy beats "
             f"{len(beaten)} of {len(b['acc'])}"))
     ls = r["loss_stats"]
     if ls:
-        lines.append(f"loss: {ls['initial']:.2f} -> {ls['final']:.2f} "
+        lines.append(f"loss: {_f(ls['initial'], '.2f')} -> {_f(ls['final'], '.2f')} "
                      f"(-{_f(ls['decrease_pct'], '.1f')}%)")
     return lines
 
@@ -46,12 +46,12 @@ def _correlation(r: dict) -> list[str]:
     p, t = r["pearson"], r["trend"]
     lo, hi = p["ci95"]
     lines = _head("相关性分析 | Correlation")
-    lines += [f"Pearson r = {p['r']:.4f}, R^2 = {r['r_squared']:.4f}, p {_p(p['p_value'])}, "
+    lines += [f"Pearson r = {_f(p['r'], '.4f')}, R^2 = {_f(r['r_squared'], '.4f')}, p {_p(p['p_value'])}, "
               f"95% CI [{_f(lo, '.2f')}, {_f(hi, '.2f')}] (Fisher z; {_f(lo, '.3f')}..{_f(hi, '.3f')})",
-              f"Spearman rho = {r['spearman']['rho']:.4f} (p {_p(r['spearman']['p_value'])}), "
-              f"Kendall tau = {r['kendall']['tau']:.4f} (p {_p(r['kendall']['p_value'])})"]
+              f"Spearman rho = {_f(r['spearman']['rho'], '.4f')} (p {_p(r['spearman']['p_value'])}), "
+              f"Kendall tau = {_f(r['kendall']['tau'], '.4f')} (p {_p(r['kendall']['p_value'])})"]
     lo2, hi2 = t["pearson_ci95_neff"]
-    lines.append(f"effective n = {t['n_eff']:.0f} (from the {t.get('n_eff_source', 'residuals')})"
+    lines.append(f"effective n = {_f(t['n_eff'], '.0f')} (from the {t.get('n_eff_source', 'residuals')})"
                  f" -> Pearson 95% CI [{_f(lo2, '.3f')}, {_f(hi2, '.3f')}], "
                  f"p {_p(t['pearson_p_value_neff'])}")
     return lines
@@ -64,11 +64,11 @@ def _trend(r: dict) -> list[str]:
     for key in ("mann_kendall", "modified_mann_kendall"):
         m = t[key]
         thin = f", thinned to {m['n_used']} points" if m["thinned"] else ""
-        lines.append(f"{key} ({m['method']}): {m['trend']}, z = {m['z']:.2f}, p {_p(m['p_value'])}, "
-                     f"Sen slope {m['sen_slope_per_1k']:.4g}/1K steps{thin}")
-    lines.append(f"residuals of the straight line: Durbin-Watson {d['durbin_watson']:.2f}, "
+        lines.append(f"{key} ({m['method']}): {m['trend']}, z = {_f(m['z'], '.2f')}, p {_p(m['p_value'])}, "
+                     f"Sen slope {_f(m['sen_slope_per_1k'], '.4g')}/1K steps{thin}")
+    lines.append(f"residuals of the straight line: Durbin-Watson {_f(d['durbin_watson'], '.2f')}, "
                  f"Ljung-Box p ({d['ljung_box_lags']} lags) {_p(d['ljung_box_p'])}, "
-                 f"lag-1 autocorrelation {d['lag1_autocorr']:.2f}")
+                 f"lag-1 autocorrelation {_f(d['lag1_autocorr'], '.2f')}")
     lines.append(t["statement"])
     return lines
 
@@ -80,9 +80,9 @@ def _fits(r: dict) -> list[str]:
         if not f["converged"]:
             lines.append(f"{name:<12} not converged")
             continue
-        params = ", ".join(f"{k}={v:.4g}" for k, v in f["params"].items() if k != "t_scale")
+        params = ", ".join(f"{k}={_f(v, '.4g')}" for k, v in f["params"].items() if k != "t_scale")
         flag = f"; AT BOUND: {', '.join(f['at_bound'])}" if f.get("at_bound") else ""
-        lines.append(f"{name:<12}{f['rmse']:>9.4f}{_f(f['tail_rmse']):>11}{f['bic']:>11.1f}"
+        lines.append(f"{name:<12}{_f(f['rmse']):>9}{_f(f['tail_rmse']):>11}{_f(f['bic'], '.1f'):>11}"
                      f"{_f(f['asymptote']):>11}  {params} (t in {f['params']['t_scale']:g} steps"
                      f"{flag})")
     b = r["best_fit"]
@@ -90,8 +90,8 @@ def _fits(r: dict) -> list[str]:
     lf = r.get("loss_fit")
     if lf and lf["converged"]:
         pr = lf["params"]
-        lines.append(f"loss ~ E + A t^-alpha: E={pr['E']:.3f}, A={pr['A']:.3f}, "
-                     f"alpha={pr['alpha']:.3f}, RMSE {lf['rmse']:.4f}")
+        lines.append(f"loss ~ E + A t^-alpha: E={_f(pr['E'], '.3f')}, A={_f(pr['A'], '.3f')}, "
+                     f"alpha={_f(pr['alpha'], '.3f')}, RMSE {_f(lf['rmse'], '.4f')}")
     return lines
 
 
@@ -111,7 +111,7 @@ def _extrapolation(r: dict) -> list[str]:
     lines.append(f"  fitted in {axis}; {x['weights_method']}; {x['n_refits']} refits from "
                  f"{x['n_boot']} resamples, block {x['block_length']}")
     for name, f in x["families"].items():
-        state = f"excluded: {f['excluded']}" if f["excluded"] else f"weight {f['weight']:.2f}"
+        state = f"excluded: {f['excluded']}" if f["excluded"] else f"weight {_f(f['weight'], '.2f')}"
         lines.append(f"  {name:<18} {_pct(f['value']):>7}%  {state}")
     for g in r["marginal_gain"]:
         lines.append(f"  marginal gain at step {g['step']:,.0f}: "
@@ -146,7 +146,7 @@ def _phases(r: dict) -> list[str]:
     lines = _head("阶段分析 | Phases")
     for i, q in enumerate(ph["quarters"], 1):
         lines.append(f"Q{i} {q['start_step']:>9,.0f}-{q['end_step']:<9,.0f} mean "
-                     f"{100 * q['mean_acc']:.2f}%  gain {100 * q['gain']:+.2f} points "
+                     f"{_f(100 * q['mean_acc'], '.2f')}%  gain {100 * q['gain']:+.2f} points "
                      f"({100 * q['gain_per_1k']:+.3f}/1K)")
     cps = ", ".join(f"{c['step']:,.0f}" for c in ph["change_points"]) or "none"
     lines.append(f"change points: {cps}")
@@ -154,7 +154,7 @@ def _phases(r: dict) -> list[str]:
         lines.append(f"lr event {ev['event']} at step {ev['step']:,.0f} (nearest change point: "
                      f"{_f(ev['nearest_change_point_step'], ',.0f')})")
     n = r["noise"]
-    lines.append(f"noise sd (first differences / sqrt 2): {n['sd_first_diff_over_sqrt2']:.4f} "
+    lines.append(f"noise sd (first differences / sqrt 2): {_f(n['sd_first_diff_over_sqrt2'], '.4f')} "
                  f"— {n['note']}")
     return lines
 
@@ -166,8 +166,8 @@ def _comparison(r: dict) -> list[str]:
     lines = _head("运行对比 | Comparison")
     for s in c["runs"]:
         lines.append(f"{s['label']:<16} n={s['n']:<6} last step {s['last_step']:>9,.0f}  final "
-                     f"{100 * s['final_acc']:.2f}%  max {100 * s['max_acc']:.2f}%  "
-                     f"r={s['pearson_r']:.4f}  best {s['best_fit']}  asymptote {_f(s['asymptote'])}")
+                     f"{_f(100 * s['final_acc'], '.2f')}%  max {_f(100 * s['max_acc'], '.2f')}%  "
+                     f"r={_f(s['pearson_r'], '.4f')}  best {s['best_fit']}  asymptote {_f(s['asymptote'])}")
     for m in c["matched"]:
         if m["overlap"] is None:
             lines.append(f"{m['b']} vs {m['a']}: no overlapping steps")

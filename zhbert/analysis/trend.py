@@ -129,6 +129,8 @@ def _trend_sentence(plain: dict, mmk: dict) -> str:
     it only inflates the variance for significant autocorrelation among the detrended ranks)."""
     found = (f"an {mmk['trend']} trend" if mmk["trend"] != "no trend"
              else "no significant trend")
+    if not plain["var_s"] > 0:  # every value tied (a constant series): S has no variance
+        return "The series is constant, so the Mann-Kendall tests cannot find a trend."
     if math.isclose(mmk["var_s"], plain["var_s"], rel_tol=1e-9):
         return (f"The Mann-Kendall test finds {found} ({_fmt_p(mmk['p_value'])}); the Hamed-Rao "
                 f"autocorrelation correction found no significant autocorrelation among the "
