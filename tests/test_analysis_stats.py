@@ -162,3 +162,18 @@ def test_ljung_box_matches_statsmodels():
 
     x = np.random.default_rng(3).normal(size=300).cumsum() * 0.05 + np.random.default_rng(4).normal(size=300)
     assert ljung_box_p(x, 10) == pytest.approx(float(acorr_ljungbox(x, lags=[10])["lb_pvalue"].iloc[0]))
+
+
+def test_a_new_curve_family_without_start_values_fails_loudly():
+    """Issue 14 item 15: an unknown family must not silently get the Weibull start values."""
+    import numpy as np
+    import pytest
+
+    from zhbert.analysis.curves import Family, fit_params
+
+    fam = Family("cubic", lambda t, a, b: a + b * t**3, ("a", "b"), False)
+    t = np.linspace(1, 10, 20)
+    with pytest.raises(NotImplementedError, match="cubic"):
+        fit_params(fam, t, 0.1 + 0.001 * t**3)
+    assert fit_params(fam, t, 0.1 + 0.001 * t**3, p0=[0.0, 0.0],
+                      bounds=([-1, -1], [1, 1])) is not None
