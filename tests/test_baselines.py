@@ -262,16 +262,11 @@ def test_every_accuracy_panel_draws_the_baselines(tmp_path, monkeypatch):
 
 
 def test_readme_results_table_has_a_baselines_row_when_the_analysis_has_them(tmp_path):
-    import importlib.util
     import shutil
 
-    spec = importlib.util.spec_from_file_location("run_demo", ROOT / "examples" / "run_demo.py")
-    run_demo = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = run_demo  # dataclasses look their module up while it executes
-    try:
-        spec.loader.exec_module(run_demo)
-    finally:
-        del sys.modules[spec.name]
+    from tests.helpers_scripts import load_script
+
+    run_demo = load_script("examples/run_demo.py")
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results", results)
     path = results / "analysis_result.json"

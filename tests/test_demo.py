@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_scripts import load_script
 from zhbert.errors import UserError
 from zhbert.provenance import git_state
 
@@ -20,11 +20,7 @@ FIGURES = {"training_curves.png", "correlation_analysis.png", "loss_analysis.png
 
 
 def _run_demo_module():
-    spec = importlib.util.spec_from_file_location("run_demo", ROOT / "examples" / "run_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_demo"] = module  # its dataclass looks its module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/run_demo.py")
 
 
 def _demo(*args: str) -> subprocess.CompletedProcess:

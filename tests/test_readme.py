@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from tests.helpers_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_demo_module():
-    spec = importlib.util.spec_from_file_location("run_demo", ROOT / "examples" / "run_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_demo"] = module  # its dataclass looks its module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/run_demo.py")
 
 
 def test_readme_results_table_matches_committed_results():
