@@ -9,13 +9,12 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from zhbert.errors import UserError, run_cli
-from zhbert.io_utils import run_labels
+from zhbert.io_utils import read_json, run_labels
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -54,14 +53,7 @@ def _labels(args: argparse.Namespace) -> list[str]:
 
 
 def _read_analysis(path: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: analysis file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, "an analysis file")
     if not isinstance(data, dict) or "series" not in data:
         raise UserError(f"{path}: not an analysis file (expected a JSON object with 'series')")
     return data

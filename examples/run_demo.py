@@ -22,7 +22,6 @@ work tree holding, uncommitted code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -38,7 +37,12 @@ if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
 
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
+from zhbert.io_utils import (  # noqa: E402
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 
 FILL_MASK_TEXTS = ("今天天气很[MASK]。", "中国的首都是北[MASK]。", "这个手机的质量非常[MASK]。")
 README_START, README_END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
@@ -50,12 +54,8 @@ CORPUS_KEYS = {"model.vocab_size", "model.pad_token_id"}
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist: run the demo and `make reference` first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON: {exc}") from None
+    return read_json(path, "a demo result", obj=True,
+                     hint="run the demo and `make reference` first")
 
 
 def _code_state(meta: dict) -> str:

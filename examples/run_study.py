@@ -22,7 +22,6 @@ first evaluated step at which the modern recipe reached the original's final acc
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
 
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
+from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
 
 # Overrides of the demo preset that make each arm (the demo preset itself is the modern recipe).
 ARMS: dict[str, list[str]] = {
@@ -192,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _run([sys.executable, "visualize_results.py", "--history", str(copies["modern"]),
           "--compare", str(copies["original"]), "--labels", "modern", "original",
           "--analysis", str(out / "study_analysis.json"), "--out-dir", str(out)])
-    histories = {arm: json.loads(p.read_text(encoding="utf-8")) for arm, p in copies.items()}
+    histories = {arm: read_json(p, "a study history", obj=True) for arm, p in copies.items()}
     summary = summarize(histories)
     summary.update({"arms_order": labels, "overrides": {a: ARMS[a] for a in ARMS},
                     "shared_overrides": args.overrides,

@@ -96,7 +96,7 @@ def test_json_config_file(tmp_path):
     with pytest.raises(UserError, match="optim.lr"):
         build_config("smoke", f)
     f.write_text("{not json")
-    with pytest.raises(UserError, match="not valid JSON"):
+    with pytest.raises(UserError, match="invalid JSON"):
         build_config("smoke", f)
 
 

@@ -34,7 +34,7 @@ def test_committed_probe_set_is_well_formed():
 
 
 @pytest.mark.parametrize("content, message", [
-    ("not json", "not a probe file"),
+    ("not json", "invalid JSON"),
     ('{"probes": [{"text": "no mask", "answer": "x"}]}', "one \\[MASK\\]"),
     ('{"probes": [{"text": "a[MASK]", "answer": "xy"}]}', "one-character"),
     ('{"probes": [{"text": "a[MASK]"}]}', "text and an answer"),

@@ -71,3 +71,29 @@ def test_one_owner_for_the_ignore_label_and_the_seed_streams():
     streams = {k: v for k, v in vars(data).items() if k.startswith("STREAM_")}
     assert len(streams) == 6 and len(set(streams.values())) == len(streams)
     assert not hasattr(masking, "fixed_eval_masks")  # test-only code left the API
+
+
+def test_one_reader_for_json_files():
+    """JSON files are read through zhbert.io_utils.read_json (one-line errors), not re-written
+    per module: no ``json.loads(<path>.read_text(...))`` elsewhere in the package or scripts."""
+    code = [p for p in ROOT.glob("*.py")] + [
+        p for d in ("zhbert", "examples") for p in (ROOT / d).rglob("*.py")]
+    pattern = re.compile(r"json\.loads?\([^)]*(read_text|open\()")
+    offenders = [str(p.relative_to(ROOT)) for p in code if p.name != "io_utils.py"
+                 and pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+def test_read_json_errors_name_the_problem(tmp_path):
+    from zhbert.errors import UserError
+    from zhbert.io_utils import read_json
+
+    f = tmp_path / "a.json"
+    with pytest.raises(UserError, match="file not found .*; run X first"):
+        read_json(f, "a thing", hint="run X first")
+    f.write_text("[1, 2]", encoding="utf-8")
+    assert read_json(f, "a thing") == [1, 2]
+    with pytest.raises(UserError, match="expected a JSON object"):
+        read_json(f, "a thing", obj=True)
+    with pytest.raises(UserError, match="is a directory"):
+        read_json(tmp_path, "a thing")

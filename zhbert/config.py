@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
+from zhbert.io_utils import read_json
 from zhbert.model import ARCHITECTURES, BertConfig
 
 SECTIONS = ("model", "data", "optim", "run")
@@ -361,13 +362,7 @@ def from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
 
 def load_json(path: str | Path) -> dict[str, Any]:
     """Read a JSON config file (UserError when missing or malformed)."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"config file {path} is not valid JSON: {exc}") from None
+    return read_json(path, "a config file", obj=True)
 
 
 def build_config(preset: str, config_file: str | Path | None = None,

@@ -10,7 +10,6 @@ safetensors only (nothing is ever unpickled).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from zhbert.errors import UserError
-from zhbert.io_utils import atomic_dir
+from zhbert.io_utils import atomic_dir, read_json
 from zhbert.model import BertConfig, BertForPretraining, build_model
 
 TOKENIZER_FILES = (
@@ -181,19 +180,6 @@ def config_from_hf(hf: dict, source: Path) -> BertConfig:
         raise UserError(f"{source}: invalid BERT config ({exc})") from None
 
 
-def read_json(path: Path) -> dict:
-    """Read a JSON object, turning any problem into a UserError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data
-
-
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Load a safetensors file (never a pickle); UserError if missing or corrupt."""
     if not path.is_file():
@@ -311,7 +297,7 @@ def _load_modern(directory: Path, hf: dict, weights: dict[str, torch.Tensor]):
 def import_hf(directory):
     """Load a transformers-format directory (as written by ``export_hf``) into our model."""
     directory = Path(directory)
-    hf = read_json(directory / "config.json")
+    hf = read_json(directory / "config.json", "a model config", obj=True)
     if hf.get("model_type") == "modernbert":
         return _load_modern(directory, hf, read_safetensors(directory / WEIGHTS_NAME))
     config = config_from_hf(hf, directory / "config.json")

@@ -68,17 +68,27 @@ def require_dir(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    """Parse the JSON file ``path``; a missing, unreadable or invalid file is one UserError."""
+def read_json(path: str | os.PathLike, what: str, *, obj: bool = False, hint: str = "") -> Any:
+    """Parse the JSON file ``path``; a missing, unreadable or invalid file is one UserError.
+
+    ``what`` names the file in messages; ``obj=True`` also requires a JSON object (a dict);
+    ``hint`` is appended to the message when the file is missing (what to run first).
+    """
+    path = Path(path)
+    if hint and not path.exists():
+        raise UserError(f"{path}: file not found ({what}); {hint}")
     path = require_file(path, what)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text ({what})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if obj and not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object ({what})")
+    return data
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

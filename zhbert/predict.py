@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from zhbert.errors import UserError
-from zhbert.export import WEIGHTS_NAME, import_hf, read_json, read_safetensors
+from zhbert.export import WEIGHTS_NAME, import_hf, read_safetensors
+from zhbert.io_utils import read_json
 from zhbert.model import BertConfig, build_model
 
 
@@ -45,7 +46,7 @@ def load_for_inference(path):
     directory = Path(path)
     if not directory.is_dir():
         raise UserError(f"{directory}: model directory not found")
-    config_json = read_json(directory / "config.json")
+    config_json = read_json(directory / "config.json", "a model config", obj=True)
     if "model_type" in config_json:
         model = import_hf(directory)  # validates model_type / architectures
     elif "model" in config_json:

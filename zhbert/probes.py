@@ -12,11 +12,11 @@ training text would measure memory, not learning).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from zhbert.errors import UserError
+from zhbert.io_utils import read_json
 
 PROBES_PATH = Path(__file__).with_name("cloze_probes.json")
 MASK = "[MASK]"
@@ -41,15 +41,12 @@ class Probe:
 
 def load_probes(path: str | Path = PROBES_PATH) -> list[Probe]:
     """Read a probe file (``{"probes": [{"text", "answer"}, ...]}``); UserError when malformed."""
-    path = Path(path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))["probes"]
-    except FileNotFoundError:
-        raise UserError(f"{path}: probe file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not a probe file ({exc})") from None
+    data = read_json(path, "a probe file", obj=True)
+    items = data.get("probes")
+    if not isinstance(items, list):
+        raise UserError(f"{path}: not a probe file (expected a list under 'probes')")
     probes = []
-    for i, item in enumerate(items if isinstance(items, list) else [None], 1):
+    for i, item in enumerate(items, 1):
         if not (isinstance(item, dict) and isinstance(item.get("text"), str)
                 and isinstance(item.get("answer"), str)):
             raise UserError(f"{path}: probe {i} needs a text and an answer")

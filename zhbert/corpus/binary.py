@@ -8,7 +8,6 @@ Per split: ``{split}.tokens.bin`` (flat token ids, uint16 or uint32), ``{split}.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from zhbert.errors import UserError
+from zhbert.io_utils import read_json
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
@@ -138,21 +138,13 @@ def fingerprint(directory) -> str:
     return digest.hexdigest()
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing (prepare the corpus first)") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: unreadable ({exc})") from None
-
-
 def load_corpus_info(directory) -> CorpusInfo:
     """Read corpus_meta.json and dataset_stats.json of a prepared corpus directory."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: no such corpus directory")
-    meta = _read_json(directory / "corpus_meta.json")
+    meta = read_json(directory / "corpus_meta.json", "a prepared corpus file", obj=True,
+                     hint="prepare the corpus first")
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(
             f"{directory / 'corpus_meta.json'}: format_version {meta.get('format_version')!r} "
@@ -165,7 +157,7 @@ def load_corpus_info(directory) -> CorpusInfo:
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{directory / 'corpus_meta.json'}: incomplete ({exc})") from None
     stats_path = directory / "dataset_stats.json"
-    stats = _read_json(stats_path) if stats_path.exists() else {}
+    stats = read_json(stats_path, "corpus statistics", obj=True) if stats_path.exists() else {}
     return CorpusInfo(
         path=directory, vocab_size=vocab_size, pad_id=ids["pad"], unk_id=ids["unk"],
         cls_id=ids["cls"], sep_id=ids["sep"], mask_id=ids["mask"],
