@@ -53,7 +53,6 @@ def dry_run(cfg: TrainConfig) -> int:
 
     from zhbert.corpus.binary import load_corpus_info, load_split
     from zhbert.data import BatchBuilder, build_eval_set
-    from zhbert.layout import IGNORE_INDEX
     from zhbert.model import build_model
     from zhbert.training.optim import make_optimizer
 
@@ -65,9 +64,8 @@ def dry_run(cfg: TrainConfig) -> int:
         builder = BatchBuilder(load_split(corpus, "train"), info, cfg.data, seed=cfg.run.seed)
         first = builder.build(0)
         evals = build_eval_set(load_split(corpus, "val"), info, cfg.data)
-        masked = sum(int((b.mlm_labels != IGNORE_INDEX).sum()) for b in evals)
         note = (f"data: batch {tuple(first.input_ids.shape)}, held-out "
-                f"{sum(len(b.input_ids) for b in evals)} sequences / {masked} masked tokens")
+                f"{evals.n_sequences} sequences / {evals.n_masked} masked tokens")
     else:
         note = (f"corpus {corpus} not prepared: parameter count at model.vocab_size="
                 f"{cfg.model.vocab_size}")

@@ -114,58 +114,59 @@ def count_syncs(fn, n: int) -> int:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def consumed_lengths(run, first: int) -> torch.Tensor:
+def consumed_lengths(setup, first: int) -> torch.Tensor:
     """Real lengths of the micro-batches consumed since ``first`` (rebuilt: pure functions)."""
-    builder = run.stream.builder
+    builder = setup.stream.builder
     return torch.cat([builder.build(g).attention_mask.sum(1)
-                      for g in range(first, run.stream.consumed)])
+                      for g in range(first, setup.stream.consumed)])
 
 
 def run_case(cfg, args, device: torch.device, peak: float) -> dict:
     """Warm up, time ``--steps`` steps of the real loop, count syncs; one record."""
     from train_throughput import model_flops
 
+    from zhbert.training.build import build
     from zhbert.training.loop import train_step
-    from zhbert.training.state import build_run
+    from zhbert.training.state import Interval
 
     cuda = device.type == "cuda"
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-        run = build_run(cfg, Path(tmp) / "run", resume=False, overwrite=True,
-                        echo=lambda *_: None)
+        s, p = build(cfg, Path(tmp) / "run", resume=False, overwrite=True,
+                     echo=lambda *_: None)
         try:
             for _ in range(args.warmup):
-                train_step(run)
-            run.reset_interval()
-            first = run.stream.consumed
+                train_step(s, p)
+            p.interval = Interval(s.device)
+            first = s.stream.consumed
             if cuda:
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
             t = time.perf_counter()
             for _ in range(args.steps):
-                train_step(run)
+                train_step(s, p)
             if cuda:
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - t
-            acc = {k: float(v) for k, v in run.acc.items()}
-            lengths = consumed_lengths(run, first)
+            acc = {k: float(v) for k, v in p.interval.sums.items()}
+            lengths = consumed_lengths(s, first)
             rec = {"steps": args.steps, "seconds": round(seconds, 3),
                    "tokens_per_s": round(acc["tokens"] / seconds, 1),
                    "loss": acc["loss_sum"] / max(acc["n_micro"], 1.0),
                    "skipped_steps": int(acc["skipped"])}
-            emb = sum(m.weight.numel() for m in run.model.modules()
+            emb = sum(m.weight.numel() for m in s.model.modules()
                       if isinstance(m, torch.nn.Embedding))  # lookup tables: no FLOPs
-            flops = model_flops(run.model.config, run.model.num_parameters() - emb, lengths)
+            flops = model_flops(s.model.config, s.model.num_parameters() - emb, lengths)
             rec["mfu"] = round(flops / seconds / peak, 4)
             rec["peak_flops"] = peak
             if cuda:
                 rec["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
                 n = args.sync_steps
-                rec["syncs_per_step"] = count_syncs(lambda: train_step(run), n) / max(n, 1)
+                rec["syncs_per_step"] = count_syncs(lambda: train_step(s, p), n) / max(n, 1)
             else:
                 rec["peak_memory_bytes"] = rec["syncs_per_step"] = None
                 rec["not_measured"] = "peak memory and sync count need CUDA"
         finally:
-            run.close()
+            s.close()
     return rec
 
 

@@ -20,8 +20,8 @@ from zhbert.errors import UserError
 from zhbert.layout import batch_layout
 from zhbert.model import BertConfig, BertForPretraining, build_model
 from zhbert.training import setup as S
+from zhbert.training.build import batch_preparer
 from zhbert.training.checkpoint import list_checkpoints
-from zhbert.training.state import batch_preparer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -138,10 +138,10 @@ def _inject_grad(monkeypatch, steps: set[int], value: float) -> None:
     """After the last micro-batch of each step in ``steps``, one gradient entry is ``value``."""
     real = loop._micro_step
 
-    def micro_step(run, micro):
-        real(run, micro)
-        if run.step + 1 in steps and micro == run.cfg.optim.grad_accum - 1:
-            next(run.model.parameters()).grad.view(-1)[0] = value
+    def micro_step(s, p, micro):
+        real(s, p, micro)
+        if p.step + 1 in steps and micro == s.cfg.optim.grad_accum - 1:
+            next(s.model.parameters()).grad.view(-1)[0] = value
 
     monkeypatch.setattr(loop, "_micro_step", micro_step)
 

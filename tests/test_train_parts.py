@@ -123,3 +123,45 @@ def test_eval_set_is_fixed_and_large_enough(corpus):
     n_masked = sum(int((x.mlm_labels != -100).sum()) for x in a)
     n_seq = sum(len(x.input_ids) for x in a)
     assert n_masked >= cfg.eval_min_masked or n_seq == cfg.eval_max_sequences
+    assert (a.n_masked, a.n_sequences) == (n_masked, n_seq)  # counted once, when built
+    assert a.record(cfg)["masked_tokens"] == n_masked
+
+
+def test_setup_is_fixed_and_progress_is_the_state_that_moves(tiny_corpus, tmp_path):
+    """What is built once (``Setup``) cannot be replaced while training; one step advances only
+    ``Progress`` (its counters and its interval's sums, whose keys are declared once)."""
+    import dataclasses
+
+    from zhbert.config import build_config
+    from zhbert.training.build import Setup, build
+    from zhbert.training.loop import train_step
+    from zhbert.training.state import Interval, Progress, checkpoint_state
+
+    cfg = build_config("smoke", overrides=[f"data.corpus_dir={tiny_corpus}",
+                                           "optim.grad_accum=2"])
+    s, p = build(cfg, tmp_path / "run", resume=False, overwrite=False, echo=lambda *_: None)
+    try:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            s.model = None
+        assert {f.name for f in dataclasses.fields(Progress)} == {
+            "interval", "step", "tokens_seen", "elapsed_before", "last_lr", "last_eval",
+            "skip_streak", "t0"}
+        weights = [w.detach().clone() for w in s.model.parameters()]
+        train_step(s, p)
+        assert p.step == 1 and p.last_lr > 0
+        assert p.interval.local("n_micro") == 2 and p.interval.local("n_steps") == 1
+        assert any(not torch.equal(w, v) for w, v in zip(weights, s.model.parameters(),
+                                                         strict=True))
+        state = checkpoint_state(s, p)
+        assert set(state["interval"]) == set(Interval.REDUCED + Interval.LOCAL)
+        assert state["step"] == 1 and isinstance(s, Setup)
+    finally:
+        s.close()
+
+
+def test_the_step_delay_test_hook_is_not_a_setting():
+    from zhbert.config import build_config
+    from zhbert.errors import UserError
+
+    with pytest.raises(UserError, match="step_delay_s"):
+        build_config("smoke", overrides=["run.step_delay_s=0.25"])

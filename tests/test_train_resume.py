@@ -21,6 +21,19 @@ ROOT_ARGS = ["--set", "run.max_steps=24", "--set", "run.save_interval=4",
              "--set", "run.export_final=false"]
 # Columns that depend on wall time are not expected to match.
 TIMED = {"elapsed_s", "tokens_per_s", "data_wait_frac", "eval_eta_s"}
+# main_train.py with every step slowed down, so the test can kill it mid-run (the slowing is
+# the test's, not a setting of the trainer).
+SLOW_TRAIN = """
+import sys, time
+import main_train
+from zhbert.training import loop
+real_step = loop.train_step
+def slow_step(s, p):
+    real_step(s, p)
+    time.sleep(0.25)
+loop.train_step = slow_step
+sys.exit(main_train.main(sys.argv[1:]))
+"""
 
 
 def _history(run_dir):
@@ -33,8 +46,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_corpus, tmp_path, train
     assert main_train.main([*base, "--run-dir", str(ref)]) == 0
 
     run = tmp_path / "killed"
-    cmd = [sys.executable, "main_train.py", *base, "--run-dir", str(run),
-           "--set", "run.step_delay_s=0.25"]  # slow enough to be killed mid-run
+    cmd = [sys.executable, "-c", SLOW_TRAIN, *base, "--run-dir", str(run)]
     proc = subprocess.Popen(cmd, cwd=main_train.ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

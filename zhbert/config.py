@@ -90,7 +90,6 @@ class RunConfig:
     tensorboard: bool = True  # mirror the history to TensorBoard event files in RUN/tensorboard
     forecast: bool = True  # at each held-out evaluation, forecast the accuracy at max_steps
     export_final: bool = True  # write RUN/final/ (transformers format) at the end
-    step_delay_s: float = 0.0  # testing aid: sleep after every step (interruption tests)
 
 
 @dataclass
@@ -417,7 +416,7 @@ def validate(cfg: TrainConfig) -> None:
     _check(r.keep_last >= 1, "run.keep_last must be >= 1")
     _check(r.precision in PRECISIONS, f"run.precision={r.precision!r}; choose {PRECISIONS}")
     _check(r.device in DEVICES, f"run.device={r.device!r}; choose {DEVICES}")
-    _check(r.num_threads >= 0 and r.step_delay_s >= 0, "run.num_threads/step_delay_s must be >= 0")
+    _check(r.num_threads >= 0, "run.num_threads must be >= 0")
     _check(cfg.total_steps >= r.max_steps or o.schedule == "constant",
            f"optim.total_steps={o.total_steps} is before run.max_steps={r.max_steps}")
     try:  # the model config's own checks (every key), re-run on the values after the overrides

@@ -325,35 +325,66 @@ class BatchStream:
             self._queue = None
 
 
-def eval_set_record(cfg: DataConfig, n_sequences: int, n_masked: int) -> dict:
-    """What the history's ``meta.eval`` says about the held-out set actually built.
+@dataclass(frozen=True)
+class EvalSet:
+    """The fixed held-out set and its size, counted once when it is built.
 
-    ``stderr_max`` is the largest standard error any accuracy can have on it,
-    ``sqrt(0.25 / n_masked)``; ``capped`` is true when ``eval_max_sequences`` or the size of the
-    val split stopped the set before it held ``eval_min_masked`` masked tokens.
+    Iterates over its batches (a sequence of :class:`Batch`).
     """
-    return {"sequences": n_sequences, "masked_tokens": n_masked,
-            "min_masked_requested": cfg.eval_min_masked,
-            "capped": n_masked < cfg.eval_min_masked,
-            "stderr_max": round(math.sqrt(0.25 / n_masked), 6) if n_masked else None,
-            "mask_rate": cfg.eval_mask_rate, "seed": cfg.eval_seed}
+
+    batches: list[Batch]
+    n_sequences: int
+    n_masked: int
+    min_masked: int  # data.eval_min_masked: what was asked for
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.batches[i]
+
+    @property
+    def capped(self) -> bool:
+        """Whether ``eval_max_sequences`` or the val split stopped the set short."""
+        return self.n_masked < self.min_masked
+
+    def mapped(self, fn: Callable[[Batch], Batch]) -> EvalSet:
+        """The same set with ``fn`` applied to every batch (the loop's ``prepare_batch``)."""
+        return EvalSet([fn(b) for b in self.batches], self.n_sequences, self.n_masked,
+                       self.min_masked)
+
+    def record(self, cfg: DataConfig) -> dict:
+        """What the history's ``meta.eval`` says about the set actually built.
+
+        ``stderr_max`` is the largest standard error any accuracy can have on it,
+        ``sqrt(0.25 / n_masked)``; ``capped`` is true when ``eval_max_sequences`` or the size of
+        the val split stopped the set before it held ``eval_min_masked`` masked tokens.
+        """
+        n = self.n_masked
+        return {"sequences": self.n_sequences, "masked_tokens": n,
+                "min_masked_requested": self.min_masked, "capped": self.capped,
+                "stderr_max": round(math.sqrt(0.25 / n), 6) if n else None,
+                "mask_rate": cfg.eval_mask_rate, "seed": cfg.eval_seed}
+
+    def cap_warning(self, cfg: DataConfig) -> str:
+        """The one-line warning printed when the set is smaller than requested."""
+        n = self.n_masked
+        bound = f"{math.sqrt(0.25 / n):.2%}" if n else "undefined"
+        return (f"the held-out set holds only {n} masked tokens in {self.n_sequences} sequences "
+                f"(data.eval_min_masked={self.min_masked}): capped by "
+                f"data.eval_max_sequences={cfg.eval_max_sequences} or the size of the val split; "
+                f"the standard error of held-out accuracy can reach {bound}")
 
 
-def eval_cap_warning(cfg: DataConfig, n_sequences: int, n_masked: int) -> str:
-    """The one-line warning printed when the held-out set is smaller than requested."""
-    bound = f"{math.sqrt(0.25 / n_masked):.2%}" if n_masked else "undefined"
-    return (f"the held-out set holds only {n_masked} masked tokens in {n_sequences} sequences "
-            f"(data.eval_min_masked={cfg.eval_min_masked}): capped by "
-            f"data.eval_max_sequences={cfg.eval_max_sequences} or the size of the val split; "
-            f"the standard error of held-out accuracy can reach {bound}")
-
-
-def build_eval_set(split: CorpusSplit, info: CorpusInfo, cfg: DataConfig) -> list[Batch]:
+def build_eval_set(split: CorpusSplit, info: CorpusInfo, cfg: DataConfig) -> EvalSet:
     """The fixed held-out set: batches of the val split with fixed masks (``eval_seed``).
 
     Batches are added until at least ``eval_min_masked`` tokens are masked (10,000 gives a
     standard error <= 0.5 points) or ``eval_max_sequences`` / the split is exhausted, whichever
-    comes first (the trainer then warns, see :func:`eval_cap_warning`). Masks are
+    comes first (the trainer then warns, see :meth:`EvalSet.cap_warning`). Masks are
     per token at ``eval_mask_rate`` (never whole-word), so every preset is scored the same way.
     """
     builder = BatchBuilder(split, info, cfg, seed=cfg.eval_seed, batch_size=cfg.eval_batch_size,
@@ -371,4 +402,4 @@ def build_eval_set(split: CorpusSplit, info: CorpusInfo, cfg: DataConfig) -> lis
         n_seq += keep
         n_masked += int((b.mlm_labels != IGNORE_INDEX).sum())
         g += 1
-    return batches
+    return EvalSet(batches, n_seq, n_masked, cfg.eval_min_masked)

@@ -1,6 +1,7 @@
 """The hand-written pretraining loop (no Trainer, no accelerate).
 
-:func:`train` builds a :class:`Run` (see :mod:`zhbert.training.state`) and then alternates
+:func:`train` builds a :class:`~zhbert.training.build.Setup` (what is built once) and a
+:class:`~zhbert.training.state.Progress` (what changes every step), then alternates
 ``train_step`` (gradient accumulation, clipping, AdamW with the lr computed from the config at
 every step, autocast, DDP ``no_sync``)
 with log points, held-out evaluations and checkpoints.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -21,200 +23,212 @@ from zhbert.config import TrainConfig
 from zhbert.errors import UserError
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
+from zhbert.training.build import Setup, build
 from zhbert.training.checkpoint import rotate, save_checkpoint
 from zhbert.training.evaluate import evaluate
 from zhbert.training.monitor import Monitor
 from zhbert.training.schedule import scheduled_lr, set_lr
-from zhbert.training.state import (
-    Run,
-    build_run,
-    checkpoint_state,
-    make_progress,
-    reduced_interval,
-    weights_finite,
-)
+from zhbert.training.state import Interval, Progress, checkpoint_state, weights_finite
 
 
-def _micro_step(run: Run, micro: int) -> None:
+def _micro_step(s: Setup, p: Progress, micro: int) -> None:
     """Forward + backward of one micro-batch; metrics accumulate on the device (no sync)."""
     t = time.perf_counter()
-    batch = next(run.stream)
-    run.timing["data_wait"] += time.perf_counter() - t
-    b = batch.to(run.device)
-    accum = run.cfg.optim.grad_accum
+    batch = next(s.stream)
+    p.interval.data_wait += time.perf_counter() - t
+    b = batch.to(s.device)
+    accum = s.cfg.optim.grad_accum
     last = micro == accum - 1
-    sync = run.ddp.no_sync() if (run.dist.enabled and not last) else contextlib.nullcontext()
+    sync = s.ddp.no_sync() if (s.dist.enabled and not last) else contextlib.nullcontext()
     with sync:
-        with run.autocast() if run.autocast else contextlib.nullcontext():
-            out = run.fwd(b.input_ids, attention_mask=None if run.packed else b.attention_mask,
-                          token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
-                          nsp_labels=b.nsp_labels, layout=b.layout)
+        with s.autocast() if s.autocast else contextlib.nullcontext():
+            out = s.fwd(b.input_ids, attention_mask=None if s.packed else b.attention_mask,
+                        token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
+                        nsp_labels=b.nsp_labels, layout=b.layout)
         loss = out.loss / accum
-        (run.scaler.scale(loss) if run.scaler else loss).backward()
-    acc = run.acc
-    acc["mlm_correct"] += out.mlm_correct
-    acc["mlm_count"] += out.mlm_count
-    acc["loss_sum"] += out.loss.detach().double()
-    acc["n_micro"] += 1
-    acc["tokens"] += batch.n_tokens
-    if out.nsp_correct is not None:
-        acc["nsp_correct"] += out.nsp_correct
-        acc["nsp_count"] += out.nsp_count
+        (s.scaler.scale(loss) if s.scaler else loss).backward()
+    p.interval.add_micro(out, batch.n_tokens)
 
 
-def train_step(run: Run) -> None:
+def train_step(s: Setup, p: Progress) -> None:
     """One optimizer step over ``grad_accum`` micro-batches.
 
     A step whose gradient norm is not finite is skipped (no update, counted, logged); after
     ``optim.max_skipped_steps`` consecutive ones the run stops with an error. Checking the norm
     is the step's one host-device synchronisation (GradScaler makes the same one for fp16).
     """
-    for micro in range(run.cfg.optim.grad_accum):
-        _micro_step(run, micro)
-    opt, clip = run.optimizer, run.cfg.optim.clip_norm
-    if run.scaler:
-        run.scaler.unscale_(opt)
-    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip if clip > 0 else math.inf)
+    for micro in range(s.cfg.optim.grad_accum):
+        _micro_step(s, p, micro)
+    opt, clip = s.optimizer, s.cfg.optim.clip_norm
+    if s.scaler:
+        s.scaler.unscale_(opt)
+    norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), clip if clip > 0 else math.inf)
     finite = bool(torch.isfinite(norm))
-    run.last_lr = scheduled_lr(run.cfg, run.step)  # from the config every step (resume-safe)
-    set_lr(opt, run.last_lr)
+    p.last_lr = scheduled_lr(s.cfg, p.step)  # from the config every step (resume-safe)
+    set_lr(opt, p.last_lr)
     if finite:
-        run.scaler.step(opt) if run.scaler else opt.step()
-    if run.scaler:
-        run.scaler.update()  # lowers the loss scale after a non-finite step
+        s.scaler.step(opt) if s.scaler else opt.step()
+    if s.scaler:
+        s.scaler.update()  # lowers the loss scale after a non-finite step
     opt.zero_grad(set_to_none=True)
-    run.step += 1
-    _count_step(run, norm, finite)
-    if run.cfg.run.step_delay_s:
-        time.sleep(run.cfg.run.step_delay_s)
+    p.step += 1
+    p.interval.add_step(norm, finite)
+    _skip_rule(s, p, norm, finite)
 
 
-def _count_step(run: Run, norm: torch.Tensor, finite: bool) -> None:
-    """Interval sums of the gradient norm (finite ones only) and skipped steps; the stop rule.
+def _skip_rule(s: Setup, p: Progress, norm: torch.Tensor, finite: bool) -> None:
+    """Count consecutive non-finite steps and stop the run after ``optim.max_skipped_steps``.
 
     Under fp16 a skipped step is normal while GradScaler searches for its scale; it counts
     towards the stop rule only once the scale is at most 1 (the gradient overflows unscaled).
     """
     if finite:
-        run.acc["grad_norm_sum"] += norm.detach().double()
-        run.acc["n_steps"] += 1
-        run.skip_streak = 0
+        p.skip_streak = 0
         return
-    run.acc["skipped"] += 1
-    if run.scaler and run.scaler.get_scale() * 2 > 1.0:  # update() has halved it already
+    if s.scaler and s.scaler.get_scale() * 2 > 1.0:  # update() has halved it already
         return
-    run.skip_streak += 1
-    run.log.info("step %d: gradient norm is %s; update skipped (%d in a row)", run.step,
-                 float(norm), run.skip_streak)
-    limit = run.cfg.optim.max_skipped_steps
-    if run.skip_streak >= limit:
+    p.skip_streak += 1
+    s.log.info("step %d: gradient norm is %s; update skipped (%d in a row)", p.step,
+               float(norm), p.skip_streak)
+    limit = s.cfg.optim.max_skipped_steps
+    if p.skip_streak >= limit:
         raise UserError(f"training diverged: the gradient was not finite in {limit} consecutive "
-                        f"steps (up to step {run.step}); lower optim.lr or use "
+                        f"steps (up to step {p.step}); lower optim.lr or use "
                         "run.precision=fp32; no checkpoint was written after the last good step")
 
 
-def log_point(run: Run, monitor: Monitor) -> dict:
-    """Reduce the interval's sums over ranks, append a history row, reset the interval."""
-    vals = reduced_interval(run)
-    now = time.perf_counter()
-    busy = max(now - run.timing["start"] - run.timing["overhead"], 1e-9)
-    n_norms = int(run.acc["n_steps"])  # steps with a finite gradient norm
-    run.tokens_seen += int(vals["tokens"])
-    row = {H.STEPS: run.step, H.MLM_ACC: vals["mlm_correct"] / max(vals["mlm_count"], 1.0),
-           H.LOSS: vals["loss_sum"] / max(vals["n_micro"], 1.0), H.LR: run.last_lr,
-           H.TOKENS_SEEN: run.tokens_seen, H.ELAPSED_S: round(run.elapsed(), 3),
+def log_point(s: Setup, p: Progress, monitor: Monitor) -> dict:
+    """Reduce the interval's sums over ranks, append a history row, start a new interval."""
+    iv = p.interval
+    vals = iv.reduced(s.dist)
+    busy = iv.busy_seconds()
+    n_norms = int(iv.local("n_steps"))  # steps with a finite gradient norm
+    p.tokens_seen += int(vals["tokens"])
+    row = {H.STEPS: p.step, H.MLM_ACC: vals["mlm_correct"] / max(vals["mlm_count"], 1.0),
+           H.LOSS: vals["loss_sum"] / max(vals["n_micro"], 1.0), H.LR: p.last_lr,
+           H.TOKENS_SEEN: p.tokens_seen, H.ELAPSED_S: round(p.elapsed(), 3),
            H.TOKENS_PER_S: round(vals["tokens"] / busy, 1),
-           H.GRAD_NORM: float(run.acc["grad_norm_sum"]) / n_norms if n_norms else None,
-           H.SKIPPED_STEPS: int(run.acc["skipped"]),
-           H.DATA_WAIT_FRAC: round(run.timing["data_wait"] / busy, 4)}
-    if run.history.nsp:
+           H.GRAD_NORM: iv.local("grad_norm_sum") / n_norms if n_norms else None,
+           H.SKIPPED_STEPS: int(iv.local("skipped")),
+           H.DATA_WAIT_FRAC: round(iv.data_wait / busy, 4)}
+    if s.history.nsp:
         row[H.NSP_ACC] = vals["nsp_correct"] / max(vals["nsp_count"], 1.0)
-    run.history.add_train(row)
+    s.history.add_train(row)
     monitor.on_train(row)
-    run.reset_interval()
+    p.interval = Interval(s.device)
     return row
 
 
-def eval_point(run: Run, monitor: Monitor) -> dict:
+def _log_line(s: Setup, row: dict) -> None:
+    """One train log line (console above the bar, and RUN/train.log)."""
+    nsp = f" nsp {row[H.NSP_ACC]:.3f}" if H.NSP_ACC in row else ""
+    grad = "-" if row[H.GRAD_NORM] is None else f"{row[H.GRAD_NORM]:.3f}"
+    skipped = f" skipped {row[H.SKIPPED_STEPS]}" if row[H.SKIPPED_STEPS] else ""
+    s.log.info("step %d: loss %.4f mlm_acc %.4f%s lr %.3g grad %s%s tok/s %.0f "
+               "data_wait %.1f%%", row[H.STEPS], row[H.LOSS], row[H.MLM_ACC], nsp, row[H.LR],
+               grad, skipped, row[H.TOKENS_PER_S], 100 * row[H.DATA_WAIT_FRAC])
+
+
+def eval_point(s: Setup, p: Progress, monitor: Monitor) -> dict:
     """Held-out evaluation, the live forecast, one history row (and its TensorBoard mirror)."""
     t = time.perf_counter()
-    res = evaluate(run.eval_model, run.eval_batches, run.device, run.autocast, run.dist,
-                   packed=run.packed)
-    row = {k: res.get(k, math.nan) for k in run.history.eval_keys
+    res = evaluate(s.model, s.eval_set, s.device, s.autocast, s.dist, packed=s.packed)
+    row = {k: res.get(k, math.nan) for k in s.history.eval_keys
            if k != H.EVAL_STEPS and k not in H.FORECAST_KEYS}
-    row[H.EVAL_STEPS] = run.step
+    row[H.EVAL_STEPS] = p.step
     row.update(monitor.forecast(row))
-    run.history.add_eval(row)
+    s.history.add_eval(row)
     monitor.on_eval(row)
-    run.timing["overhead"] += time.perf_counter() - t
+    p.interval.overhead += time.perf_counter() - t
     return row
 
 
-def save_point(run: Run) -> None:
+def save_point(s: Setup, p: Progress) -> None:
     """Checkpoint (rank 0 writes; every rank contributes its RNG state), then rotate.
 
     Never on a broken model: after a skipped (non-finite) step, or with non-finite weights, the
     save is left out and older checkpoints stay; at the last step that is an error.
     """
     t = time.perf_counter()
-    problem = (f"the last {run.skip_streak} step(s) had a non-finite gradient"
-               if run.skip_streak else None if weights_finite(run.model) else
+    problem = (f"the last {p.skip_streak} step(s) had a non-finite gradient"
+               if p.skip_streak else None if weights_finite(s.model) else
                "the weights are not finite")
     if problem:
-        if run.step == run.cfg.run.max_steps:
-            raise UserError(f"step {run.step}: {problem}; not saving or exporting this model "
+        if p.step == s.cfg.run.max_steps:
+            raise UserError(f"step {p.step}: {problem}; not saving or exporting this model "
                             "(older checkpoints are kept)")
-        run.log.info("step %d: checkpoint left out: %s", run.step, problem)
+        s.log.info("step %d: checkpoint left out: %s", p.step, problem)
         return
-    state = checkpoint_state(run)  # collective: gathers per-rank RNG states
-    if run.dist.is_main:
-        path = save_checkpoint(run.run_dir, run.step, run.model, run.cfg.to_dict(), state,
-                               run.info.path)
-        removed = rotate(run.run_dir, run.cfg.run.keep_last, run.cfg.run.milestones)
-        run.log.info("step %d: checkpoint %s%s", run.step, path,
-                     f" (removed {len(removed)} old)" if removed else "")
-    D.barrier(run.dist)
-    run.timing["overhead"] += time.perf_counter() - t
+    state = checkpoint_state(s, p)  # collective: gathers per-rank RNG states
+    if s.dist.is_main:
+        path = save_checkpoint(s.run_dir, p.step, s.model, s.cfg.to_dict(), state, s.info.path)
+        removed = rotate(s.run_dir, s.cfg.run.keep_last, s.cfg.run.milestones)
+        s.log.info("step %d: checkpoint %s%s", p.step, path,
+                   f" (removed {len(removed)} old)" if removed else "")
+    D.barrier(s.dist)
+    p.interval.overhead += time.perf_counter() - t
 
 
-def _stop_diverged(run: Run, row: dict) -> None:
+def _stop_diverged(s: Setup, p: Progress, row: dict) -> None:
     """A non-finite interval loss ends the run with a UserError (non-zero exit).
 
     The history is saved first (non-finite values as ``null``); no checkpoint holds the
     diverged weights, so ``--resume`` with a lower ``optim.lr`` starts from the last good one.
     """
-    if run.dist.is_main:
-        run.history.save()
+    if s.dist.is_main:
+        s.history.save()
     raise UserError(f"training diverged: the loss is not finite ({row[H.LOSS]}) at step "
-                    f"{run.step}; lower optim.lr (now {run.cfg.optim.lr:g}) and --resume from the "
+                    f"{p.step}; lower optim.lr (now {s.cfg.optim.lr:g}) and --resume from the "
                     "last checkpoint")
 
 
-def _points(run: Run, monitor: Monitor) -> None:
+def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
     """Log / eval / save as due at the current step; the history is rewritten when it changed."""
-    r, last = run.cfg.run, run.step == run.cfg.run.max_steps
+    r, last = s.cfg.run, p.step == s.cfg.run.max_steps
     changed = False
-    if run.step % r.log_interval == 0 or last:
-        row = log_point(run, monitor)
+    if p.step % r.log_interval == 0 or last:
+        row = log_point(s, p, monitor)
         changed = True
         if not math.isfinite(row[H.LOSS]):
-            _stop_diverged(run, row)
-        run.log.debug("train %s", row)
+            _stop_diverged(s, p, row)
+        s.log.debug("train %s", row)
         post = {"loss": f"{row[H.LOSS]:.3f}", "acc": f"{row[H.MLM_ACC]:.3f}",
-                "eval": run.last_eval, "final": monitor.bar_text(),
+                "eval": p.last_eval, "final": monitor.bar_text(),
                 "tok_s": f"{row[H.TOKENS_PER_S]:.0f}"}
-        run.bar.set_postfix({k: v for k, v in post.items() if v is not None}, refresh=False)
-        run.log_line(row)
-    if run.step % r.eval_interval == 0 or last:
-        ev = eval_point(run, monitor)
+        bar.set_postfix({k: v for k, v in post.items() if v is not None}, refresh=False)
+        _log_line(s, row)
+    if p.step % r.eval_interval == 0 or last:
+        ev = eval_point(s, p, monitor)
         changed = True
-        run.last_eval = f"{ev[H.EVAL_MLM_ACC]:.4f}"
-        run.log.info("step %d: held-out MLM acc %.4f ± %.4f, loss %.4f%s", run.step,
-                     ev[H.EVAL_MLM_ACC], ev[H.EVAL_STDERR], ev[H.EVAL_LOSS], monitor.describe())
-    if changed and run.dist.is_main:
-        run.history.save()
-    if run.step % r.save_interval == 0 or last:
-        save_point(run)
+        p.last_eval = f"{ev[H.EVAL_MLM_ACC]:.4f}"
+        s.log.info("step %d: held-out MLM acc %.4f ± %.4f, loss %.4f%s", p.step,
+                   ev[H.EVAL_MLM_ACC], ev[H.EVAL_STDERR], ev[H.EVAL_LOSS], monitor.describe())
+    if changed and s.dist.is_main:
+        s.history.save()
+    if p.step % r.save_interval == 0 or last:
+        save_point(s, p)
+
+
+def _progress_bar(s: Setup, p: Progress):
+    """tqdm bar on rank 0 (disabled elsewhere or with run.progress=false)."""
+    from tqdm import tqdm
+
+    return tqdm(total=s.cfg.run.max_steps, initial=p.step, unit="step", dynamic_ncols=True,
+                disable=not (s.dist.is_main and s.cfg.run.progress), file=sys.stderr)
+
+
+def _finish(s: Setup, p: Progress) -> dict:
+    """Export RUN/final/ (transformers format) on rank 0; return a summary."""
+    final = None
+    if s.dist.is_main and s.cfg.run.export_final:
+        from zhbert.export import export_hf
+
+        final = export_hf(s.model, s.info.path, s.run_dir / "final")
+        s.log.info("exported %s", final)
+    D.barrier(s.dist)
+    acc = s.history.data[H.EVAL_MLM_ACC]
+    return {"run_dir": str(s.run_dir), "steps": p.step, "final": str(final),
+            H.EVAL_MLM_ACC: acc[-1] if acc else None, "elapsed_s": round(p.elapsed(), 1)}
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
@@ -229,21 +243,22 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
 
 def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, echo) -> dict:
     """Build the run, train it to ``run.max_steps`` and export (under the run-dir lock)."""
-    run = build_run(cfg, run_dir, resume=resume, overwrite=overwrite, echo=echo)
-    monitor = None
+    s, p = build(cfg, run_dir, resume=resume, overwrite=overwrite, echo=echo)
+    monitor = bar = None
     try:
-        monitor = Monitor(run)
-        run.bar = make_progress(run)
-        run.reset_timing()  # the interval's sums may come from a checkpoint; its clock starts now
-        while run.step < cfg.run.max_steps:
-            train_step(run)
-            run.bar.update(1)
-            _points(run, monitor)
-        run.bar.close()
-        run.stream.close()
-        summary = run.finish()
+        monitor = Monitor(s, p)
+        bar = _progress_bar(s, p)
+        p.interval.restart_clock()  # the sums may come from a checkpoint; the clock starts now
+        while p.step < cfg.run.max_steps:
+            train_step(s, p)
+            bar.update(1)
+            _points(s, p, monitor, bar)
+        bar.close()
+        s.stream.close()
+        return _finish(s, p)
     finally:
         if monitor is not None:
             monitor.close()
-        run.close()
-    return summary
+        if bar is not None:
+            bar.close()
+        s.close()

@@ -90,17 +90,18 @@ def _open_writer(log_dir: Path, step: int):
 class Monitor:
     """Forecast at held-out evaluations and the TensorBoard mirror of one run.
 
-    ``run`` is the loop's :class:`zhbert.training.state.Run`; only its config, history, step,
-    clock and rank are read. Every rank holds one; only rank 0 forecasts and writes events.
+    Reads the run's :class:`~zhbert.training.build.Setup` (config, history, rank) and its
+    :class:`~zhbert.training.state.Progress` (step, clock). Every rank holds one; only rank 0
+    forecasts and writes events.
     """
 
-    def __init__(self, run):
-        self.run = run
-        main = run.dist.is_main
-        self.forecasting = main and run.cfg.run.forecast
-        self.writer = _open_writer(run.run_dir / TB_DIR, run.step) if (
-            main and run.cfg.run.tensorboard) else None
-        self.mark = (run.step, run.elapsed())
+    def __init__(self, setup, progress):
+        self.setup, self.progress = setup, progress
+        main = setup.dist.is_main
+        self.forecasting = main and setup.cfg.run.forecast
+        self.writer = _open_writer(setup.run_dir / TB_DIR, progress.step) if (
+            main and setup.cfg.run.tensorboard) else None
+        self.mark = (progress.step, progress.elapsed())
         self.cost_s = 0.0  # wall seconds spent forecasting (benchmarks/live_overhead.py)
         self.last: dict[str, Any] = {}
 
@@ -109,19 +110,20 @@ class Monitor:
     def forecast(self, row: dict) -> dict:
         """Forecast columns for the held-out ``row`` about to be appended to the history."""
         t = time.perf_counter()
-        run, target = self.run, self.run.cfg.run.max_steps
+        s, p = self.setup, self.progress
+        target = s.cfg.run.max_steps
         out = dict.fromkeys(H.FORECAST_KEYS)
-        elapsed = run.elapsed()
-        eta = remaining_seconds(run.step, target, self.mark, elapsed)
-        self.mark = (run.step, elapsed)
+        elapsed = p.elapsed()
+        eta = remaining_seconds(p.step, target, self.mark, elapsed)
+        self.mark = (p.step, elapsed)
         out[H.EVAL_ETA_S] = None if eta is None else round(eta, 1)
         self.last = out
         if not self.forecasting:
             return out
-        h = run.history.data
+        h = s.history.data
         fc = live_forecast(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
-                           h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], run.cfg.to_dict(),
-                           seed=run.cfg.run.seed)
+                           h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], s.cfg.to_dict(),
+                           seed=s.cfg.run.seed)
         if fc is not None:
             out.update({H.EVAL_FORECAST_STEP: fc["step"], H.EVAL_FORECAST_ACC: fc["acc"],
                         H.EVAL_FORECAST_LOW: fc["low"], H.EVAL_FORECAST_HIGH: fc["high"]})
@@ -170,7 +172,7 @@ class Monitor:
             return
         step = row[H.EVAL_STEPS]
         self._scalars(row, EVAL_TAGS, step)
-        for name, value in (read_baselines(self.run.history.data[H.META_KEY]) or {}).items():
+        for name, value in (read_baselines(self.setup.history.data[H.META_KEY]) or {}).items():
             self.writer.add_scalar(f"baselines/{name}", value, step)
         self.writer.flush()
 

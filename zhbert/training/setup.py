@@ -27,16 +27,14 @@ _SHAPE_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermed
                "max_position_embeddings", "type_vocab_size", "tie_word_embeddings", "use_nsp")
 
 
-def resolve_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
-    """``run.device``: auto picks CUDA when available."""
+def device_kind(cfg: TrainConfig) -> str:
+    """``run.device`` resolved to ``"cuda"`` or ``"cpu"`` (auto picks CUDA when available)."""
     kind = cfg.run.device
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("run.device=cuda but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError("run.device=cuda but no CUDA device is available")
+    return kind
 
 
 def native_bf16(device: torch.device) -> bool:
