@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -75,6 +76,7 @@ class RunConfig:
     """Length of the run, logging, evaluation, checkpoints, precision and device."""
 
     max_steps: int = 1000  # optimizer steps to train
+    time_budget_s: float = 0.0  # wall-clock budget (0: off): fewer steps, schedule stretched
     log_interval: int = 100  # steps between train-metric log points (history rows)
     eval_interval: int = 1000  # steps between held-out evaluations (and at the last step)
     save_interval: int = 2000  # steps between checkpoints (and at the last step)
@@ -417,6 +419,8 @@ def validate(cfg: TrainConfig) -> None:
     _check(r.precision in PRECISIONS, f"run.precision={r.precision!r}; choose {PRECISIONS}")
     _check(r.device in DEVICES, f"run.device={r.device!r}; choose {DEVICES}")
     _check(r.num_threads >= 0, "run.num_threads must be >= 0")
+    _check(r.time_budget_s >= 0 and math.isfinite(r.time_budget_s),
+           "run.time_budget_s must be a finite number of seconds >= 0 (0: no budget)")
     _check(cfg.total_steps >= r.max_steps or o.schedule == "constant",
            f"optim.total_steps={o.total_steps} is before run.max_steps={r.max_steps}")
     try:  # the model config's own checks (every key), re-run on the values after the overrides

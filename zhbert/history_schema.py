@@ -117,6 +117,8 @@ ORIGINAL_KEYS = frozenset({STEPS, MLM_ACC, NSP_ACC, LOSS, LR})
 META_CONFIG = "config"
 #: meta entry of the count-table baselines (zhbert/baselines.py; also a key of the analysis JSON)
 META_BASELINES = "baselines"
+#: meta entry of a time-budget run (run.time_budget_s): the budget and the re-planned length
+META_TIME_BUDGET = "time_budget"
 
 META: dict[str, str] = {
     META_CONFIG: "the resolved TrainConfig (of the latest session)",
@@ -137,6 +139,9 @@ META: dict[str, str] = {
     "eval": "held-out set as built: sequences, masked_tokens, min_masked_requested, capped "
             "(stopped by eval_max_sequences or the val split), stderr_max, mask rate, seed",
     "resumed": "one entry per resumption: step, time, world size, config changes applied",
+    META_TIME_BUDGET: "run.time_budget_s runs only: budget_s, planned_steps (the length the "
+                      "schedule was last stretched to: the final step once the run ends), "
+                      "max_steps",
     META_BASELINES: "count-table baselines on the held-out set: acc, stderr, correct, n_masked, "
                     "train tokens counted, neighbour rule (zhbert/baselines.py)",
 }

@@ -85,6 +85,19 @@ class Schedule:
             raise UserError(f"--continue-lr must be 'constant' or a non-negative lr (got {how!r})")
         return replace(self, continue_lr=value)
 
+    def stretched(self, factor: float) -> Schedule:
+        """The same schedule over ``factor`` times as many steps (warmup and end scaled): the
+        plan of a time-budget run whose length was re-planned from ``run.max_steps``.
+
+        >>> Schedule(1.0, 100, 1000).stretched(0.5).warmup, Schedule(1.0, 100, 1000).stretched(0.5).total
+        (50, 500)
+        """
+        if factor == 1.0:
+            return self
+        total = None if self.total is None else max(1, round(self.total * factor))
+        return replace(self, warmup=round(self.warmup * factor), total=total,
+                       source=f"{self.source}, stretched x{factor:.4g} by the time budget")
+
     def to_dict(self) -> dict:
         """JSON form (``schedule`` block of a forecast)."""
         return {"peak_lr": self.peak, "warmup_steps": self.warmup, "total_steps": self.total,
@@ -154,6 +167,13 @@ def planned_schedule(meta: dict | None, steps=None, lr=None) -> Schedule | None:
     """The plan from ``meta.config`` when recorded, else inferred from the lr column, else None."""
     config = meta.get(H.META_CONFIG) if isinstance(meta, dict) else None
     sched = from_config(config) if isinstance(config, dict) else None
+    budget = meta.get(H.META_TIME_BUDGET) if isinstance(meta, dict) else None
+    if sched is not None and isinstance(budget, dict):  # a time-budget run: its last plan
+        try:
+            factor = int(budget["planned_steps"]) / int(budget["max_steps"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            factor = None
+        sched = sched.stretched(factor) if factor and factor > 0 else None
     if sched is None and steps is not None and lr is not None:
         sched = infer(steps, lr)
     return sched

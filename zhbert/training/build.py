@@ -196,7 +196,7 @@ def build(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
               autocast=S.autocast_factory(precision, device), precision=precision,
               stream=BatchStream(builder, cfg.data.prefetch, prepare=prepare),
               eval_set=eval_set, history=history)
-    p = Progress(interval=Interval(device))
+    p = Progress(interval=Interval(device), planned_steps=cfg.run.max_steps)
     if ckpt is not None:
         restore(s, p, ckpt, changes)
     else:  # dropout differs per rank

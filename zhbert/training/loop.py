@@ -27,7 +27,7 @@ from zhbert.training.build import Setup, build
 from zhbert.training.checkpoint import rotate, save_checkpoint
 from zhbert.training.evaluate import evaluate
 from zhbert.training.monitor import Monitor
-from zhbert.training.schedule import scheduled_lr, set_lr
+from zhbert.training.schedule import plan_steps, scheduled_lr, set_lr
 from zhbert.training.state import Interval, Progress, checkpoint_state, weights_finite
 
 
@@ -64,7 +64,7 @@ def train_step(s: Setup, p: Progress) -> None:
         s.scaler.unscale_(opt)
     norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), clip if clip > 0 else math.inf)
     finite = bool(torch.isfinite(norm))
-    p.last_lr = scheduled_lr(s.cfg, p.step)  # from the config every step (resume-safe)
+    p.last_lr = scheduled_lr(s.cfg, p.step, p.planned_steps)  # from the config every step
     set_lr(opt, p.last_lr)
     if finite:
         s.scaler.step(opt) if s.scaler else opt.step()
@@ -154,7 +154,7 @@ def save_point(s: Setup, p: Progress) -> None:
                if p.skip_streak else None if weights_finite(s.model) else
                "the weights are not finite")
     if problem:
-        if p.step == s.cfg.run.max_steps:
+        if p.step == p.planned_steps:
             raise UserError(f"step {p.step}: {problem}; not saving or exporting this model "
                             "(older checkpoints are kept)")
         s.log.info("step %d: checkpoint left out: %s", p.step, problem)
@@ -182,11 +182,30 @@ def _stop_diverged(s: Setup, p: Progress, row: dict) -> None:
                     "last checkpoint")
 
 
+def replan(s: Setup, p: Progress) -> None:
+    """A time-budget run (``run.time_budget_s``) re-plans its length from its pace so far.
+
+    Called before the first step and at every log point until the plan is reached (the plan is
+    then final, so the lr does not rise again); rank 0 decides for every rank. The plan and
+    the budget are recorded in ``meta.time_budget``.
+    """
+    budget = s.cfg.run.time_budget_s
+    if not budget or p.step >= p.planned_steps:
+        return
+    planned = plan_steps(p.step, p.elapsed(), budget, s.cfg.run.max_steps)
+    p.planned_steps = int(D.broadcast_object(planned, s.dist))
+    s.history.data[H.META_KEY][H.META_TIME_BUDGET] = {
+        "budget_s": budget, "planned_steps": p.planned_steps, "max_steps": s.cfg.run.max_steps}
+
+
 def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
-    """Log / eval / save as due at the current step; the history is rewritten when it changed."""
-    r, last = s.cfg.run, p.step == s.cfg.run.max_steps
+    """Log / eval / save as due at the current step; the history is rewritten when it changed.
+
+    A time budget may end the run at a log point (:func:`replan`): that step is then the last.
+    """
+    r = s.cfg.run
     changed = False
-    if p.step % r.log_interval == 0 or last:
+    if p.step % r.log_interval == 0 or p.step == p.planned_steps:
         row = log_point(s, p, monitor)
         changed = True
         if not math.isfinite(row[H.LOSS]):
@@ -197,6 +216,9 @@ def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
                 "tok_s": f"{row[H.TOKENS_PER_S]:.0f}"}
         bar.set_postfix({k: v for k, v in post.items() if v is not None}, refresh=False)
         _log_line(s, row)
+        replan(s, p)
+        bar.total = p.planned_steps
+    last = p.step == p.planned_steps
     if p.step % r.eval_interval == 0 or last:
         ev = eval_point(s, p, monitor)
         changed = True
@@ -213,7 +235,7 @@ def _progress_bar(s: Setup, p: Progress):
     """tqdm bar on rank 0 (disabled elsewhere or with run.progress=false)."""
     from tqdm import tqdm
 
-    return tqdm(total=s.cfg.run.max_steps, initial=p.step, unit="step", dynamic_ncols=True,
+    return tqdm(total=p.planned_steps, initial=p.step, unit="step", dynamic_ncols=True,
                 disable=not (s.dist.is_main and s.cfg.run.progress), file=sys.stderr)
 
 
@@ -249,7 +271,9 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, ec
         monitor = Monitor(s, p)
         bar = _progress_bar(s, p)
         p.interval.restart_clock()  # the sums may come from a checkpoint; the clock starts now
-        while p.step < cfg.run.max_steps:
+        replan(s, p)  # a resumed time-budget run continues from its pace so far
+        bar.total = p.planned_steps
+        while p.step < p.planned_steps:
             train_step(s, p)
             bar.update(1)
             _points(s, p, monitor, bar)

@@ -37,23 +37,26 @@ EVAL_TAGS = {H.EVAL_MLM_ACC: "eval/mlm_acc", H.EVAL_LOSS: "eval/loss",
              H.EVAL_FORECAST_HIGH: "forecast/final_acc_high", H.EVAL_ETA_S: "forecast/eta_s"}
 
 
-def live_forecast(steps, acc, config: dict, seed: int = 0) -> dict | None:
+def live_forecast(steps, acc, config: dict, seed: int = 0,
+                  planned_steps: int | None = None) -> dict | None:
     """Forecast of the held-out accuracy at the planned final step ``config["run"]["max_steps"]``
-    from the held-out points so far (``config`` is a ``TrainConfig.to_dict()``).
+    (or ``planned_steps``, a time-budget run's re-planned length, to which the schedule is
+    stretched) from the held-out points so far (``config`` is a ``TrainConfig.to_dict()``).
 
     The schedule-aware, model-averaged forecast of :func:`zhbert.analysis.forecast.forecast_final`
     with its small live bootstrap. Returns ``{"step", "acc", "low", "high"}`` (95% interval of the
     expected accuracy) or None when it gives no value with an interval (too few points, a curve
     still accelerating, no family fitted).
     """
-    target = int(config["run"]["max_steps"])
+    max_steps = int(config["run"]["max_steps"])
+    target = int(planned_steps or max_steps)
     steps, acc = np.asarray(steps, float), np.asarray(acc, float)
     ok = np.isfinite(acc) & (steps > 0)
     if ok.sum() < MIN_FORECAST_POINTS:
         return None
     schedule = from_config(config)
     if schedule is not None:  # the trainer holds the lr of the schedule's last step after it
-        schedule = schedule.with_continuation("constant")
+        schedule = schedule.stretched(target / max_steps).with_continuation("constant")
     fc = forecast_final(steps[ok], acc[ok], schedule, target, n_boot=LIVE_N_BOOT, seed=seed)
     if not fc["ok"] or None in fc["ci95"]:
         return None
@@ -111,7 +114,7 @@ class Monitor:
         """Forecast columns for the held-out ``row`` about to be appended to the history."""
         t = time.perf_counter()
         s, p = self.setup, self.progress
-        target = s.cfg.run.max_steps
+        target = p.planned_steps
         out = dict.fromkeys(H.FORECAST_KEYS)
         elapsed = p.elapsed()
         eta = remaining_seconds(p.step, target, self.mark, elapsed)
@@ -123,7 +126,7 @@ class Monitor:
         h = s.history.data
         fc = live_forecast(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
                            h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], s.cfg.to_dict(),
-                           seed=s.cfg.run.seed)
+                           seed=s.cfg.run.seed, planned_steps=p.planned_steps)
         if fc is not None:
             out.update({H.EVAL_FORECAST_STEP: fc["step"], H.EVAL_FORECAST_ACC: fc["acc"],
                         H.EVAL_FORECAST_LOW: fc["low"], H.EVAL_FORECAST_HIGH: fc["high"]})

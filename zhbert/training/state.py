@@ -101,6 +101,7 @@ class Progress:
     last_lr: float = 0.0
     last_eval: str = "-"  # the last held-out accuracy, for the progress bar
     skip_streak: int = 0  # consecutive steps skipped for a non-finite gradient
+    planned_steps: int = 0  # where the run ends: run.max_steps, or re-planned by a time budget
     t0: float = field(default_factory=time.perf_counter)
 
     def elapsed(self) -> float:
