@@ -30,3 +30,24 @@ def test_torchrun_two_processes_on_cpu(tiny_corpus, tmp_path):
     assert (run / "final" / "config.json").is_file()
     assert proc.stdout.count("resolved config") == 1  # only rank 0 talks
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1  # rank 0 only
+
+
+def test_torchrun_time_budget_ranks_agree_where_to_stop(tiny_corpus, tmp_path):
+    """Under a binding wall-clock budget both ranks stop at the same step (rank 0 plans for all;
+    a disagreement would leave one rank waiting in a collective until the timeout)."""
+    run = tmp_path / "ddp_budget"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "main_train.py", "--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}",
+           "--set", "run.max_steps=100000", "--set", "run.time_budget_s=4",
+           "--set", "run.save_interval=100000", "--set", "run.eval_interval=100000",
+           "--set", "run.log_interval=5", "--set", "run.export_final=false",
+           "--set", "run.tensorboard=false", "--run-dir", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    h = json.loads((run / "training_history.json").read_text())
+    last = h["steps"][-1]
+    assert 0 < last < 100000 and h["eval_steps"] == [last]
+    assert h["meta"]["time_budget"]["planned_steps"] == last
+    assert [s for s, _ in list_checkpoints(run)] == [last]
