@@ -72,7 +72,8 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install
-	$(PYTHON) benchmarks/train_throughput.py --json results/bench_train_throughput.json
+	$(PYTHON) benchmarks/train_throughput.py --arch paper demo efficient --json results/bench_train_throughput.json
+	$(PYTHON) benchmarks/optimizer_step.py --json results/bench_optimizer_step.json
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -35,7 +35,6 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
@@ -123,8 +122,7 @@ def consumed_lengths(setup, first: int) -> torch.Tensor:
 
 def run_case(cfg, args, device: torch.device, peak: float) -> dict:
     """Warm up, time ``--steps`` steps of the real loop, count syncs; one record."""
-    from train_throughput import model_flops
-
+    from benchmarks.throughput_models import model_flops
     from zhbert.training.build import build
     from zhbert.training.loop import train_step
     from zhbert.training.state import Interval
@@ -268,8 +266,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if min(args.steps, args.warmup + 1, args.sync_steps + 1) < 1:
         raise UserError("--steps must be >= 1, --warmup and --sync-steps >= 0")
-    from train_throughput import ensure_corpus, matmul_peak
-
+    from benchmarks.bench_env import ensure_corpus, matmul_peak
     from zhbert.config import build_config
     from zhbert.io_utils import atomic_write_json
 

@@ -1,42 +1,55 @@
-"""Training throughput: this project's model + loop vs transformers' BertForMaskedLM + a plain loop.
+"""Training throughput: this project's model + loop vs transformers' MLM class + a plain loop.
 
-python benchmarks/train_throughput.py [--arch paper demo] [--batch-kind pairs packed]
-       [--dtype fp32 bf16] [--compile] [--threads 2] [--repeats N] [--json OUT]
+python benchmarks/train_throughput.py [--arch paper demo efficient] [--batch-kind pairs packed]
+       [--dtype fp32 bf16] [--compile] [--threads 2] [--repeats N] [--set KEY=VALUE] [--json OUT]
 
 Both sides run in one process on identical batches (same architecture, initial weights, batch,
 masked positions, dtype and thread count), alternating after warm-up (the order flips every
-repeat). One timed step is a full optimizer step:
+repeat). Each preset is compared with the transformers class its export loads into
+(``benchmarks/throughput_models.py``): ``model.arch=bert`` (paper, smoke) with ``BertForMaskedLM``,
+``model.arch=modern`` (demo, efficient) with ``ModernBertForMaskedLM``; the record's
+``arch_kind`` says which. One timed step is a full optimizer step:
 
-* ours: ``BertForPretraining`` (unpadding, sparse MLM head; the batch layout built with the
-  batch, as the prefetch thread does) with the steps of
-  ``zhbert.training.loop.train_step``: autocast forward (``attention_mask=None`` for packed batches,
-  as the loop does), backward, ``clip_grad_norm_``, AdamW from ``zhbert.training.optim`` (two
-  weight-decay groups, implementation as the preset's ``optim.fused`` resolves), LambdaLR.
-* HF: ``BertForMaskedLM(attn_implementation="sdpa")`` with the loop a user would write:
-  ``loss.backward(); opt.step(); opt.zero_grad()`` with ``torch.optim.AdamW`` defaults.
+* ours: the preset's model from ``zhbert.model.build_model`` (unpadding for BERT, the sparse MLM
+  head for both; the batch trimmed and laid out with ``zhbert.data.prepare_batch`` when it is
+  built, as the loop's prefetch thread does) with the steps of ``zhbert.training.loop.train_step``:
+  autocast forward (``attention_mask=None`` for packed batches, as the loop does), backward,
+  ``clip_grad_norm_``, AdamW from ``zhbert.training.optim`` (two weight-decay groups,
+  implementation as the preset's ``optim.fused`` resolves), the warmup/decay lr.
+* HF: the transformers model with ``attn_implementation="sdpa"`` on the untrimmed batch, with the
+  loop a user would write: ``loss.backward(); opt.step(); opt.zero_grad()`` with
+  ``torch.optim.AdamW`` defaults. ModernBERT runs with ``sparse_prediction=True`` (its pretraining
+  setting: head and decoder only at the labelled positions); ``--hf-dense-head`` times the
+  exported config's default instead (every position, like ``BertForMaskedLM``).
 
 Loss check: before timing, both models run an eval-mode (dropout off) fp32 forward on the first
-batch; ``loss_diff`` is the absolute difference of the two MLM losses (must be <= 1e-4). Timing then
-uses the architecture's real dropout (paper 0.1; the demo preset trains without dropout).
+(untrimmed) batch with its attention mask; ``loss_diff`` is the absolute difference of the two MLM
+losses (must be <= 1e-4). Both average the cross-entropy over the labelled real tokens; the
+band of a modern local layer (``|i - j| <= window // 2``) is the sliding window transformers builds
+from ``local_attention``. Timing then uses the preset's real dropout (paper 0.1; the demo and
+efficient presets train without dropout).
 
 Model FLOPs per step (the same numerator for both sides; what the model needs for the real tokens,
-not what an implementation spends on padding or on predicting unmasked positions):
-``6 * N * T + 6 * (H^2 + H * V) * M + 12 * layers * hidden * sum(n_i^2)``, N = encoder parameters
-(without the word/position/type embedding tables and the MLM head), T = real tokens, M = masked
-positions (the MLM head's dense H x H and decoder H x V run only there), n_i = real length of
-sequence i (QK^T and PV, 2 FLOPs per multiply-add, x3 for forward + backward). MFU is
-that over the step time and the peak of a square matmul measured in the same run, dtype and
-threads. ``data_wait_frac`` = time to build one batch with ``zhbert.data.BatchBuilder`` / (that +
-our step time): the share of a step spent waiting if batches were built inline (prefetch hides it).
+not what an implementation spends on padding, on masked-out attention pairs or on predicting
+unmasked positions): ``6 * N * T + 6 * (H^2 + H * V) * M + 12 * hidden * P``, N = encoder parameters
+(without the token/position/type tables and the MLM head; GeGLU's doubled input projection counts
+as its parameters do, and there are no biases in modern), T = real tokens, M = masked positions
+(the MLM head's dense H x H and decoder H x V run only there), P = (query, key) pairs summed over
+the layers: ``n_i^2`` per sequence of real length n_i in a global layer, and in a modern local
+layer with ``m = min(window // 2, n_i - 1)`` the band's ``n_i (2m + 1) - m (m + 1)`` (QK^T and PV,
+2 FLOPs per multiply-add, x3 for forward + backward). MFU is that over the step time and the peak
+of a square matmul measured in the same run, dtype and threads. ``data_wait_frac`` = time to build
+one batch with ``zhbert.data.BatchBuilder`` / (that + our step time): the share of a step spent
+waiting if batches were built inline (prefetch hides it).
+
+The optimizer step alone (fused / foreach / for-loop AdamW) is timed by
+``benchmarks/optimizer_step.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import os
-import platform
 import statistics
 import sys
 import time
@@ -47,9 +60,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks.bench_env import (  # noqa: E402
+    bf16_supported,
+    ensure_corpus,
+    load_avg,
+    machine_info,
+    matmul_peak,
+    sync,
+)
+from benchmarks.throughput_models import (  # noqa: E402,F401 (model_flops: tests)
+    PAPER_SCALE,
+    build_pair,
+    encoder_params,
+    hf_loss,
+    model_config,
+    model_flops,
+    preset,
+)
 from zhbert.errors import UserError, run_cli  # noqa: E402
 
-ARCHS, KINDS, DTYPES = ("paper", "demo", "smoke"), ("pairs", "packed"), ("fp32", "bf16")
+ARCHS = ("paper", "demo", "efficient", "smoke")
+KINDS, DTYPES = ("pairs", "packed"), ("fp32", "bf16")
 LOSS_TOL = 1e-4
 
 
@@ -70,26 +101,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--corpus", default="data/demo",
                    help="prepared corpus dir (the demo corpus is prepared there if missing)")
     p.add_argument("--arch", nargs="+", choices=ARCHS, default=["paper", "demo"],
-                   help="architectures (presets' model sections)")
+                   help="presets whose model section is timed (efficient: the paper-scale "
+                        "modern model, slow on 2 cores, so not in the default set)")
     p.add_argument("--batch-kind", nargs="+", choices=KINDS, default=list(KINDS),
                    help="pairs: [CLS] A [SEP] B [SEP] padded to seq-len; packed: no padding")
     p.add_argument("--dtype", nargs="+", choices=DTYPES, default=None,
                    help="fp32 and/or bf16 autocast (default: both where bf16 is supported)")
     p.add_argument("--cases", nargs="+", default=None,
                    help="explicit cases ARCH/KIND/DTYPE[/compile] (overrides the filters)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every case's preset, as main_train.py's "
+                        "--set (e.g. model.local_window=32); repeatable; kept in the records")
     p.add_argument("--compile", action="store_true",
                    help="also run every case with torch.compile on both sides (own rows)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="sequences per batch (default: the preset's; paper on CPU: 8)")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
+                   help="sequences per batch (default: the preset's; paper/efficient on CPU: 8)")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="tokens per sequence (default: the preset's data.seq_len: paper and "
+                        "efficient 128, demo 64)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed steps per side (default: 5 paper, 8 demo; --quick: 2)")
+                   help="timed steps per side (default: 5 paper/efficient, 8 others; --quick: 2)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed steps per side (default 1; 3 for compiled rows)")
     p.add_argument("--ours-optim", choices=("preset", "fused", "foreach", "default"),
                    default="preset", help="AdamW implementation of our loop (preset: as trained)")
+    p.add_argument("--hf-dense-head", action="store_true",
+                   help="ModernBERT side: head and decoder at every position (the exported "
+                        "config's sparse_prediction=false) instead of only the labelled ones")
     p.add_argument("--quick", action="store_true", help="2 repeats, 1 warm-up")
     p.add_argument("--json", default=None, help="write the records (one per case) to this file")
     return p.parse_args(argv)
@@ -98,101 +138,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- setup
 
 
-def machine_info(device: str, threads: int) -> dict:
-    """CPU model, cores, library versions, load average."""
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import transformers
+def make_batches(info, data_cfg, kind: str, batch_size: int, seq_len: int, n: int,
+                 multiple: int = 1):
+    """``n`` (ours, HF) batch pairs from zhbert.data.BatchBuilder; median seconds to build one.
 
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version(),
-            "device": device, "date": datetime.date.today().isoformat()}
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def load_avg() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-def bf16_supported(device: str) -> bool:
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    with contextlib.suppress(Exception):
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(dtype: str, device: str, n: int | None = None) -> float:
-    """Best FLOP/s of a square ``n x n`` matmul in ``dtype`` (same threads as the model)."""
-    n = n or (8192 if device == "cuda" else 1536)
-    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype, torch.float32)
-    a = torch.randn(n, n, device=device).to(dt)
-    b = torch.randn(n, n, device=device).to(dt)
-    best = float("inf")
-    for _ in range(6):
-        sync(device)
-        t = time.perf_counter()
-        torch.mm(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
-
-
-def ensure_corpus(path: Path):
-    """CorpusInfo of ``path``; the bundled demo corpus is prepared there when it is missing."""
-    from zhbert.corpus import load_corpus_info, prepare_corpus
-
-    if not (path / "corpus_meta.json").is_file():
-        print(f"preparing the demo corpus into {path} ...", file=sys.stderr)
-        prepare_corpus("demo", out_dir=path, progress=False)
-    return load_corpus_info(path)
-
-
-def preset(arch: str):
-    """The preset's TrainConfig (model, data, optim sections)."""
-    from zhbert.config import get_preset
-
-    return get_preset(arch)
-
-
-def model_config(arch: str, info, seq_len: int):
-    """The preset's model, MLM only (compared with BertForMaskedLM).
-
-    The vocabulary is the larger of the preset's and the corpus's: the paper architecture keeps
-    the original's 10,054 rows (the demo corpus's ids all fall inside it), other presets take
-    the corpus vocabulary, as training does.
-    """
-    base = preset(arch).model
-    vocab = max(base.vocab_size, info.vocab_size) if arch == "paper" else info.vocab_size
-    cfg = replace(base, use_nsp=False, vocab_size=vocab, pad_token_id=info.pad_id)
-    if cfg.max_position_embeddings < seq_len:
-        raise UserError(f"--seq-len {seq_len} > max_position_embeddings of {arch} "
-                        f"({cfg.max_position_embeddings})")
-    return cfg
-
-
-def make_batches(info, arch: str, kind: str, batch_size: int, seq_len: int, n: int):
-    """``n`` batches from zhbert.data.BatchBuilder and the median seconds to build one.
-
-    Each batch carries its layout (``zhbert.layout``), built with the batch as the loop's
-    prefetch thread does; the tensors keep their full length (HF gets them as they are).
+    Ours is the batch after ``zhbert.data.prepare_batch`` (trimmed to its used columns, with its
+    layout), built with the batch as the loop's prefetch thread does; HF gets it untrimmed.
     """
     from zhbert.corpus import load_split
-    from zhbert.data import BatchBuilder
-    from zhbert.layout import batch_layout
+    from zhbert.data import BatchBuilder, prepare_batch
 
-    dcfg = replace(preset(arch).data, format=kind, seq_len=seq_len, batch_size=batch_size,
+    dcfg = replace(data_cfg, format=kind, seq_len=seq_len, batch_size=batch_size,
                    whole_word_mask=False)
     builder = BatchBuilder(load_split(info.path, "train"), info, dcfg, seed=0)
     builder.build(10_000)  # first-call costs (permutation of the epoch) are not per batch
@@ -200,24 +156,10 @@ def make_batches(info, arch: str, kind: str, batch_size: int, seq_len: int, n: i
     for g in range(n):
         t = time.perf_counter()
         b = builder.build(g)
-        b.layout = batch_layout(b.input_ids, None if kind == "packed" else b.attention_mask,
-                                b.mlm_labels)
-        batches.append(b)
+        mine = prepare_batch(b, with_cls=False, packed=kind == "packed", multiple=multiple)
         times.append(time.perf_counter() - t)
+        batches.append((mine, b))
     return batches, statistics.median(times)
-
-
-def model_flops(cfg, n_encoder: int, lengths: torch.Tensor, n_masked: int | None = None) -> float:
-    """Encoder ``6 N T`` + MLM head ``6 (H^2 + H V) M`` at the M masked positions only (the
-    only predictions the loss needs) + attention ``12 * layers * hidden * sum n_i^2``.
-
-    Without ``n_masked`` the head is not counted separately: ``n_encoder`` then holds whatever
-    the caller counts at every real token (benchmarks/gpu_check.py's coarser count)."""
-    lengths = lengths.double()
-    attention = 12 * cfg.num_layers * cfg.hidden_size * float((lengths**2).sum())
-    head = cfg.hidden_size * cfg.hidden_size + cfg.hidden_size * cfg.vocab_size
-    masked = 0.0 if n_masked is None else 6.0 * head * n_masked
-    return 6.0 * n_encoder * float(lengths.sum()) + masked + attention
 
 
 # ----------------------------------------------------------------------------- the two sides
@@ -234,27 +176,17 @@ class Side:
         self.step_fn(self, batch)
 
 
-def build_sides(case: Case, args, info):
-    """Ours and HF with identical initial weights (ours copied via to_hf_state_dict)."""
-    from transformers import BertForMaskedLM
-
-    from zhbert.export import hf_config, to_hf_state_dict
+def build_sides(case: Case, args, info, cfg, ocfg):
+    """Ours and HF with identical initial weights (``throughput_models.build_pair``)."""
     from zhbert.lr_schedule import lr_factor
-    from zhbert.model import BertForPretraining
     from zhbert.training.optim import make_optimizer
     from zhbert.training.schedule import set_lr
 
     dev = torch.device(args.device)
-    cfg = model_config(case.arch, info, args.seq_len)
     torch.manual_seed(0)
-    ours = BertForPretraining(cfg).to(dev)
-    hf = BertForMaskedLM._from_config(hf_config(cfg), attn_implementation="sdpa")
-    missing, unexpected = hf.load_state_dict(to_hf_state_dict(ours), strict=False)
-    if unexpected or set(missing) - {"cls.predictions.decoder.weight"}:
-        raise RuntimeError(f"weight copy failed: missing {missing}, unexpected {unexpected}")
-    hf.tie_weights()
+    ours, hf, hf_info = build_pair(cfg, info.path, hf_sparse=not args.hf_dense_head)
+    ours.to(dev)
     hf.to(dev)
-    ocfg = preset(case.arch).optim
     if args.ours_optim != "preset":
         ocfg = replace(ocfg, fused=args.ours_optim)
     opt = make_optimizer(ours, ocfg, dev)
@@ -278,30 +210,28 @@ def build_sides(case: Case, args, info):
 
     def hf_step(side, b):  # the plain loop
         with amp:
-            loss = side.fwd(input_ids=b.input_ids, attention_mask=b.attention_mask,
-                            token_type_ids=b.token_type_ids, labels=b.mlm_labels).loss
+            loss = hf_loss(side.fwd, b)
         loss.backward()
         hf_opt.step()
         hf_opt.zero_grad()
 
     impl = {k: v for k, v in opt.defaults.items() if k in ("fused", "foreach") and v}
-    ours_desc = f"AdamW({', '.join(impl) or 'for-loop'}; 2 groups), clip, LambdaLR"
+    ours_desc = f"AdamW({', '.join(impl) or 'for-loop'}; 2 groups), clip, warmup/decay lr"
     hf_impl = {k: v for k, v in hf_opt.defaults.items() if k in ("fused", "foreach") and v}
     hf_desc = f"AdamW() defaults ({', '.join(hf_impl) or 'for-loop'})"
-    return cfg, Side("ours", ours, ours, ours_step, ours_desc), Side("hf", hf, hf, hf_step,
-                                                                     hf_desc)
+    return (Side("ours", ours, ours, ours_step, ours_desc),
+            Side("hf", hf, hf, hf_step, hf_desc), hf_info)
 
 
 def loss_check(ours, hf, batch, device: str) -> tuple[float, float]:
-    """Eval-mode (dropout off) fp32 MLM losses of both models on ``batch``."""
+    """Eval-mode (dropout off) fp32 MLM losses of both models on the untrimmed ``batch``."""
     b = batch.to(torch.device(device))
     ours.eval()
     hf.eval()
     with torch.no_grad():
         a = ours(b.input_ids, attention_mask=b.attention_mask, token_type_ids=b.token_type_ids,
                  mlm_labels=b.mlm_labels).loss.item()
-        h = hf(input_ids=b.input_ids, attention_mask=b.attention_mask,
-               token_type_ids=b.token_type_ids, labels=b.mlm_labels).loss.item()
+        h = hf_loss(hf, b).item()
     ours.train()
     hf.train()
     return a, h
@@ -310,24 +240,35 @@ def loss_check(ours, hf, batch, device: str) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- one case
 
 
-def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
-    """Warm up, then alternate timed steps of both sides; return the case's record."""
-    bs = args.batch_size or (8 if args.device == "cpu" and case.arch == "paper"
-                             else preset(case.arch).data.batch_size)
-    repeats = args.repeats or (2 if args.quick else (5 if case.arch == "paper" else 8))
+def case_settings(case: Case, args) -> tuple[int, int, int, int]:
+    """Batch size, sequence length, timed repeats and warm-up steps of ``case``."""
+    data = preset(case.arch, args.overrides).data
+    big = case.arch in PAPER_SCALE
+    bs = args.batch_size or (8 if args.device == "cpu" and big else data.batch_size)
+    repeats = args.repeats or (2 if args.quick else (5 if big else 8))
     # compiled rows warm up longer: unpadding gives new shapes, which recompile at first sight
     warmup = (3 if case.compile else 1) if args.warmup is None else args.warmup
-    batches, build_s = make_batches(info, case.arch, case.kind, bs, args.seq_len,
-                                    warmup + repeats)
-    cfg, ours, hf = build_sides(case, args, info)
-    loss_ours, loss_hf = loss_check(ours.model, hf.model, batches[0], args.device)
-    rec = {"case": case.name, "arch": case.arch, "batch_kind": case.kind, "dtype": case.dtype,
-           "compile": case.compile, "device": args.device, "batch_size": bs,
-           "seq_len": args.seq_len, "threads": args.threads, "repeats": repeats,
-           "warmup": warmup, "dropout": cfg.dropout, "attention_dropout": cfg.attention_dropout,
+    return bs, args.seq_len or data.seq_len, repeats, warmup
+
+
+def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
+    """Warm up, then alternate timed steps of both sides; return the case's record."""
+    bs, seq_len, repeats, warmup = case_settings(case, args)
+    tcfg = preset(case.arch, args.overrides)
+    cfg = model_config(case.arch, info, seq_len, args.overrides)
+    multiple = 8 if args.device == "cuda" or case.compile else 1  # as the loop's batch_preparer
+    batches, build_s = make_batches(info, tcfg.data, case.kind, bs, seq_len, warmup + repeats,
+                                    multiple)
+    ours, hf, hf_info = build_sides(case, args, info, cfg, tcfg.optim)
+    loss_ours, loss_hf = loss_check(ours.model, hf.model, batches[0][1], args.device)
+    rec = {"case": case.name, "arch": case.arch, "arch_kind": cfg.arch, "batch_kind": case.kind,
+           "dtype": case.dtype, "compile": case.compile, "device": args.device,
+           "batch_size": bs, "seq_len": seq_len, "threads": args.threads, "repeats": repeats,
+           "warmup": warmup, "overrides": list(args.overrides), "dropout": cfg.dropout,
+           "attention_dropout": cfg.attention_dropout, "local_window": cfg.local_window,
            "loss_ours": loss_ours, "loss_hf": loss_hf, "loss_diff": abs(loss_ours - loss_hf),
            "loss_check": "eval-mode (dropout off) fp32 forward on the first batch",
-           "optimizer_ours": ours.optim_desc, "optimizer_hf": hf.optim_desc,
+           "optimizer_ours": ours.optim_desc, "optimizer_hf": hf.optim_desc, **hf_info,
            "machine": machine, "load_before": load_avg()}
     if case.compile:
         try:
@@ -335,10 +276,11 @@ def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
         except Exception as exc:  # compile is optional: report and skip the row
             return {**rec, "skipped": f"torch.compile failed: {type(exc).__name__}: {exc}"}
     dev = torch.device(args.device)
-    batches = [b.to(dev) for b in batches]
+    batches = [(a.to(dev), b.to(dev)) for a, b in batches]
     for r in range(warmup + repeats):
-        b = batches[r]
+        pair = batches[r]
         for side in (ours, hf) if r % 2 == 0 else (hf, ours):
+            b = pair[0] if side is ours else pair[1]
             sync(args.device)
             t = time.perf_counter()
             try:
@@ -351,14 +293,13 @@ def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
             if r >= warmup:
                 side.times.append(time.perf_counter() - t)
                 side.tps.append(b.n_tokens / side.times[-1])
-    return finish_record(rec, cfg, ours, hf, batches[warmup:], peaks[case.dtype], build_s)
+    timed = [hf_b for _, hf_b in batches[warmup:]]
+    return finish_record(rec, cfg, ours, hf, timed, peaks[case.dtype], build_s)
 
 
 def finish_record(rec, cfg, ours: Side, hf: Side, timed, peak, build_s) -> dict:
-    """Medians, ratio, MFU and data wait from the timed steps."""
-    emb = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * cfg.hidden_size
-    n_head = sum(p.numel() for p in ours.model.mlm_head.parameters())  # untied decoder included
-    n_encoder = ours.model.num_parameters() - emb - n_head
+    """Medians, ratio, MFU and data wait from the timed steps (``timed``: untrimmed batches)."""
+    n_encoder = encoder_params(ours.model)
     flops = [model_flops(cfg, n_encoder, b.attention_mask.sum(1).cpu(),
                          int((b.mlm_labels != -100).sum())) for b in timed]
     for side in (ours, hf):
@@ -402,16 +343,17 @@ def select_cases(args) -> list[Case]:
 
 
 def markdown_table(records: list[dict]) -> str:
-    head = ("| case | batch | real tok/step | ours tok/s | HF tok/s | ratio | MFU ours | MFU HF "
-            "| loss diff | data wait | ours steps/s | HF steps/s |")
-    lines = [head, "|" + " --- |" * 12]
+    head = ("| case | model | batch | real tok/step | ours tok/s | HF tok/s | ratio | MFU ours "
+            "| MFU HF | loss diff | data wait | ours steps/s | HF steps/s |")
+    lines = [head, "|" + " --- |" * 13]
     for r in records:
         if "skipped" in r:
-            lines.append(f"| {r['case']} | {r['batch_size']} | skipped: {r['skipped'][:80]} |"
-                         + " |" * 9)
+            lines.append(f"| {r['case']} | {r['arch_kind']} | {r['batch_size']} "
+                         f"| skipped: {r['skipped'][:80]} |" + " |" * 9)
             continue
         lines.append(
-            f"| {r['case']} | {r['batch_size']}x{r['seq_len']} | {r['real_tokens_per_step']:.0f} "
+            f"| {r['case']} | {r['arch_kind']} | {r['batch_size']}x{r['seq_len']} "
+            f"| {r['real_tokens_per_step']:.0f} "
             f"| {r['ours_tokens_per_s']:.0f} | {r['hf_tokens_per_s']:.0f} | {r['ratio']:.2f}x "
             f"| {r['mfu_ours']:.1%} | {r['mfu_hf']:.1%} | {r['loss_diff']:.1e} "
             f"| {r['data_wait_frac']:.1%} | {r['ours_steps_per_s']:.3f} "
@@ -419,13 +361,24 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_args(args) -> None:
+    """UserError for settings that cannot run (device, sizes, bad --set overrides)."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    sizes = [args.threads] + [v for v in (args.seq_len, args.batch_size, args.repeats)
+                              if v is not None]
+    if min(sizes) < 1 or (args.warmup or 0) < 0:
+        raise UserError("--threads, --seq-len, --batch-size and --repeats must be >= 1, "
+                        "--warmup >= 0")
+    for arch in set(args.arch) | {c.split("/")[0] for c in args.cases or [] if "/" in c}:
+        if arch in ARCHS:
+            preset(arch, args.overrides)  # a bad --set fails here, before any timing
+
+
 def run_benchmark(argv=None) -> list[dict]:
     """Run the selected cases; print the table; return (and with --json write) the records."""
     args = parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    if min(args.threads, args.seq_len, args.batch_size or 1, args.repeats or 1) < 1:
-        raise UserError("--threads, --seq-len, --batch-size and --repeats must be >= 1")
+    check_args(args)
     torch.set_num_threads(args.threads)
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # as the training loop configures it

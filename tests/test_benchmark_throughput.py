@@ -1,37 +1,24 @@
-"""benchmarks/train_throughput.py on a tiny corpus and architecture, and the model's CPU fast paths
+"""benchmarks/train_throughput.py and benchmarks/optimizer_step.py on a tiny corpus and
+architecture (BERT and modern), the FLOP count of local attention, and the model's CPU fast paths
 (rand-mask dropout, written-out attention with dropout) that the benchmark measures."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers_scripts import load_script
 from zhbert.fastops import attention_with_dropout, dropout
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "train_throughput", ROOT / "benchmarks" / "train_throughput.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_writes_records_with_matching_losses(tiny_corpus, tmp_path, capsys,
                                                        monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    bench = _load_benchmark()
+    bench = load_script("benchmarks/train_throughput.py")
     out = tmp_path / "tt.json"
     argv = ["--corpus", str(tiny_corpus), "--arch", "smoke", "--seq-len", "32",
             "--batch-size", "4", "--repeats", "1", "--warmup", "0", "--threads", "1",
@@ -51,6 +38,8 @@ def test_benchmark_writes_records_with_matching_losses(tiny_corpus, tmp_path, ca
         assert r["machine"]["torch"] == torch.__version__
         assert r["dropout"] == 0.1  # the smoke preset's: timed with dropout on
         assert "AdamW" in r["optimizer_ours"] and "AdamW" in r["optimizer_hf"]
+        assert (r["arch_kind"], r["hf_model"], r["hf_attn_implementation"]) == (
+            "bert", "BertForMaskedLM", "sdpa")
     pairs, packed = records
     assert pairs["real_tokens_per_step"] <= pairs["padded_tokens_per_step"] == 4 * 32
     assert packed["real_tokens_per_step"] == packed["padded_tokens_per_step"] == 4 * 32
@@ -62,7 +51,121 @@ def test_benchmark_rejects_bad_case(tiny_corpus):
     from zhbert.errors import UserError
 
     with pytest.raises(UserError, match="--cases"):
-        _load_benchmark().run_benchmark(["--corpus", str(tiny_corpus), "--cases", "paper/x/fp32"])
+        load_script("benchmarks/train_throughput.py").run_benchmark(["--corpus", str(tiny_corpus), "--cases", "paper/x/fp32"])
+
+
+MODERN = ["--set", "model.arch=modern", "--set", "model.layer_norm_eps=1e-5",
+          "--set", "model.local_window=8", "--set", "model.global_every=2",
+          "--set", "model.num_layers=3"]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_benchmark_times_the_modern_pair(tiny_corpus, tmp_path, monkeypatch, dense):
+    """A smoke-sized modern model (3 layers, the middle one local) against ModernBertForMaskedLM."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "tt.json"
+    argv = ["--corpus", str(tiny_corpus), "--arch", "smoke", *MODERN, "--batch-kind", "pairs",
+            "--seq-len", "32", "--batch-size", "4", "--repeats", "1", "--warmup", "0",
+            "--threads", "1", "--dtype", "fp32", "--json", str(out)]
+    bench = load_script("benchmarks/train_throughput.py")
+    assert bench.main(argv + (["--hf-dense-head"] if dense else [])) == 0
+    (r,) = json.loads(out.read_text(encoding="utf-8"))
+    assert (r["arch_kind"], r["hf_model"], r["hf_attn_implementation"]) == (
+        "modern", "ModernBertForMaskedLM", "sdpa")
+    assert r["hf_sparse_prediction"] is not dense
+    assert r["local_window"] == 8 and "model.arch=modern" in r["overrides"]
+    assert r["loss_diff"] <= 1e-4 and math.isfinite(r["loss_ours"])
+    assert r["mfu_ours"] > 0 and r["ours_tokens_per_s"] > 0 and r["hf_tokens_per_s"] > 0
+    model = r["encoder_params"]
+    # 3 pre-LN layers of 4 H^2 + 3 H I weights, their norms (layer 0 has no attn_norm), the
+    # embedding norm and the final norm; no biases
+    H, inter = 32, 64
+    assert model == 3 * (4 * H * H + 3 * H * inter) + (2 * 3 - 1) * H + 2 * H
+
+
+def test_modern_loss_check_holds_on_padded_batches(tiny_corpus):
+    """Ragged padding (a row shorter than the band, one fully inside it) and a local layer."""
+    from benchmarks.throughput_models import build_pair
+    from zhbert.corpus import load_corpus_info
+    from zhbert.data import Batch
+    from zhbert.export import modern_to_hf_state_dict
+
+    bench = load_script("benchmarks/train_throughput.py")
+    info = load_corpus_info(tiny_corpus)
+    cfg = bench.model_config("smoke", info, 32, MODERN[1::2])
+    torch.manual_seed(0)
+    ours, hf, desc = build_pair(cfg, info.path)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, info.vocab_size, (3, 24), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 14:] = 0
+    mask[2, 3:] = 0
+    ids = ids * mask
+    labels = torch.full_like(ids, -100)
+    labels[0, [2, 9, 20]] = ids[0, [2, 9, 20]]
+    labels[1, [0, 13]] = ids[1, [0, 13]]
+    labels[2, 1] = ids[2, 1]
+    batch = Batch(ids, mask, torch.zeros_like(ids), labels, None, int(mask.sum()))
+    with torch.no_grad():  # perturb everything so that norms and the decoder bias matter
+        for p in ours.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        hf.load_state_dict(modern_to_hf_state_dict(ours), strict=False)  # decoder stays tied
+    a, h = bench.loss_check(ours, hf, batch, "cpu")
+    assert math.isfinite(a) and abs(a - h) <= 1e-4
+    assert desc["hf_sparse_prediction"] is True
+
+
+def test_local_attention_flops_count_the_band():
+    from benchmarks.throughput_models import attention_pairs, band_pairs, model_flops
+    from zhbert.model import BertConfig
+    from zhbert.modern import band_mask
+
+    for n in (1, 2, 5, 9, 33):
+        for w in (2, 4, 8, 64):
+            assert band_pairs(n, w) == int(band_mask(n, w, torch.device("cpu")).sum()), (n, w)
+    cfg = BertConfig(arch="modern", vocab_size=100, hidden_size=8, num_layers=4, num_heads=2,
+                     intermediate_size=16, local_window=4, global_every=2)
+    lengths = torch.tensor([10, 3])
+    # layers 0 and 2 global (n^2), 1 and 3 local (the band)
+    assert attention_pairs(cfg, lengths) == 2 * (100 + 9) + 2 * (band_pairs(10, 4) + 9)
+    glob = BertConfig(arch="modern", vocab_size=100, hidden_size=8, num_layers=4, num_heads=2,
+                      intermediate_size=16)
+    assert attention_pairs(glob, lengths) == 4 * (100 + 9)
+    base = model_flops(cfg, 1000, lengths, n_masked=0)
+    assert base == 6 * 1000 * 13 + 12 * 8 * attention_pairs(cfg, lengths)
+
+
+def test_optimizer_step_benchmark_writes_records(tiny_corpus, tmp_path, capsys):
+    from zhbert.corpus import load_corpus_info
+    from zhbert.model import build_model
+
+    bench = load_script("benchmarks/optimizer_step.py")
+    out = tmp_path / "opt.json"
+    argv = ["--corpus", str(tiny_corpus), "--arch", "smoke", "--repeats", "2", "--warmup", "0",
+            "--threads", "1", "--json", str(out)]
+    assert bench.main(argv) == 0
+    records = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["impl"] for r in records] == ["fused", "foreach", "default"]
+    cfg = bench.model_config("smoke", load_corpus_info(tiny_corpus), mlm_only=False)
+    for r in records:
+        assert len(r["step_s"]) == 2 and r["step_s_median"] > 0
+        assert r["step_s_min"] <= r["step_s_median"]
+        assert r["parameters"] == build_model(cfg).num_parameters()
+        assert r["arch_kind"] == "bert" and r["preset_resolves_to"] == "fused"
+    assert [r["flags"] for r in records] == [{"fused": True, "foreach": False},
+                                             {"fused": False, "foreach": True},
+                                             {"fused": False, "foreach": False}]
+    assert min(r["relative_to_fastest"] for r in records) == 1.0
+    assert "for-loop" in capsys.readouterr().out
+
+
+def test_benchmarks_reject_bad_overrides(tiny_corpus):
+    from zhbert.errors import UserError
+
+    for script in ("benchmarks/train_throughput.py", "benchmarks/optimizer_step.py"):
+        with pytest.raises(UserError, match="model.arch"):
+            load_script(script).run_benchmark(["--corpus", str(tiny_corpus), "--arch", "smoke",
+                                               "--set", "model.arch=rnn"])
 
 
 def test_dropout_keeps_1_minus_p_and_rescales():

@@ -30,8 +30,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def _impl_kwargs(choice: str, device: torch.device) -> dict:
     """fused on CUDA and CPU (or when asked and supported), foreach elsewhere.
 
-    On a 2-core CPU one AdamW step of the paper model takes 0.024 s fused against 0.152 s
-    foreach and 0.083 s for the plain for-loop (benchmarks/train_throughput.py --ours-optim).
+    On the CPU fused is the fastest of the three and foreach the slowest; the times of one
+    ``step()`` are measured by benchmarks/optimizer_step.py (docs/TRAINING.md, "Training
+    throughput").
     """
     sig = inspect.signature(torch.optim.AdamW)
     if choice == "default":
