@@ -184,16 +184,6 @@ def _not_a_file(path: Path, flag: str) -> None:
 # --------------------------------------------------------------------------- settings check
 
 
-def _flat(cfg: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def requested_config(args: argparse.Namespace) -> dict:
     """The resolved config the demo would train with (UserError for a bad preset or --set)."""
     from zhbert.config import build_config
@@ -214,9 +204,9 @@ def settings_changes(run_dir: Path, wanted: dict) -> list[str]:
     saved = _read_json(path).get("meta", {}).get(H.META_CONFIG)
     if not isinstance(saved, dict):
         raise UserError(f"{path} has no meta.config: not a training history of this project")
-    old, new = _flat(saved), _flat(wanted)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if k not in CORPUS_KEYS and old.get(k) != new.get(k)]
+    from zhbert.config import config_changes
+
+    return [c for c in config_changes(saved, wanted) if c.split(":", 1)[0] not in CORPUS_KEYS]
 
 
 # --------------------------------------------------------------------------- the steps

@@ -17,7 +17,7 @@ from zhbert.config import (
     get_preset,
     validate,
 )
-from zhbert.config_table import field_table
+from zhbert.config_table import TABLE_BEGIN, TABLE_END, field_table
 from zhbert.errors import UserError
 from zhbert.model import paper_parameter_counts
 
@@ -103,7 +103,7 @@ def test_json_config_file(tmp_path):
 def test_training_doc_has_the_current_field_table():
     """docs/TRAINING.md embeds field_table(); regenerate it when a field changes."""
     doc = (ROOT / "docs" / "TRAINING.md").read_text(encoding="utf-8")
-    assert field_table() in doc
+    assert f"{TABLE_BEGIN}\n{field_table()}\n{TABLE_END}" in doc  # sync_doc_table() needs both
     for name in PRESETS:
         assert f"`{name}`" in doc
     assert "## Performance" in doc
@@ -127,3 +127,30 @@ def test_dry_run_paper_reports_the_original_vocabulary(capsys, tmp_path):
     n = int(re.search(r"^parameters: (\d+)$", out, re.M).group(1))
     assert n == paper_parameter_counts()["untied_nsp"]
     assert abs(n - 48_398_152) / 48_398_152 < 0.02  # the original's count, within 2 %
+
+
+def test_config_doc_examples():
+    """The module's examples, among them config_changes: a key added to the config since a run
+    was saved counts as its default, a key removed since is ignored (old runs resume and are
+    recognised by make demo without spurious changes)."""
+    import doctest
+
+    import zhbert.config
+
+    assert doctest.testmod(zhbert.config).failed == 0
+
+
+def test_old_demo_history_has_no_setting_changes(tmp_path):
+    """A history saved before run.time_budget_s existed, holding the since-removed
+    run.step_delay_s, matches the current preset (run_demo's settings check)."""
+    from helpers_scripts import load_script
+
+    demo = load_script("examples/run_demo.py")
+    saved = build_config("demo").to_dict()
+    del saved["run"]["time_budget_s"]
+    saved["run"]["step_delay_s"] = 0.0
+    (tmp_path / "training_history.json").write_text(json.dumps({"meta": {"config": saved}}))
+    wanted = build_config("demo").to_dict()
+    assert demo.settings_changes(tmp_path, wanted) == []
+    wanted["run"]["time_budget_s"] = 60.0
+    assert demo.settings_changes(tmp_path, wanted) == ["run.time_budget_s: 0.0 -> 60.0"]

@@ -145,7 +145,7 @@ def test_setup_is_fixed_and_progress_is_the_state_that_moves(tiny_corpus, tmp_pa
             s.model = None
         assert {f.name for f in dataclasses.fields(Progress)} == {
             "interval", "step", "tokens_seen", "elapsed_before", "last_lr", "last_eval",
-            "skip_streak", "planned_steps", "t0"}
+            "skip_streak", "planned_steps", "position", "pace_mark", "t0"}
         weights = [w.detach().clone() for w in s.model.parameters()]
         train_step(s, p)
         assert p.step == 1 and p.last_lr > 0

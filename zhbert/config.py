@@ -76,7 +76,7 @@ class RunConfig:
     """Length of the run, logging, evaluation, checkpoints, precision and device."""
 
     max_steps: int = 1000  # optimizer steps to train
-    time_budget_s: float = 0.0  # wall-clock budget (0: off): fewer steps, schedule stretched
+    time_budget_s: float = 0.0  # wall-clock budget in s (0: off): steps planned from the pace
     log_interval: int = 100  # steps between train-metric log points (history rows)
     eval_interval: int = 1000  # steps between held-out evaluations (and at the last step)
     save_interval: int = 2000  # steps between checkpoints (and at the last step)
@@ -90,7 +90,7 @@ class RunConfig:
     tf32: bool = True  # allow TF32 matmuls on Ampere+ GPUs
     progress: bool = True  # tqdm progress bar on rank 0
     tensorboard: bool = True  # mirror the history to TensorBoard event files in RUN/tensorboard
-    forecast: bool = True  # at each held-out evaluation, forecast the accuracy at max_steps
+    forecast: bool = True  # at each held-out evaluation, forecast the accuracy at the last step
     export_final: bool = True  # write RUN/final/ (transformers format) at the end
 
 
@@ -359,6 +359,27 @@ def from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
     cfg = TrainConfig()
     update_from_dict(cfg, data, source)
     return cfg
+
+
+def config_changes(saved: dict, current: dict,
+                   sections: tuple[str, ...] = ("model", "data", "optim", "run")) -> list[str]:
+    """``section.key: old -> new`` for every setting in which ``current`` differs from ``saved``
+    (both ``TrainConfig.to_dict()`` forms). A key the saved dict lacks (added to the config
+    since) counts as its default; a key the config no longer has (removed since) is ignored.
+
+    >>> old = TrainConfig().to_dict()
+    >>> del old["run"]["seed"]; old["run"]["gone"] = 1; old["optim"]["lr"] = 0.5
+    >>> config_changes(old, TrainConfig().to_dict())
+    ['optim.lr: 0.5 -> 5e-05']
+    """
+    defaults = TrainConfig().to_dict()
+    out = []
+    for section in sections:
+        now = current.get(section) or {}
+        old = {**defaults.get(section, {}), **(saved.get(section) or {})}
+        out += [f"{section}.{key}: {old.get(key)!r} -> {value!r}" for key, value in now.items()
+                if old.get(key) != value]
+    return out
 
 
 def load_json(path: str | Path) -> dict[str, Any]:

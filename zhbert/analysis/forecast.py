@@ -328,8 +328,8 @@ def resolve_target(steps: np.ndarray, schedule: Schedule | None,
     """The target step and where it came from; refuses targets past an unextended plan."""
     last = float(np.max(steps))
     if target_step is None:
-        if schedule is not None and schedule.total is not None:
-            return float(schedule.total), "planned last step of the schedule"
+        if schedule is not None and schedule.end is not None:
+            return float(schedule.end), "planned last step of the schedule"
         return 2.0 * last, "2x the last step (no planned schedule end known)"
     target = float(target_step)
     if schedule is not None:

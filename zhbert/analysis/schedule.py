@@ -28,10 +28,14 @@ MAX_TABLE = 2_000_000
 
 @dataclass(frozen=True)
 class Schedule:
-    """``peak * lr_factor(update, warmup, total, kind)``; ``total`` None: no planned end known.
+    """``peak * lr_factor(position(update), warmup, total, kind)``; ``total`` None: no planned
+    end known.
 
-    ``continue_lr`` (absolute lr) is how training is assumed to go on after ``total``; None means
-    a target past ``total`` is refused.
+    ``position`` is the update number itself, except for a time-budget run (``warp``): there the
+    trainer advances a schedule position towards ``run.max_steps`` at a rate re-planned from
+    its pace, recorded as ``(step, position)`` knots ending at ``(last planned step, max_steps)``.
+    :attr:`end` is the planned last step in steps. ``continue_lr`` (absolute lr) is how training
+    is assumed to go on after it; None means a target past it is refused.
     """
 
     peak: float
@@ -40,14 +44,34 @@ class Schedule:
     kind: str = "cosine"
     source: str = "meta"
     continue_lr: float | None = None
+    warp: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def end(self) -> int | None:
+        """The planned last step (the time-budget plan's, else ``total``)."""
+        return int(self.warp[-1][0]) if self.warp else self.total
+
+    def position(self, update) -> np.ndarray:
+        """Schedule position of update number ``update`` (the update itself without a warp).
+
+        >>> Schedule(1.0, 10, 100, warp=((0, 0.0), (10, 10.0), (60, 100.0))).position([5, 35])
+        array([ 5., 55.])
+        """
+        s = np.asarray(update, dtype=np.float64)
+        if not self.warp:
+            return s
+        xs, ys = zip(*self.warp, strict=True)
+        return np.interp(s, xs, ys)
 
     def lr(self, update) -> np.ndarray:
         """The lr of update number ``update`` (1-based), including the continuation."""
         s = np.asarray(update, dtype=np.float64)
         total = self.total if self.total is not None else math.inf
-        planned = self.peak * lr_factor(s, self.warmup, int(min(total, 2**62)), self.kind)
+        end = self.end if self.end is not None else math.inf
+        planned = self.peak * lr_factor(self.position(s), self.warmup, int(min(total, 2**62)),
+                                        self.kind)
         after = self.continue_lr if self.continue_lr is not None else 0.0
-        return np.where(s > total, after, planned)
+        return np.where(s > end, after, planned)
 
     def areas(self, steps) -> tuple[np.ndarray, np.ndarray]:
         """``(S1, S2)`` after ``steps`` updates (fractional steps interpolated), in peak-lr steps."""
@@ -56,17 +80,18 @@ class Schedule:
         stride = max(1, -(-last // MAX_TABLE))
         grid = np.arange(0, last + stride, stride, dtype=np.float64)
         lr = self.lr(grid[1:]) / self.peak
-        cut = grid[1:] > self.warmup
+        cut = self.position(grid[1:]) > self.warmup
         s1 = np.concatenate([[0.0], np.cumsum(lr) * stride])
         s2 = np.concatenate([[0.0], np.cumsum(np.where(cut, 1.0 - lr, 0.0)) * stride])
         return np.interp(steps, grid, s1), np.interp(steps, grid, s2)
 
     def check_target(self, target: float) -> None:
         """UserError when ``target`` lies past the planned last step with no continuation given."""
-        if self.total is not None and target > self.total and self.continue_lr is None:
+        end = self.end
+        if end is not None and target > end and self.continue_lr is None:
             raise UserError(
-                f"target step {target:,.0f} is past the planned last step {self.total:,} of the "
-                f"{self.kind} schedule (lr {self.lr(self.total).item():.3g} there); say how "
+                f"target step {target:,.0f} is past the planned last step {end:,} of the "
+                f"{self.kind} schedule (lr {self.lr(end).item():.3g} there); say how "
                 f"training would continue with --continue-lr constant|VALUE")
 
     def with_continuation(self, how: str | float | None) -> Schedule:
@@ -74,9 +99,9 @@ class Schedule:
         if how is None:
             return self
         if how == "constant":
-            if self.total is None:
+            if self.end is None:
                 return self
-            return replace(self, continue_lr=float(self.lr(self.total)))
+            return replace(self, continue_lr=float(self.lr(self.end)))
         try:
             value = float(how)
         except (TypeError, ValueError):
@@ -85,23 +110,12 @@ class Schedule:
             raise UserError(f"--continue-lr must be 'constant' or a non-negative lr (got {how!r})")
         return replace(self, continue_lr=value)
 
-    def stretched(self, factor: float) -> Schedule:
-        """The same schedule over ``factor`` times as many steps (warmup and end scaled): the
-        plan of a time-budget run whose length was re-planned from ``run.max_steps``.
-
-        >>> Schedule(1.0, 100, 1000).stretched(0.5).warmup, Schedule(1.0, 100, 1000).stretched(0.5).total
-        (50, 500)
-        """
-        if factor == 1.0:
-            return self
-        total = None if self.total is None else max(1, round(self.total * factor))
-        return replace(self, warmup=round(self.warmup * factor), total=total,
-                       source=f"{self.source}, stretched x{factor:.4g} by the time budget")
-
     def to_dict(self) -> dict:
         """JSON form (``schedule`` block of a forecast)."""
         return {"peak_lr": self.peak, "warmup_steps": self.warmup, "total_steps": self.total,
-                "kind": self.kind, "source": self.source, "continue_lr": self.continue_lr}
+                "kind": self.kind, "source": self.source, "continue_lr": self.continue_lr,
+                "last_step": self.end,
+                "warp": None if self.warp is None else [list(k) for k in self.warp]}
 
 
 def from_config(config: dict, source: str = "meta") -> Schedule | None:
@@ -163,17 +177,31 @@ def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
     return best[1] if best and best[0] <= 0.02 else None
 
 
+def budget_warp(block) -> tuple[tuple[float, float], ...] | None:
+    """The ``(step, position)`` knots of ``meta.time_budget`` (``zhbert.training.loop.replan``),
+    closed by ``(planned_steps, max_steps)``; None when absent or malformed.
+
+    >>> budget_warp({"knots": [[0, 0.0], [10, 10.0]], "planned_steps": 60, "max_steps": 100})
+    ((0.0, 0.0), (10.0, 10.0), (60.0, 100.0))
+    """
+    try:
+        knots = [(float(a), float(b)) for a, b in block["knots"]]
+        knots.append((float(block["planned_steps"]), float(block["max_steps"])))
+    except (KeyError, TypeError, ValueError):
+        return None
+    xs, ys = np.array(knots).T
+    if not (np.all(np.isfinite(xs)) and np.all(np.diff(xs) >= 0) and np.all(np.diff(ys) >= 0)):
+        return None
+    return tuple(knots)
+
+
 def planned_schedule(meta: dict | None, steps=None, lr=None) -> Schedule | None:
     """The plan from ``meta.config`` when recorded, else inferred from the lr column, else None."""
     config = meta.get(H.META_CONFIG) if isinstance(meta, dict) else None
     sched = from_config(config) if isinstance(config, dict) else None
-    budget = meta.get(H.META_TIME_BUDGET) if isinstance(meta, dict) else None
-    if sched is not None and isinstance(budget, dict):  # a time-budget run: its last plan
-        try:
-            factor = int(budget["planned_steps"]) / int(budget["max_steps"])
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            factor = None
-        sched = sched.stretched(factor) if factor and factor > 0 else None
+    warp = budget_warp(meta.get(H.META_TIME_BUDGET) if isinstance(meta, dict) else None)
+    if sched is not None and warp is not None:
+        sched = replace(sched, warp=warp, source=f"{sched.source}, warped by the time budget")
     if sched is None and steps is not None and lr is not None:
         sched = infer(steps, lr)
     return sched

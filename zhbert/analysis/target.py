@@ -22,7 +22,7 @@ import numpy as np
 from zhbert import history_schema as H
 from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final
 from zhbert.analysis.history import History, select_series
-from zhbert.analysis.schedule import history_schedule
+from zhbert.analysis.schedule import budget_warp, history_schedule
 from zhbert.errors import UserError
 
 GRID_POINTS = 400
@@ -32,8 +32,13 @@ STATUS_TEXT = {"reached": "reached", "forecast": "forecast to be reached",
 
 
 def planned_last_step(history: History) -> int:
-    """The run's planned last step (``meta.config.run.max_steps``), else its last logged step."""
-    config = history.meta.get(H.META_CONFIG) if isinstance(history.meta, dict) else None
+    """The run's planned last step (a time budget's last plan, else ``meta.config.run.max_steps``),
+    else its last logged step."""
+    meta = history.meta if isinstance(history.meta, dict) else {}
+    warp = budget_warp(meta.get(H.META_TIME_BUDGET))
+    if warp is not None:
+        return int(warp[-1][0])
+    config = meta.get(H.META_CONFIG)
     try:
         return int(config["run"]["max_steps"])
     except (TypeError, KeyError, ValueError):

@@ -27,7 +27,7 @@ from zhbert.training.build import Setup, build
 from zhbert.training.checkpoint import rotate, save_checkpoint
 from zhbert.training.evaluate import evaluate
 from zhbert.training.monitor import Monitor
-from zhbert.training.schedule import plan_steps, scheduled_lr, set_lr
+from zhbert.training.schedule import advance, plan_steps, scheduled_lr, set_lr
 from zhbert.training.state import Interval, Progress, checkpoint_state, weights_finite
 
 
@@ -64,7 +64,9 @@ def train_step(s: Setup, p: Progress) -> None:
         s.scaler.unscale_(opt)
     norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), clip if clip > 0 else math.inf)
     finite = bool(torch.isfinite(norm))
-    p.last_lr = scheduled_lr(s.cfg, p.step, p.planned_steps)  # from the config every step
+    if p.position is not None:  # a time-budget run follows the schedule at the planned rate
+        p.position = advance(p.position, p.step, p.planned_steps, s.cfg.run.max_steps)
+    p.last_lr = scheduled_lr(s.cfg, p.step, p.position)  # from the config every step
     set_lr(opt, p.last_lr)
     if finite:
         s.scaler.step(opt) if s.scaler else opt.step()
@@ -183,19 +185,39 @@ def _stop_diverged(s: Setup, p: Progress, row: dict) -> None:
 
 
 def replan(s: Setup, p: Progress) -> None:
-    """A time-budget run (``run.time_budget_s``) re-plans its length from its pace so far.
+    """Plan a time-budget run's length (``run.time_budget_s``) from its pace so far.
 
-    Called before the first step and at every log point until the plan is reached (the plan is
-    then final, so the lr does not rise again); rank 0 decides for every rank. The plan and
-    the budget are recorded in ``meta.time_budget``.
+    Called before the first step, then at steps 2, 4, 8, ... and at every log point until the
+    plan is reached (a reached plan is final); the pace is measured from the end of the
+    session's first step (start-up excluded). Rank 0 decides for every rank. The run keeps a
+    schedule position (:func:`~zhbert.training.schedule.advance`) that only moves forward, so a
+    new plan changes how fast the lr follows the schedule, never sends it back up.
+    ``meta.time_budget`` records the budget, the plan and the ``(step, position)`` knots at
+    which the plan changed, from which the analysis rebuilds the lr of every step. A run that
+    once had a budget keeps this mode; without a budget its plan is ``run.max_steps``.
     """
-    budget = s.cfg.run.time_budget_s
-    if not budget or p.step >= p.planned_steps:
+    budget, max_steps = s.cfg.run.time_budget_s, s.cfg.run.max_steps
+    meta = s.history.data[H.META_KEY]
+    if p.position is None:
+        if not budget:
+            return
+        p.position = float(p.step)  # the run so far followed the plain schedule
+        meta[H.META_TIME_BUDGET] = {"budget_s": budget, "planned_steps": max_steps,
+                                    "max_steps": max_steps,
+                                    "knots": [[0, 0.0]] + ([[p.step, p.position]] if p.step else [])}
+    if p.step >= p.planned_steps:
         return
-    planned = plan_steps(p.step, p.elapsed(), budget, s.cfg.run.max_steps)
+    if p.position >= max_steps:  # the schedule has ended (run.max_steps lowered on resume)
+        planned = p.step
+    elif budget:
+        planned = plan_steps(p.step, p.elapsed(), budget, max_steps, p.pace_mark)
+    else:
+        planned = max_steps
     p.planned_steps = int(D.broadcast_object(planned, s.dist))
-    s.history.data[H.META_KEY][H.META_TIME_BUDGET] = {
-        "budget_s": budget, "planned_steps": p.planned_steps, "max_steps": s.cfg.run.max_steps}
+    block = meta[H.META_TIME_BUDGET]
+    if (p.planned_steps, max_steps) != (block["planned_steps"], block["max_steps"]):
+        block["knots"].append([p.step, p.position])  # the line to the old end stops here
+    block.update(budget_s=budget, planned_steps=p.planned_steps, max_steps=max_steps)
 
 
 def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
@@ -205,6 +227,11 @@ def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
     """
     r = s.cfg.run
     changed = False
+    measured = p.pace_mark is not None and p.step > p.pace_mark[0]  # a step after the first
+    if p.position is not None and measured and (p.step % r.log_interval == 0
+                                                or p.step & (p.step - 1) == 0):
+        replan(s, p)
+        bar.total = p.planned_steps
     if p.step % r.log_interval == 0 or p.step == p.planned_steps:
         row = log_point(s, p, monitor)
         changed = True
@@ -216,8 +243,6 @@ def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
                 "tok_s": f"{row[H.TOKENS_PER_S]:.0f}"}
         bar.set_postfix({k: v for k, v in post.items() if v is not None}, refresh=False)
         _log_line(s, row)
-        replan(s, p)
-        bar.total = p.planned_steps
     last = p.step == p.planned_steps
     if p.step % r.eval_interval == 0 or last:
         ev = eval_point(s, p, monitor)
@@ -275,6 +300,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool, ec
         bar.total = p.planned_steps
         while p.step < p.planned_steps:
             train_step(s, p)
+            if p.pace_mark is None:  # the budget's pace is measured after the first step
+                p.pace_mark = (p.step, p.elapsed())
             bar.update(1)
             _points(s, p, monitor, bar)
         bar.close()

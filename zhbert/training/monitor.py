@@ -20,7 +20,7 @@ import numpy as np
 
 from zhbert import history_schema as H
 from zhbert.analysis.forecast import LIVE_N_BOOT, MIN_POINTS, forecast_final
-from zhbert.analysis.schedule import from_config
+from zhbert.analysis.schedule import planned_schedule
 from zhbert.baselines import read_baselines
 
 TB_DIR = "tensorboard"
@@ -38,25 +38,25 @@ EVAL_TAGS = {H.EVAL_MLM_ACC: "eval/mlm_acc", H.EVAL_LOSS: "eval/loss",
 
 
 def live_forecast(steps, acc, config: dict, seed: int = 0,
-                  planned_steps: int | None = None) -> dict | None:
+                  time_budget: dict | None = None) -> dict | None:
     """Forecast of the held-out accuracy at the planned final step ``config["run"]["max_steps"]``
-    (or ``planned_steps``, a time-budget run's re-planned length, to which the schedule is
-    stretched) from the held-out points so far (``config`` is a ``TrainConfig.to_dict()``).
+    (or the current plan of a time-budget run, ``time_budget`` = ``meta.time_budget``) from the
+    held-out points so far (``config`` is a ``TrainConfig.to_dict()``).
 
     The schedule-aware, model-averaged forecast of :func:`zhbert.analysis.forecast.forecast_final`
     with its small live bootstrap. Returns ``{"step", "acc", "low", "high"}`` (95% interval of the
     expected accuracy) or None when it gives no value with an interval (too few points, a curve
     still accelerating, no family fitted).
     """
-    max_steps = int(config["run"]["max_steps"])
-    target = int(planned_steps or max_steps)
     steps, acc = np.asarray(steps, float), np.asarray(acc, float)
     ok = np.isfinite(acc) & (steps > 0)
     if ok.sum() < MIN_FORECAST_POINTS:
         return None
-    schedule = from_config(config)
+    schedule = planned_schedule({H.META_CONFIG: config, H.META_TIME_BUDGET: time_budget})
+    target = schedule.end if schedule is not None and schedule.warp else int(
+        config["run"]["max_steps"])
     if schedule is not None:  # the trainer holds the lr of the schedule's last step after it
-        schedule = schedule.stretched(target / max_steps).with_continuation("constant")
+        schedule = schedule.with_continuation("constant")
     fc = forecast_final(steps[ok], acc[ok], schedule, target, n_boot=LIVE_N_BOOT, seed=seed)
     if not fc["ok"] or None in fc["ci95"]:
         return None
@@ -126,7 +126,8 @@ class Monitor:
         h = s.history.data
         fc = live_forecast(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
                            h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], s.cfg.to_dict(),
-                           seed=s.cfg.run.seed, planned_steps=p.planned_steps)
+                           seed=s.cfg.run.seed,
+                           time_budget=h[H.META_KEY].get(H.META_TIME_BUDGET))
         if fc is not None:
             out.update({H.EVAL_FORECAST_STEP: fc["step"], H.EVAL_FORECAST_ACC: fc["acc"],
                         H.EVAL_FORECAST_LOW: fc["low"], H.EVAL_FORECAST_HIGH: fc["high"]})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from zhbert.config import TrainConfig
+from zhbert.config import TrainConfig, config_changes
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
 from zhbert.io_utils import require_file
@@ -220,13 +220,7 @@ def check_compatible(saved: dict, cfg: TrainConfig, path: Path) -> list[str]:
         if key in model and model[key] != getattr(cfg.model, key):
             raise UserError(f"checkpoint {path} has model.{key}={model[key]!r} but the config has "
                             f"{getattr(cfg.model, key)!r}; resume with the original config")
-    changed = []
-    now = cfg.to_dict()
-    for section in ("data", "optim", "run"):
-        for key, value in saved.get(section, {}).items():
-            if now[section].get(key) != value:
-                changed.append(f"{section}.{key}: {value!r} -> {now[section].get(key)!r}")
-    return changed
+    return config_changes(saved, cfg.to_dict(), sections=("data", "optim", "run"))
 
 
 # ----------------------------------------------------------------------------- logging

@@ -102,6 +102,8 @@ class Progress:
     last_eval: str = "-"  # the last held-out accuracy, for the progress bar
     skip_streak: int = 0  # consecutive steps skipped for a non-finite gradient
     planned_steps: int = 0  # where the run ends: run.max_steps, or re-planned by a time budget
+    position: float | None = None  # schedule position of a time-budget run (None: the step)
+    pace_mark: tuple[int, float] | None = None  # (step, elapsed) after this session's 1st step
     t0: float = field(default_factory=time.perf_counter)
 
     def elapsed(self) -> float:
@@ -129,6 +131,8 @@ def checkpoint_state(s: Setup, p: Progress) -> dict[str, Any]:
         "tokens_seen": p.tokens_seen,
         "elapsed_s": p.elapsed(),
         "last_lr": p.last_lr,
+        "planned_steps": p.planned_steps,
+        "schedule_position": p.position,
         "world_size": s.dist.world_size,
     }
 
@@ -154,6 +158,7 @@ def restore(s: Setup, p: Progress, ckpt: Path, changes: list[str]) -> None:
     _restore_history(s, state, changes)
     p.step, p.tokens_seen = int(state["step"]), int(state["tokens_seen"])
     p.elapsed_before, p.last_lr = float(state["elapsed_s"]), float(state["last_lr"])
+    _restore_plan(s, p, state, changes)
     interval = dict(state["interval"])
     if not s.dist.is_main:  # rank 0 holds the whole world's sums; the log point adds them up
         interval.update(dict.fromkeys(Interval.REDUCED, 0.0))
@@ -167,6 +172,23 @@ def restore(s: Setup, p: Progress, ckpt: Path, changes: list[str]) -> None:
         torch.manual_seed(stream_seed(s.cfg.run.seed, STREAM_DROPOUT_RESHARDED, s.dist.rank,
                                       p.step))
     s.log.info("resumed from %s at step %d", ckpt, p.step)
+
+
+def _restore_plan(s: Setup, p: Progress, state: dict, changes: list[str]) -> None:
+    """A time-budget run keeps its schedule position and its plan (a reached plan stays final).
+
+    A changed budget or ``run.max_steps`` makes the loop plan again before its first step; the
+    position goes on from where it is, towards the new ``run.max_steps`` (as a plain run's step
+    does when it is extended: the lr follows the current config's schedule from there).
+    """
+    position = state.get("schedule_position")
+    if position is None:
+        return
+    p.position = float(position)
+    changed = {c.split(":", 1)[0] for c in changes}
+    if not changed & {"run.time_budget_s", "run.max_steps"}:
+        p.planned_steps = min(int(state.get("planned_steps") or p.planned_steps),
+                              s.cfg.run.max_steps)
 
 
 def _restore_history(s: Setup, state: dict, changes: list[str]) -> None:
