@@ -296,9 +296,9 @@ def step_train(demo: Demo) -> None:
 
 
 def step_analyze(demo: Demo) -> None:
-    """analyze_100k.py on the run's history."""
+    """analyze_100k.py on the run's history, with the forecast backtest (backtest.png)."""
     demo.run("analyze", [*tool("analyze_100k.py"), "--history", str(demo.history), "--output",
-                         str(demo.analysis)])
+                         str(demo.analysis), "--backtest"])
 
 
 def step_figures(demo: Demo) -> None:

@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = list(copies)
     _run([sys.executable, "analyze_100k.py", "--history", str(copies["modern"]), "--compare",
           str(copies["original"]), "--labels", "modern", "original",
-          "--output", str(out / "study_analysis.json")])
+          "--output", str(out / "study_analysis.json"), "--backtest"])
     _run([sys.executable, "visualize_results.py", "--history", str(copies["modern"]),
           "--compare", str(copies["original"]), "--labels", "modern", "original",
           "--analysis", str(out / "study_analysis.json"), "--out-dir", str(out)])

@@ -57,6 +57,7 @@ def test_demo_runs_end_to_end_reuses_and_never_touches_the_repository(tmp_path):
         assert "held-out set holds only" in (tmp_path / "run" / "train.log").read_text()
     analysis = json.loads((out / "analysis_result.json").read_text())
     assert analysis["data_points"] == analysis["series"]["n"] > 0
+    assert analysis["backtest"]["rows"]  # the forecast backtest behind backtest.png
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
     summary = json.loads((out / "demo_run.json").read_text())
     assert set(summary["steps_s"]) == {"prepare", "train", "analyze", "figures", "fill-mask",

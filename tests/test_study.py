@@ -36,6 +36,7 @@ def test_study_trains_both_arms_and_writes_its_table(tmp_path, tiny_corpus):
     assert hist["meta"]["config"]["optim"]["warmup_steps"] == 1  # 2 % of 20 steps, at least 1
     assert "baselines" in study and 0 < study["baselines"]["acc"]["gap_trigram"] < 1
     assert (out / "study_analysis.json").is_file() and list(out.glob("*.png"))
+    assert json.loads((out / "study_analysis.json").read_text())["backtest"]["rows"]
     table = _module().study_table(study)
     assert "| final held-out MLM accuracy |" in table and "gap trigram" in table
     # a second call reuses both finished runs
