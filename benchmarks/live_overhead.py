@@ -2,9 +2,10 @@
 demo preset.
 
 python benchmarks/live_overhead.py [--history results/training_history.json] [--ab N]
-       [--corpus /path/to/prepared/demo] [--steps 60] [--eval-interval 5]
+       [--corpus /path/to/prepared/demo] [--steps 60] [--eval-interval 5] [--json OUT]
 
-1. **Replay** (always): a recorded demo run (default the committed 1,000-step demo history) is
+1. **Replay** (always): a recorded demo run (default the committed demo history,
+   ``results/training_history.json``: the 2,000-step demo run) is
    replayed evaluation by evaluation; at each one the trainer's live forecast
    (``zhbert.training.monitor.live_forecast``, the same call with the same config) is made on the
    held-out points so far and timed in CPU seconds of the calling thread (``time.thread_time``,
@@ -50,6 +51,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=60, help="steps of each --ab run (default 60)")
     p.add_argument("--eval-interval", type=int, default=5,
                    help="held-out evaluation interval of the --ab runs (default 5)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write the summary (with the machine it ran on) to this JSON file")
     return p.parse_args(argv)
 
 
@@ -72,7 +75,9 @@ def replay(path: Path) -> dict:
         cpu += time.thread_time() - c
         wall += time.perf_counter() - t
         made += fc is not None
-    return {"history": str(path), "evaluations": len(steps), "forecasts": made,
+    shown = path.resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+    return {"history": str(shown), "evaluations": len(steps), "forecasts": made,
             "run_wall_s": elapsed, "forecast_cpu_s": cpu, "forecast_wall_s": wall,
             "overhead_cpu": cpu / elapsed, "overhead_wall": wall / elapsed}
 
@@ -131,6 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{args.steps}-step runs with an evaluation every {args.eval_interval} steps; "
               f"{result['ab']['median_extra_per_eval_s']:.3f} s per evaluation -> "
               f"{100 * result['ab']['demo_overhead_estimate']:.2f}% of the demo run")
+    if args.json is not None:
+        import torch
+
+        from benchmarks.bench_env import machine_info
+        from zhbert.io_utils import atomic_write_json
+
+        result["machine"] = machine_info("cpu", torch.get_num_threads())
+        result["command"] = " ".join(["python", "benchmarks/live_overhead.py", *sys.argv[1:]])
+        atomic_write_json(args.json, result)
     print(json.dumps(result, indent=1))
     return 0
 
