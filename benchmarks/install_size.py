@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "cpu_wheel": f"the same with torch from {args.cpu_wheel}"}
     print("\n\n".join(format_case(titles[k], v) for k, v in cases.items()))
     if args.json is not None:
-        report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                   "command": "python benchmarks/install_size.py " + " ".join(argv or sys.argv[1:]),
                   "requirements": args.requirements.name, "index": args.index,
                   "target": asdict(target),

@@ -171,7 +171,7 @@ def test_a_new_curve_family_without_start_values_fails_loudly():
 
     from zhbert.analysis.curves import Family, fit_params
 
-    fam = Family("cubic", lambda t, a, b: a + b * t**3, ("a", "b"), False)
+    fam = Family("cubic", lambda t, a, b: a + b * t**3, ("a", "b"))
     t = np.linspace(1, 10, 20)
     with pytest.raises(NotImplementedError, match="cubic"):
         fit_params(fam, t, 0.1 + 0.001 * t**3)

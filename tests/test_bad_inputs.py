@@ -72,6 +72,23 @@ def test_a_number_where_a_list_is_expected(tmp_path, front):
     _one_line_error(proc, "'mlm_acc' must be a list")
 
 
+def test_steps_near_1e18_draw_or_give_one_line(tmp_path):
+    """Steps spread up to 1e18 draw every figure; steps 1e18 + 100 i, which float64 cannot tell
+    apart, are one error naming the steps (no traceback, no output folder)."""
+    from zhbert.plots import FIGURES
+
+    spread = _history(tmp_path, "spread.json", steps=[10**18 // 30 * (i + 1) for i in range(30)])
+    proc = _run("visualize_results.py", "--history", str(spread), "--out-dir",
+                str(tmp_path / "figs"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(p.stem for p in (tmp_path / "figs").glob("*.png")) == sorted(FIGURES)
+    close = _history(tmp_path, "close.json", steps=[10**18 + 100 * i for i in range(30)])
+    proc = _run("visualize_results.py", "--history", str(close), "--out-dir",
+                str(tmp_path / "figs2"))
+    _one_line_error(proc, str(close), "steps")
+    assert not (tmp_path / "figs2").exists()
+
+
 def test_negative_steps(tmp_path):
     path = _history(tmp_path, steps=list(range(-1000, 2000, 100)))
     _one_line_error(_run("analyze_100k.py", "--history", str(path)), "negative")

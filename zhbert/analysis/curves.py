@@ -44,21 +44,21 @@ def _loss_power_law(ts, E, A, alpha):  # noqa: N803 - names follow the scaling-l
 
 @dataclass(frozen=True)
 class Family:
-    """A named model ``y = func(t / t_scale, *params)``; ``saturating`` families have an asymptote."""
+    """A named model ``y = func(t / t_scale, *params)``; ``asymptote_param`` names the parameter
+    that is the curve's asymptote (None for families that grow without bound)."""
 
     name: str
     func: Callable
     params: tuple[str, ...]
-    saturating: bool
     asymptote_param: str | None = None
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("linear", _linear, ("a", "b"), False),
-    Family("log_linear", _log_linear, ("a", "b"), False),
-    Family("power_law", _power_law, ("a", "b", "c"), True, "a"),
-    Family("weibull", _weibull, ("a", "d", "lam", "k"), True, "a"),
-    Family("loss_power_law", _loss_power_law, ("E", "A", "alpha"), True, "E"),
+    Family("linear", _linear, ("a", "b")),
+    Family("log_linear", _log_linear, ("a", "b")),
+    Family("power_law", _power_law, ("a", "b", "c"), "a"),
+    Family("weibull", _weibull, ("a", "d", "lam", "k"), "a"),
+    Family("loss_power_law", _loss_power_law, ("E", "A", "alpha"), "E"),
 )}
 ACC_FAMILIES = ("linear", "log_linear", "power_law", "weibull")
 

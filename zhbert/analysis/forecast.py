@@ -73,14 +73,14 @@ def _anneal(X, a, b, c, C):  # noqa: N803 - C as in Tissue et al.
 def _on_row(base: Family, row: int, suffix: str) -> Family:
     """``base`` evaluated on row ``row`` of the (3, n) design (x, z, steps)."""
     return Family(base.name + suffix, lambda X, *p: base.func(X[row], *p), base.params,
-                  base.saturating, base.asymptote_param)
+                  base.asymptote_param)
 
 
 BASE_FAMILIES = ("log_linear", "power_law", "weibull")
 FORECAST_FAMILIES: dict[str, Family] = {
     **{n: _on_row(FAMILIES[n], 0, "") for n in BASE_FAMILIES},
     **{n + "_steps": _on_row(FAMILIES[n], 2, "_steps") for n in BASE_FAMILIES},
-    "power_law_anneal": Family("power_law_anneal", _anneal, ("a", "b", "c", "C"), True, "a"),
+    "power_law_anneal": Family("power_law_anneal", _anneal, ("a", "b", "c", "C"), "a"),
 }
 
 
