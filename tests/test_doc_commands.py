@@ -1,5 +1,7 @@
 """Every command in the README's and examples/README.md's ```bash blocks runs, with its flags
-exactly as printed, at smoke scale.
+exactly as printed, at smoke scale; every ``python SCRIPT.py ...`` command in a ```bash block of
+docs/*.md is parsed by that script's own ``parse_args`` (not run; synopses with ``[`` or ``|``
+are skipped, see ``script_argv``).
 
 How the commands are made smoke-scale (and nothing else is changed):
 - each document's commands run in order in a fresh sandbox folder that holds links to the
@@ -148,3 +150,74 @@ def test_commands_are_found_and_all_have_a_rule():
         assert len(commands) >= 5
         for command in commands:
             smoke_command(command)  # raises for a command this test cannot run
+
+
+# ----------------------------------------------- the other docs: every command at least parses
+
+#: a command that shows a synopsis rather than a command line is not parsed: a word that opens
+#: an optional part (``[--flag``) or offers a choice (``|``)
+PLACEHOLDER = re.compile(r"^\[|\|")
+
+
+def script_argv(command: str) -> tuple[str, list[str]] | None:
+    """(script, argv) of a ``python SCRIPT.py ...`` or ``torchrun ... SCRIPT.py ...`` command
+    (leading ``NAME=value`` assignments and the interpreter's path allowed); None for other
+    commands and for synopses (see ``PLACEHOLDER``)."""
+    words = shlex.split(command)
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0]):
+        words = words[1:]
+    if not words or Path(words[0]).name not in ("python", "torchrun"):
+        return None
+    scripts = [i for i, w in enumerate(words) if w.endswith(".py")]
+    if not scripts or any(PLACEHOLDER.search(w) for w in words):
+        return None
+    i = scripts[0]
+    if Path(words[0]).name == "python" and i != 1:  # python -c/-m ...: no script of ours
+        return None
+    return words[i], words[i + 1:]
+
+
+def _docs_script_commands() -> list[tuple[str, str, list[str]]]:
+    out = []
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        for command in doc_commands(doc):
+            parsed = script_argv(command)
+            if parsed is not None:
+                out.append((f"docs/{doc.name}", *parsed))
+    return out
+
+
+DOCS_COMMANDS = _docs_script_commands()
+
+
+def test_docs_show_script_commands():
+    assert len(DOCS_COMMANDS) >= 10
+    assert {script for _, script, _ in DOCS_COMMANDS} >= {"main_train.py", "analyze_100k.py"}
+
+
+@pytest.mark.parametrize(("doc", "script", "argv"), DOCS_COMMANDS,
+                         ids=[f"{d}:{s}:{i}" for i, (d, s, _) in enumerate(DOCS_COMMANDS)])
+def test_docs_command_parses_with_the_scripts_own_parser(doc, script, argv):
+    """Every ``python SCRIPT.py ...`` in a ```bash block of docs/*.md is accepted by that script's
+    ``parse_args`` (imported, not run: these commands need real corpora, GPUs or minutes)."""
+    from tests.helpers_scripts import load_script
+
+    assert (ROOT / script).is_file(), f"{doc}: {script} does not exist"
+    module = load_script(script)
+    try:
+        module.parse_args(argv)
+    except SystemExit as exc:
+        pytest.fail(f"{doc}: {script} {shlex.join(argv)} does not parse (exit {exc.code})")
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("python main_train.py --preset demo", ("main_train.py", ["--preset", "demo"])),
+    ("PYTHONPATH=. .venv/bin/python benchmarks/x.py --a 1", ("benchmarks/x.py", ["--a", "1"])),
+    ("torchrun --nproc_per_node 4 main_train.py --preset paper",
+     ("main_train.py", ["--preset", "paper"])),
+    ("python main_train.py --preset NAME [--set key=value ...]", None),
+    ("python -c 'print(1)'", None),
+    ("make demo", None),
+])
+def test_script_argv_rule(command, expected):
+    assert script_argv(command) == expected
