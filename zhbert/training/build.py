@@ -103,7 +103,7 @@ def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, p
         "global_batch": cfg.data.batch_size * dist.world_size * cfg.optim.grad_accum,
         "tokens_per_sequence": cfg.data.seq_len,
         "seed": cfg.run.seed,
-        "start_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "start_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git.commit,
         "git_dirty": git.dirty,
         "eval": eval_set.record(cfg.data),

@@ -144,7 +144,7 @@ class Monitor:
                          f"{f[H.EVAL_FORECAST_HIGH]:.4f}]")
         eta = f.get(H.EVAL_ETA_S)
         if eta:  # None before a pace is measured, 0 at the last step
-            end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=eta)
+            end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=eta)
             parts.append(f"finish in {format_duration(eta)} (~{end:%H:%M} UTC)")
         return "; " + ", ".join(parts) if parts else ""
 

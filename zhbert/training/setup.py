@@ -175,7 +175,7 @@ def run_dir_lock(run_dir: Path, enabled: bool = True) -> Iterator[None]:
                             "choose another --run-dir") from None
         fh.seek(0)
         fh.truncate()
-        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         fh.write(f"process {os.getpid()} on {socket.gethostname()} (started {started})\n")
         fh.flush()
         yield

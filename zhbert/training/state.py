@@ -200,7 +200,7 @@ def _restore_history(s: Setup, state: dict, changes: list[str]) -> None:
         meta.setdefault(BASELINES_KEY, fresh[BASELINES_KEY])
     meta["config"] = s.cfg.to_dict()
     meta.setdefault("resumed", []).append(
-        {"step": int(state["step"]), "time": dt.datetime.now(dt.timezone.utc).isoformat(
+        {"step": int(state["step"]), "time": dt.datetime.now(dt.UTC).isoformat(
             timespec="seconds"), "world_size": s.dist.world_size, "config_changes": changes})
     s.history.data = {**saved, "meta": meta}
     s.history.truncate(state["history_len"])
