@@ -55,8 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def history_rows(path: Path, cuts, n_boot: int) -> list[dict]:
-    """Backtest rows of one history file, for each usable series."""
+def history_rows(path: Path, cuts, n_boot: int, source: str = "real") -> list[dict]:
+    """Backtest rows of one history file, for each usable series, labelled ``source``."""
     h = load_history(path)
     schedule = history_schedule(h)
     kinds = ["train"] + (["eval"] if h.eval is not None and len(h.eval) >= MIN_POINTS else [])
@@ -64,7 +64,7 @@ def history_rows(path: Path, cuts, n_boot: int) -> list[dict]:
     for kind in kinds:
         b = backtest(h, select_series(h, kind), schedule, cuts, n_boot)
         for r in b["rows"]:
-            rows.append({"source": "real", "history": str(path), "series": kind, "cut": r["cut"],
+            rows.append({"source": source, "history": str(path), "series": kind, "cut": r["cut"],
                          "forecast": r["forecast"], "ci95": r["ci95"], "actual":
                          b["actual"]["value"], "error": r["error"], "covered": r["covered"],
                          "reason": r["reason"]})
@@ -126,12 +126,17 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def pooled(rows: list[dict], min_cut: float = 0.2) -> dict:
-    """Coverage over every forecast at cuts >= ``min_cut``, and the 50% held-out point error."""
+    """Coverage, median width and mean absolute error (points) over every forecast at cuts >=
+    ``min_cut``; the 50% held-out point error (mean and worst, points)."""
     done = [r for r in rows if r["covered"] is not None and r["cut"] >= min_cut - 1e-9]
     half = [abs(r["error"]) * 100 for r in done if r["series"] == "eval"
             and abs(r["cut"] - 0.5) < 1e-9]
+    width = [(r["ci95"][1] - r["ci95"][0]) * 100 for r in done]
     return {"coverage_cuts_from_20pct": float(np.mean([r["covered"] for r in done])) if done else None,
-            "n_forecasts": len(done),
+            "n_forecasts": len(done), "n_covered": int(sum(r["covered"] for r in done)),
+            "median_width_points": float(np.median(width)) if done else None,
+            "mae_points": float(np.mean([abs(r["error"]) * 100 for r in done])) if done else None,
+            "n_eval_50pct": len(half),
             "mae_50pct_eval_points": float(np.mean(half)) if half else None,
             "max_abs_error_50pct_eval_points": float(np.max(half)) if half else None}
 
