@@ -91,7 +91,9 @@ def results_table(results: Path) -> str:
          f"{best['family']} ({best['asymptote']:.2%})" if best.get("asymptote") is not None
          else f"{best['family']} (unbounded)"),
         (f"curve-fit forecast at step {int(ext['target_step']):,} (model-averaged, 95% interval)",
-         f"{ext['value']:.2%} [{ext['ci95'][0]:.2%}, {ext['ci95'][1]:.2%}]"),
+         f"{ext['value']:.2%} [{ext['ci95'][0]:.2%}, {ext['ci95'][1]:.2%}]"
+         if ext.get("value") is not None and None not in ext.get("ci95", [None])
+         else f"no forecast ({ext.get('reason') or 'no interval'})"),
         ("training loss first → last log point",
          f"{history[H.LOSS][0]:.2f} → {history[H.LOSS][-1]:.2f}"),
         ("parameters / tokens seen",
