@@ -83,10 +83,15 @@ def arm_overrides(arm: str, preset: str, shared: list[str]) -> list[str]:
     return ARMS[arm] + shared + warm
 
 
+def finished(arm: str, args: argparse.Namespace) -> bool:
+    """Whether the arm's run finished and is reused (no --redo)."""
+    return (args.runs / arm / "final" / "config.json").exists() and not args.redo
+
+
 def train_arm(arm: str, args: argparse.Namespace) -> Path:
     """Train one arm (reusing a finished run unless --redo); returns its history path."""
     run_dir = args.runs / arm
-    if (run_dir / "final" / "config.json").exists() and not args.redo:
+    if finished(arm, args):
         print(f"==> [{arm}] reusing finished run {run_dir}")
         return run_dir / "training_history.json"
     cmd = [sys.executable, "main_train.py", "--preset", args.preset, "--run-dir", str(run_dir),
@@ -178,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.corpus / "dataset_stats.json").exists():
         _run([sys.executable, "examples/prepare_dataset.py", "--source", "demo", "--out-dir",
               str(args.corpus)])
+    reused = [arm for arm in ARMS if finished(arm, args)]
     paths = {arm: train_arm(arm, args) for arm in ARMS}
     out.mkdir(parents=True, exist_ok=True)
     copies = {}
@@ -193,9 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           "--analysis", str(out / "study_analysis.json"), "--out-dir", str(out)])
     histories = {arm: read_json(p, "a study history", obj=True) for arm, p in copies.items()}
     summary = summarize(histories)
+    session = time.perf_counter() - started
+    # a reused arm counts its recorded training time, so total_s stays the study's cost
+    total = session + sum(histories[arm][H.ELAPSED_S][-1] for arm in reused)
     summary.update({"arms_order": labels, "overrides": {a: ARMS[a] for a in ARMS},
-                    "shared_overrides": args.overrides,
-                    "total_s": round(time.perf_counter() - started, 1)})
+                    "shared_overrides": args.overrides, "reused": reused,
+                    "session_s": round(session, 1), "total_s": round(total, 1)})
     atomic_write_json(out / "study.json", summary)
     print(study_table(summary))
     if args.update_readme:

@@ -42,6 +42,11 @@ def test_study_trains_both_arms_and_writes_its_table(tmp_path, tiny_corpus):
     # a second call reuses both finished runs
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert again.returncode == 0 and again.stdout.count("reusing finished run") == 2
+    second = json.loads((out / "study.json").read_text(encoding="utf-8"))
+    assert study["reused"] == [] and sorted(second["reused"]) == ["modern", "original"]
+    # reused arms count their recorded training time: total_s stays the study's cost
+    trained = sum(a["train_s"] for a in second["arms"].values())
+    assert abs(second["total_s"] - second["session_s"] - trained) <= 0.11 and second["session_s"] > 0
 
 
 def test_steps_to_reach_and_bad_corpus(tmp_path):
