@@ -99,7 +99,7 @@ def test_forecast_without_schedule_works_in_steps():
 
 def test_fits_at_a_bound_are_flagged_and_get_no_weight():
     steps = np.arange(10, 501, 10, dtype=float)
-    acc = 0.3 + 0.025 * np.sqrt(steps)  # bends over, but never levels off below 100 %
+    acc = np.minimum(0.5 + 0.0009 * steps, 1.0)  # straight line heading past 100 %
     f = forecast_final(steps, acc, None, n_boot=10)
     pl = f["families"]["power_law"]
     assert "a" in pl["at_bound"] and pl["weight"] == 0.0 and pl["asymptote"] is None
@@ -114,21 +114,6 @@ def test_too_few_points_and_accelerating_curves_are_not_forecast():
     plateau_escape = 0.05 + 0.3 / (1 + np.exp(-(steps - 280) / 20))
     g = forecast_final(steps, plateau_escape, None)
     assert not g["ok"] and "accelerating" in g["reason"]
-
-
-def test_a_curve_must_have_bent_over_to_be_forecast():
-    """On the plateau or climbing steadily, where the curve levels off cannot be read from the
-    data: no forecast. A curve that rose and flattened since is forecast."""
-    rng = np.random.default_rng(0)
-    steps = np.arange(10, 401, 10, dtype=float)
-    noise = rng.normal(0, 0.002, steps.size)
-    plateau = 0.05 + noise
-    steady = 0.05 + 0.0005 * steps + noise
-    for acc in (plateau, steady):
-        f = forecast_final(steps, acc, None, n_boot=10)
-        assert not f["ok"] and "not bent over" in f["reason"]
-    converged = 0.4 - 0.35 * np.exp(-steps / 40) + noise  # flat over its last two thirds
-    assert forecast_final(steps, converged, None, n_boot=10)["ok"]
 
 
 def test_weights_and_weighted_quantiles():

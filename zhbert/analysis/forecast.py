@@ -260,30 +260,16 @@ def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return b, math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx)
 
 
-def not_bent_over(x: np.ndarray, y: np.ndarray) -> str | None:
-    """Why the curve gives a saturating family nothing to fit yet, or None when it does.
-
-    A forecast needs a curve that has bent over: its slope must fall significantly (by more
-    than two standard errors) from the first third of the points to the middle one or from the
-    middle third to the last. Three shapes fail: still accelerating (the last third rises
-    faster than the middle one, e.g. taking off from the unigram plateau), still on a plateau,
-    and still climbing at a steady rate. Where the curve will level off cannot be read from
-    them, and a fit would take the plateau or the straight line for the curve's end. A series
-    that rose and has flattened since passes (its first third falls off).
-    """
+def accelerating(x: np.ndarray, y: np.ndarray) -> bool:
+    """The slope over the last third of the points exceeds the middle third's by more than two
+    standard errors: the curve has not passed its inflection (e.g. still leaving a plateau), so
+    no saturating-curve forecast is meaningful yet."""
     n = len(y)
     if n < 9:
-        return None
+        return False
     a, b = n // 3, 2 * n // 3
-    (s1, e1), (s2, e2), (s3, e3) = _slope(x[:a], y[:a]), _slope(x[a:b], y[a:b]), _slope(x[b:], y[b:])
-    if s1 - s2 > 2 * math.hypot(e1, e2) or s2 - s3 > 2 * math.hypot(e2, e3):
-        return None
-    if s3 - s2 > 2 * math.hypot(e2, e3):
-        return ("the curve is still accelerating (its slope over the last third of the points "
-                "exceeds the middle third's): too early for a forecast")
-    return ("the curve has not bent over yet (its slope does not fall from one third of the "
-            "points to the next: still on a plateau or climbing at a steady rate): too early "
-            "for a forecast")
+    (s_mid, e_mid), (s_end, e_end) = _slope(x[a:b], y[a:b]), _slope(x[b:], y[b:])
+    return s_end - s_mid > 2 * math.hypot(e_mid, e_end)
 
 
 def value_range(y: np.ndarray) -> tuple[float, float]:
@@ -399,9 +385,9 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
     X = design(bs, schedule, float(bs[-1]))
     extra = np.asarray(band_steps if band_steps is not None else [], dtype=np.float64)
     X_at = design(np.concatenate([[target], extra]), schedule, float(bs[-1]))
-    why = not_bent_over(bs, by)
-    if why:
-        out["reason"] = why
+    if accelerating(bs, by):
+        out["reason"] = ("the curve is still accelerating (its slope over the last third of the "
+                         "points exceeds the middle third's): too early for a forecast")
         return out
     use = [f for f in families if (f != "power_law_anneal" or anneal_supported(X, X_at))
            and (schedule is not None or not f.endswith("_steps"))]
