@@ -17,6 +17,7 @@ from zhbert.analysis.correlation import pearson, spearman
 from zhbert.analysis.curves import choose_best, fit_all
 from zhbert.analysis.forecast import forecast_final
 from zhbert.analysis.schedule import history_schedule
+from zhbert.baselines import unigram_floor
 from zhbert.errors import UserError, run_cli
 
 
@@ -56,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"fitted accuracy at the last step ({last:,.0f}): "
           f"{evaluate_family(best['family'], best['params'], np.array([last]))[0]:.4f}")
     schedule = history_schedule(history)           # planned lr schedule (meta or lr column)
-    x = forecast_final(series.steps, series.acc, schedule, args.step, n_boot=args.n_boot)
+    x = forecast_final(series.steps, series.acc, schedule, args.step, n_boot=args.n_boot,
+                       floor=unigram_floor(history.meta))  # no forecast on the unigram plateau
     if not x["ok"]:
         raise UserError(f"{args.history}: no forecast ({x['reason']})")
     lo, hi = x["ci95"]

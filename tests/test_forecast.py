@@ -136,3 +136,20 @@ def test_scheduled_truth_rises_while_the_lr_anneals():
     flat = dict(shape, B=0.0)
     y0 = scheduled_truth(np.array([900.0, 1000.0]), sched, flat)
     assert y[1] > y[0] and (y[1] - y[0]) > (y0[1] - y0[0])
+
+
+def test_no_forecast_on_the_unigram_plateau():
+    """A series still within PLATEAU_MARGIN of the unigram baseline is not forecast (with the
+    reason); the same series without a recorded baseline, or one that has left the plateau,
+    is."""
+    from zhbert.analysis.forecast import PLATEAU_MARGIN
+
+    steps = np.arange(10, 401, 10, dtype=float)
+    rise = 0.05 + 0.3 * (1 - np.exp(-steps / 80))
+    plateau = np.full_like(steps, 0.05) + np.random.default_rng(0).normal(0, 0.002, steps.size)
+    f = forecast_final(steps, plateau, None, n_boot=10, floor=0.05)
+    assert not f["ok"] and "unigram plateau" in f["reason"]
+    assert f"{PLATEAU_MARGIN:g} x" in f["reason"]
+    assert forecast_final(steps, rise, None, n_boot=10, floor=0.05)["ok"]
+    assert "unigram plateau" not in (forecast_final(steps, plateau, None, n_boot=10)["reason"]
+                                     or "")

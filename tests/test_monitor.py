@@ -29,6 +29,15 @@ BASE = ["--preset", "smoke", "--set", "run.export_final=false", "--set", "run.te
         "--set", "run.log_interval=2", "--set", "run.eval_interval=2"]
 
 
+@pytest.fixture
+def no_plateau_floor(monkeypatch):
+    """The smoke runs stay on the unigram plateau, where the trainer makes no forecast; tests of
+    the forecast columns' mechanics lift that floor (tested on its own below)."""
+    import zhbert.training.monitor as M
+
+    monkeypatch.setattr(M, "unigram_floor", lambda meta: None)
+
+
 def _events(run_dir) -> EventAccumulator:
     """TensorBoard's own reader over RUN/tensorboard (every scalar kept)."""
     acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
@@ -68,7 +77,7 @@ def _check_mirror(run_dir) -> dict:
     return h
 
 
-def test_events_mirror_history_and_forecast_columns(tiny_corpus, tmp_path):
+def test_events_mirror_history_and_forecast_columns(tiny_corpus, tmp_path, no_plateau_floor):
     run = tmp_path / "run"
     args = [*BASE, "--set", f"data.corpus_dir={tiny_corpus}", "--set", "run.max_steps=16",
             "--run-dir", str(run)]
@@ -101,7 +110,7 @@ def test_events_mirror_history_and_forecast_columns(tiny_corpus, tmp_path):
         tensorboard_png.main(["--logdir", str(tmp_path), "--out", str(png)])
 
 
-def test_resumed_run_continues_the_curves_without_duplicates(tiny_corpus, tmp_path):
+def test_resumed_run_continues_the_curves_without_duplicates(no_plateau_floor, tiny_corpus, tmp_path):
     """A run that logged up to step 12 but whose last checkpoints are lost resumes at step 4;
     the events the first session wrote after step 4 are purged by TensorBoard's reader."""
     run = tmp_path / "run"
@@ -186,3 +195,14 @@ def test_presets_switch_tensorboard_and_forecast():
     on = {name: get_preset(name).run.tensorboard for name in ("paper", "efficient", "demo", "smoke")}
     assert on == {"paper": True, "efficient": True, "demo": True, "smoke": False}
     assert all(get_preset(name).run.forecast for name in ("paper", "efficient", "demo"))
+
+
+def test_no_live_forecast_on_the_unigram_plateau(tiny_corpus, tmp_path):
+    """16 smoke steps stay under the unigram baseline: every forecast column is empty."""
+    run = tmp_path / "plateau"
+    assert main_train.main([*BASE, "--set", f"data.corpus_dir={tiny_corpus}", "--set",
+                            "run.max_steps=12", "--set", "run.tensorboard=false",
+                            "--run-dir", str(run)]) == 0
+    h = _history(run)
+    assert max(h["eval_mlm_acc"][-3:]) < 1.25 * read_baselines(h["meta"])["unigram"]
+    assert h["eval_forecast_acc"] == [None] * len(h["eval_steps"])

@@ -259,6 +259,17 @@ def read_baselines(meta: Any) -> dict[str, float] | None:
     return out or None
 
 
+def unigram_floor(meta: Any) -> float | None:
+    """The unigram table's held-out accuracy recorded in a history ``meta``: the plateau a
+    model sits on before it learns context (the forecasts' floor), or None when not recorded.
+
+    >>> unigram_floor({"baselines": {"acc": {"unigram": 0.05}}}), unigram_floor({})
+    (0.05, None)
+    """
+    value = (read_baselines(meta) or {}).get("unigram")
+    return value if isinstance(value, float) and value > 0 else None
+
+
 def analysis_block(meta: Any, final_eval_acc: float | None) -> dict[str, Any] | None:
     """The analysis JSON's ``baselines`` entry: the stored accuracies and, when the analysed
     series is held-out, how far its last value is above (+) or below (-) each of them.

@@ -22,6 +22,7 @@ from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final
 from zhbert.analysis.history import History, Series
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.trend import effective_n, lag1_autocorr
+from zhbert.baselines import unigram_floor
 
 DEFAULT_CUTS = (0.1, 0.2, 0.3, 0.5)
 #: training series: the actual is the mean of this last fraction of the points
@@ -54,7 +55,8 @@ def backtest(history: History, series: Series, schedule: Schedule | None,
     for q in cuts:
         m = series.steps <= q * last
         f = forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
-                           seed=seed, measurement_sd=actual["stderr"])
+                           seed=seed, measurement_sd=actual["stderr"],
+                           floor=unigram_floor(history.meta))
         row = {"cut": float(q), "cut_step": float(series.steps[m][-1]) if m.any() else None,
                "n_points": int(m.sum()), "forecast": f["value"], "ci95": f["ci95"],
                "error": None, "covered": None, "reason": f["reason"],

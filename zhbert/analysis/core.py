@@ -18,7 +18,7 @@ from zhbert.analysis.history import MIN_POINTS, History, Series, select_series
 from zhbert.analysis.phases import marginal_gain, noise_block, phases
 from zhbert.analysis.schedule import history_schedule
 from zhbert.analysis.trend import trend_analysis
-from zhbert.baselines import analysis_block
+from zhbert.baselines import analysis_block, unigram_floor
 
 
 def _column(history: History, name: str) -> np.ndarray | None:
@@ -111,7 +111,8 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
         "loss_fit": _loss_fit(history),
         "best_fit": best,
         "extrapolation": forecast_final(steps, acc, schedule, target_step, n_boot=n_boot, seed=seed,
-                                        band_steps=_band_steps(steps, target)),
+                                        band_steps=_band_steps(steps, target),
+                                        floor=unigram_floor(history.meta)),
         "phases": phases(steps, acc, train_steps, _column(history, H.LR)),
         "marginal_gain": marginal_gain(best, steps),
         "noise": noise_block(acc, s.kind),

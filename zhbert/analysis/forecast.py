@@ -260,6 +260,11 @@ def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return b, math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx)
 
 
+#: a series must average at least this multiple of the unigram baseline (its last third) to be
+#: forecast: below it the model has learned little beyond the most frequent character
+PLATEAU_MARGIN = 1.25
+
+
 def accelerating(x: np.ndarray, y: np.ndarray) -> bool:
     """The slope over the last third of the points exceeds the middle third's by more than two
     standard errors: the curve has not passed its inflection (e.g. still leaving a plateau), so
@@ -339,7 +344,8 @@ def resolve_target(steps: np.ndarray, schedule: Schedule | None,
 
 def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: float | None = None,
                    *, n_boot: int = LIVE_N_BOOT, seed: int = 0, measurement_sd: float | None = None,
-                   band_steps=None, families=tuple(FORECAST_FAMILIES)) -> dict:
+                   band_steps=None, families=tuple(FORECAST_FAMILIES),
+                   floor: float | None = None) -> dict:
     """Forecast ``acc`` at ``target_step`` with a 95% interval including model uncertainty.
 
     Arguments:
@@ -355,6 +361,11 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
         measurement_sd: standard error of ONE measurement at the target; given, the interval is
             for that measured point (curve uncertainty + this noise), else for the curve.
         band_steps: optional steps at which to return the mixture's value and interval too.
+        floor: the accuracy of the unigram count table on the held-out set
+            (``zhbert.baselines.unigram_floor(meta)``). A series whose last third of points
+            averages under ``PLATEAU_MARGIN`` x floor has not left the unigram plateau: it is
+            not forecast (where the take-off comes, and where it ends, cannot be read from a
+            plateau; the backtests in docs/ANALYSIS.md show such forecasts missing).
 
     Returns a JSON-able dict: ``value``, ``ci95`` [low, high] (None when too few refits),
     ``target_step``, ``target_source``, ``interval_for`` ("curve" or "one measured point"),
@@ -380,6 +391,12 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
            "seed": int(seed), "band": None}
     if len(acc) < MIN_POINTS:
         out["reason"] = f"only {len(acc)} points (at least {MIN_POINTS} are needed)"
+        return out
+    level = float(np.mean(acc[2 * len(acc) // 3:]))
+    if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
+        out["reason"] = (f"the curve has not left the unigram plateau yet (its last third of "
+                         f"points averages {level:.2%}, under {PLATEAU_MARGIN:g} x the unigram "
+                         f"baseline {floor:.2%}): too early for a forecast")
         return out
     bs, by = bin_series(steps, acc, FORECAST_MAX_POINTS)
     X = design(bs, schedule, float(bs[-1]))

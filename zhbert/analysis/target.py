@@ -23,6 +23,7 @@ from zhbert import history_schema as H
 from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final
 from zhbert.analysis.history import History, select_series
 from zhbert.analysis.schedule import budget_warp, history_schedule
+from zhbert.baselines import unigram_floor
 from zhbert.errors import UserError
 
 GRID_POINTS = 400
@@ -88,6 +89,7 @@ def time_to_target(history: History, target: float, series: str = "auto",
     start = float(s.steps[s.steps > 0][0]) if observed is not None else last
     grid = np.unique(np.linspace(start, max(planned, last), GRID_POINTS))
     fc = forecast_final(s.steps, s.acc, history_schedule(history), target_step=max(planned, last),
+                        floor=unigram_floor(history.meta),
                         n_boot=n_boot, seed=seed, band_steps=grid)
     band = fc.get("band") or {}
     cross = {k: first_crossing(grid, np.asarray(band[k]), target) if band else None

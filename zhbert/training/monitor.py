@@ -21,7 +21,7 @@ import numpy as np
 from zhbert import history_schema as H
 from zhbert.analysis.forecast import LIVE_N_BOOT, MIN_POINTS, forecast_final
 from zhbert.analysis.schedule import planned_schedule
-from zhbert.baselines import read_baselines
+from zhbert.baselines import read_baselines, unigram_floor
 
 TB_DIR = "tensorboard"
 #: held-out points needed before the first forecast, and its bootstrap size (the analysis' own
@@ -37,11 +37,12 @@ EVAL_TAGS = {H.EVAL_MLM_ACC: "eval/mlm_acc", H.EVAL_LOSS: "eval/loss",
              H.EVAL_FORECAST_HIGH: "forecast/final_acc_high", H.EVAL_ETA_S: "forecast/eta_s"}
 
 
-def live_forecast(steps, acc, config: dict, seed: int = 0,
-                  time_budget: dict | None = None) -> dict | None:
+def live_forecast(steps, acc, config: dict, seed: int = 0, time_budget: dict | None = None,
+                  floor: float | None = None) -> dict | None:
     """Forecast of the held-out accuracy at the planned final step ``config["run"]["max_steps"]``
     (or the current plan of a time-budget run, ``time_budget`` = ``meta.time_budget``) from the
-    held-out points so far (``config`` is a ``TrainConfig.to_dict()``).
+    held-out points so far (``config`` is a ``TrainConfig.to_dict()``; ``floor`` the unigram
+    baseline, below whose plateau nothing is forecast).
 
     The schedule-aware, model-averaged forecast of :func:`zhbert.analysis.forecast.forecast_final`
     with its small live bootstrap. Returns ``{"step", "acc", "low", "high"}`` (95% interval of the
@@ -57,7 +58,8 @@ def live_forecast(steps, acc, config: dict, seed: int = 0,
         config["run"]["max_steps"])
     if schedule is not None:  # the trainer holds the lr of the schedule's last step after it
         schedule = schedule.with_continuation("constant")
-    fc = forecast_final(steps[ok], acc[ok], schedule, target, n_boot=LIVE_N_BOOT, seed=seed)
+    fc = forecast_final(steps[ok], acc[ok], schedule, target, n_boot=LIVE_N_BOOT, seed=seed,
+                        floor=floor)
     if not fc["ok"] or None in fc["ci95"]:
         return None
     return {"step": target, "acc": fc["value"], "low": fc["ci95"][0], "high": fc["ci95"][1]}
@@ -127,7 +129,8 @@ class Monitor:
         fc = live_forecast(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
                            h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], s.cfg.to_dict(),
                            seed=s.cfg.run.seed,
-                           time_budget=h[H.META_KEY].get(H.META_TIME_BUDGET))
+                           time_budget=h[H.META_KEY].get(H.META_TIME_BUDGET),
+                           floor=unigram_floor(h[H.META_KEY]))
         if fc is not None:
             out.update({H.EVAL_FORECAST_STEP: fc["step"], H.EVAL_FORECAST_ACC: fc["acc"],
                         H.EVAL_FORECAST_LOW: fc["low"], H.EVAL_FORECAST_HIGH: fc["high"]})
