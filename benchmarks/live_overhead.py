@@ -58,12 +58,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def replay(path: Path) -> dict:
     """Time the live forecast at every evaluation of the recorded run ``path``."""
+    from zhbert.baselines import unigram_floor
     from zhbert.training.monitor import live_forecast
 
     try:
         h = json.loads(path.read_text(encoding="utf-8"))
         steps, acc = h[H.EVAL_STEPS], h[H.EVAL_MLM_ACC]
-        config, elapsed = h[H.META_KEY]["config"], float(h[H.ELAPSED_S][-1])
+        meta = h[H.META_KEY]
+        config, elapsed = meta["config"], float(h[H.ELAPSED_S][-1])
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise UserError(f"{path}: not a training history with eval points and meta.config "
                         f"({exc})") from None
@@ -71,7 +73,8 @@ def replay(path: Path) -> dict:
     made = 0
     for i in range(1, len(steps) + 1):
         t, c = time.perf_counter(), time.thread_time()
-        fc = live_forecast(steps[:i], acc[:i], config, seed=int(config["run"]["seed"]))
+        fc = live_forecast(steps[:i], acc[:i], config, seed=int(config["run"]["seed"]),
+                           time_budget=meta.get(H.META_TIME_BUDGET), floor=unigram_floor(meta))
         cpu += time.thread_time() - c
         wall += time.perf_counter() - t
         made += fc is not None

@@ -198,7 +198,7 @@ def test_presets_switch_tensorboard_and_forecast():
 
 
 def test_no_live_forecast_on_the_unigram_plateau(tiny_corpus, tmp_path):
-    """16 smoke steps stay under the unigram baseline: every forecast column is empty."""
+    """12 smoke steps stay under the unigram baseline: every forecast column is empty."""
     run = tmp_path / "plateau"
     assert main_train.main([*BASE, "--set", f"data.corpus_dir={tiny_corpus}", "--set",
                             "run.max_steps=12", "--set", "run.tensorboard=false",

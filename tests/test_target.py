@@ -15,7 +15,7 @@ from zhbert import history_schema as H
 from zhbert.analysis import load_history
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.synthetic import make_scheduled_history, scheduled_truth
-from zhbert.analysis.target import first_crossing, time_to_target
+from zhbert.analysis.target import first_crossing, format_target, time_to_target
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = Schedule(peak=1e-3, warmup=50, total=1000, kind="cosine")
@@ -93,3 +93,16 @@ def test_cli_prints_the_target_and_refuses_bad_values(tmp_path):
                          text=True, timeout=300)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "--target-acc must be an accuracy fraction" in bad.stderr
+
+
+def test_partial_run_on_the_unigram_plateau_is_unknown(tmp_path):
+    """No forecast (the series is under 1.25 x its recorded unigram baseline): an unfinished
+    run says it cannot tell, instead of 'not reached within the planned schedule'."""
+    path, h = _history(tmp_path, upto=500)
+    h["meta"]["baselines"] = {"acc": {"unigram": max(h[H.EVAL_MLM_ACC]) * 2}}
+    path.write_text(json.dumps(h))
+    r = time_to_target(load_history(path), 0.9, n_boot=20)
+    assert r["status"] == "unknown" and r["step"] is None and r["step_ci95"] == [None, None]
+    assert "unigram plateau" in r["forecast_at_planned"]["reason"]
+    text = format_target(r)
+    assert "no forecast yet" in text and "within the planned schedule" not in text

@@ -1,5 +1,5 @@
-"""``run.time_budget_s``: the run's length is re-planned from its pace, the schedule stretched to
-it, and the history stays indexed by step."""
+"""``run.time_budget_s``: the run's length is planned from its pace, the lr schedule followed at
+the rate the plan allows, and the history stays indexed by step."""
 
 from __future__ import annotations
 

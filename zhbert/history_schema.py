@@ -139,9 +139,9 @@ META: dict[str, str] = {
     "eval": "held-out set as built: sequences, masked_tokens, min_masked_requested, capped "
             "(stopped by eval_max_sequences or the val split), stderr_max, mask rate, seed",
     "resumed": "one entry per resumption: step, time, world size, config changes applied",
-    META_TIME_BUDGET: "run.time_budget_s runs only: budget_s, planned_steps (the length the "
-                      "schedule was last stretched to: the final step once the run ends), "
-                      "max_steps",
+    META_TIME_BUDGET: "runs that had run.time_budget_s: budget_s, planned_steps (the last "
+                      "plan: the final step once the run ends), max_steps, knots ([step, "
+                      "schedule position] where the plan changed; zhbert.analysis.schedule)",
     META_BASELINES: "count-table baselines on the held-out set: acc, stderr, correct, n_masked, "
                     "train tokens counted, neighbour rule (zhbert/baselines.py)",
 }

@@ -186,9 +186,12 @@ def budget_warp(block) -> tuple[tuple[float, float], ...] | None:
     """
     try:
         knots = [(float(a), float(b)) for a, b in block["knots"]]
-        knots.append((float(block["planned_steps"]), float(block["max_steps"])))
+        end = (float(block["planned_steps"]), float(block["max_steps"]))
     except (KeyError, TypeError, ValueError):
         return None
+    if knots and knots[-1][0] == end[0]:  # stopped over budget at a re-plan: the last update's
+        end = knots.pop()  # position is the knot's, not the schedule's end
+    knots.append(end)
     xs, ys = np.array(knots).T
     if not (np.all(np.isfinite(xs)) and np.all(np.diff(xs) >= 0) and np.all(np.diff(ys) >= 0)):
         return None

@@ -29,7 +29,8 @@ from zhbert.errors import UserError
 GRID_POINTS = 400
 PACE_FRACTION = 0.2
 STATUS_TEXT = {"reached": "reached", "forecast": "forecast to be reached",
-               "not_reached": "not reached within the planned schedule"}
+               "not_reached": "not reached within the planned schedule",
+               "unknown": "not reached yet, and no forecast yet"}
 
 
 def planned_last_step(history: History) -> int:
@@ -96,11 +97,14 @@ def time_to_target(history: History, target: float, series: str = "auto",
              for k in ("value", "low", "high")}
     if observed is not None:
         status, step = "reached", observed
+    elif last < planned and not fc["ok"]:  # e.g. still on the unigram plateau: cannot tell
+        status, step = "unknown", None
     elif last >= planned or cross["value"] is None:
         status, step = "not_reached", None
     else:
         status, step = "forecast", cross["value"]
-    interval = [cross["high"], cross["low"]] if status != "not_reached" else [None, None]
+    interval = ([cross["high"], cross["low"]] if status in ("reached", "forecast")
+                else [None, None])
     possible = cross["high"] if status == "not_reached" and last < planned else None
     return {
         "target_acc": target, "series": s.kind, "status": status, "text": STATUS_TEXT[status],
@@ -129,8 +133,9 @@ def format_target(r: dict) -> str:
     lo, hi = r["step_ci95"]
     if r["status"] == "reached":
         wall = "" if r["elapsed_s"] is None else f" ({r['elapsed_s']:,.0f} s)"
-        lines.append(f"  first measured at step {r['step']:,.0f}{wall}; the expected accuracy "
-                     f"crosses it at step [{_fmt_step(lo)}, {_fmt_step(hi)}] (95%)")
+        crossing = ("" if lo is None and hi is None else f"; the expected accuracy crosses it "
+                    f"at step [{_fmt_step(lo)}, {_fmt_step(hi)}] (95%)")
+        lines.append(f"  first measured at step {r['step']:,.0f}{wall}{crossing}")
     elif r["status"] == "forecast":
         wall = "" if r["elapsed_s"] is None else (
             f", after {_fmt_s(r['elapsed_s'])} [{_fmt_s(r['elapsed_s_ci95'][0])}, "

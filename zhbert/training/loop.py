@@ -209,6 +209,8 @@ def replan(s: Setup, p: Progress) -> None:
         return
     if p.position >= max_steps:  # the schedule has ended (run.max_steps lowered on resume)
         planned = p.step
+        s.log.info("step %d: the time-budget schedule is at its end (run.max_steps=%d): "
+                   "nothing more to train", p.step, max_steps)
     elif budget:
         planned = plan_steps(p.step, p.elapsed(), budget, max_steps, p.pace_mark)
     else:

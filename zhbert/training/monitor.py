@@ -47,7 +47,7 @@ def live_forecast(steps, acc, config: dict, seed: int = 0, time_budget: dict | N
     The schedule-aware, model-averaged forecast of :func:`zhbert.analysis.forecast.forecast_final`
     with its small live bootstrap. Returns ``{"step", "acc", "low", "high"}`` (95% interval of the
     expected accuracy) or None when it gives no value with an interval (too few points, a curve
-    still accelerating, no family fitted).
+    still on the unigram plateau or still accelerating, no family fitted).
     """
     steps, acc = np.asarray(steps, float), np.asarray(acc, float)
     ok = np.isfinite(acc) & (steps > 0)
