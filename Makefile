@@ -55,8 +55,8 @@ demo-run:
 reference: install
 	$(PYTHON) examples/run_demo.py $(DEMO_ARGS) --update-reference
 
-# The recipe study: the original recipe against the modern one at equal tokens (15 min 53 s on
-# 2 cores, total_s in results/study/study.json; prepares the demo corpus when missing). Outputs under runs/study/.
+# The recipe study: the original recipe against the modern one at equal tokens (16 min 18 s on
+# 2 cores; total_s in results/study/study.json; prepares the demo corpus when missing). Outputs under runs/study/.
 study: install
 	$(PYTHON) examples/run_study.py --corpus $(CORPUS) --runs runs/study
 
