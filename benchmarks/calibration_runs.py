@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import forecast_calibration as fc  # noqa: E402
 
 from zhbert import history_schema as H  # noqa: E402
-from zhbert.analysis.forecast import DEFAULT_N_BOOT  # noqa: E402
 from zhbert.config import build_config, config_changes  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
@@ -84,13 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redo", action="store_true", help="retrain runs that already finished")
     p.add_argument("--dry-run", action="store_true",
                    help="print the training commands and exit")
-    p.add_argument("--synthetic", type=int, default=60, metavar="N",
-                   help="synthetic histories with known truth (default 60)")
-    p.add_argument("--cuts", nargs="+", type=float, default=[0.2, 0.3, 0.5],
-                   help="cut fractions of the last step (default 0.2 0.3 0.5)")
-    p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT,
-                   help=f"bootstrap resamples per forecast (default {DEFAULT_N_BOOT})")
-    p.add_argument("--seed", type=int, default=0, help="first synthetic seed (default 0)")
+    fc.add_calibration_args(p, synthetic=60)
     return p.parse_args(argv)
 
 

@@ -44,15 +44,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--histories", nargs="*", default=[], type=Path, metavar="H.json",
                    help="training histories to backtest (this project's or the original format)")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N",
-                   help="also forecast N synthetic histories with known truth (default 0)")
+    add_calibration_args(p, synthetic=0)
+    p.add_argument("--json", type=Path, default=None, help="write every row and the table here")
+    return p.parse_args(argv)
+
+
+def add_calibration_args(p: argparse.ArgumentParser, synthetic: int) -> None:
+    """The options every calibration front end shares: synthetic count, cuts, resamples, seed."""
+    p.add_argument("--synthetic", type=int, default=synthetic, metavar="N",
+                   help=f"synthetic histories with known truth to forecast too (default "
+                        f"{synthetic})")
     p.add_argument("--cuts", nargs="+", type=float, default=[0.2, 0.3, 0.5],
                    help="cut fractions of the last step (default 0.2 0.3 0.5)")
     p.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT,
                    help=f"bootstrap resamples per forecast (default {DEFAULT_N_BOOT})")
     p.add_argument("--seed", type=int, default=0, help="first synthetic seed (default 0)")
-    p.add_argument("--json", type=Path, default=None, help="write every row and the table here")
-    return p.parse_args(argv)
 
 
 def history_rows(path: Path, cuts, n_boot: int, source: str = "real") -> list[dict]:
