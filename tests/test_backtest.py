@@ -112,3 +112,21 @@ def test_calibration_script_tables_histories_and_synthetic_truths(tmp_path):
     assert cal["summary"]["coverage_cuts_from_20pct"] == pytest.approx(
         np.mean([r["covered"] for r in done]))
     assert "| source | series | cut |" in res.stdout
+
+
+def test_backtest_of_a_history_that_ran_past_its_inferred_plan(tmp_path):
+    """An original-format history whose lr column ends its cosine before the last logged step:
+    the backtest forecasts the last step with the plan's last lr held, instead of refusing."""
+    steps = np.arange(100, 12_001, 100)
+    lr = Schedule(1e-3, 300, 11_000, "cosine").lr(steps)
+    rng = np.random.default_rng(0)
+    acc = 0.55 - 0.4 * np.exp(-steps / 3000.0) + rng.normal(0, 0.01, steps.size)
+    p = tmp_path / "h.json"
+    p.write_text(json.dumps({"steps": steps.tolist(), "mlm_acc": acc.tolist(),
+                             "loss": (6 - 4 * acc).tolist(), "lr": lr.tolist()}))
+    h = load_history(p)
+    plan = history_schedule(h)
+    assert plan.total == 11_000
+    bt = backtest(h, select_series(h, "train"), plan, cuts=(0.5,), n_boot=20)
+    assert bt["target_step"] == 12_000 and bt["schedule"]["continue_lr"] == 0.0
+    assert bt["n_forecast"] == 1 and bt["rows"][0]["covered"] is not None

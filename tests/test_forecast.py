@@ -153,3 +153,39 @@ def test_no_forecast_on_the_unigram_plateau():
     assert forecast_final(steps, rise, None, n_boot=10, floor=0.05)["ok"]
     assert "unigram plateau" not in (forecast_final(steps, plateau, None, n_boot=10)["reason"]
                                      or "")
+
+
+def test_infer_a_sampled_column_whose_warmup_is_off_the_logging_grid():
+    """A 100K-step history logging lr every 100 steps, warmup 2,345: the samples hold neither the
+    peak nor the warmup's end; the refit still ends the plan at the last logged step, so the
+    history's own last step is a valid target (it was refused as 'past the plan' at 99,990)."""
+    steps = np.arange(100, 100_001, 100)
+    for kind in ("cosine", "linear"):
+        got = infer(steps, Schedule(1e-4, 2345, 100_000, kind).lr(steps))
+        assert got.kind == kind and got.total == 100_000 and abs(got.warmup - 2345) <= 5
+        assert got.peak == pytest.approx(1e-4, rel=1e-3)
+    acc = 0.6 - 0.4 * np.exp(-steps / 20_000.0)
+    plan = infer(steps, Schedule(1e-4, 2345, 100_000).lr(steps))
+    f = forecast_final(steps[:300], acc[:300], plan, target_step=100_000, n_boot=20)
+    assert f["ok"] and f["target_step"] == 100_000
+
+
+def test_infer_a_cosine_decay_to_a_floor_and_its_areas():
+    steps = np.arange(50, 20_001, 50)
+    true = Schedule(6e-4, 400, 20_000, "cosine", final=0.1)
+    assert true.lr([20_000, 30_000]) == pytest.approx([6e-5, 6e-5])  # the floor holds after
+    got = infer(steps, true.lr(steps))
+    assert (got.kind, got.total, got.final) == ("cosine", 20_000, pytest.approx(0.1, abs=1e-3))
+    # a floor that is ignored would leave 10% of the peak unaccounted for at the end
+    assert infer(steps, true.lr(steps)).areas([20_000])[0] == pytest.approx(
+        true.areas([20_000])[0], rel=1e-3)
+
+
+def test_a_target_inside_the_observed_steps_is_never_refused():
+    """Past the plan's end but not past the data: the history shows training went on there."""
+    steps = np.arange(10, 1201, 10)
+    acc = 0.5 - 0.3 * np.exp(-steps / 300.0)
+    f = forecast_final(steps, acc, Schedule(1e-3, 10, 1000, "cosine"), target_step=1100, n_boot=20)
+    assert f["ok"] and f["target_step"] == 1100
+    with pytest.raises(UserError, match="past the planned last step"):
+        forecast_final(steps, acc, Schedule(1e-3, 10, 1000, "cosine"), target_step=1300)

@@ -337,7 +337,7 @@ def resolve_target(steps: np.ndarray, schedule: Schedule | None,
             return float(schedule.end), "planned last step of the schedule"
         return 2.0 * last, "2x the last step (no planned schedule end known)"
     target = float(target_step)
-    if schedule is not None:
+    if schedule is not None and target > last:  # up to the data's last step it is no guess
         schedule.check_target(target)
     return target, "given"
 

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from zhbert import history_schema as H
 from zhbert.errors import UserError
@@ -28,8 +29,8 @@ MAX_TABLE = 2_000_000
 
 @dataclass(frozen=True)
 class Schedule:
-    """``peak * lr_factor(position(update), warmup, total, kind)``; ``total`` None: no planned
-    end known.
+    """``peak * lr_factor(position(update), warmup, total, kind)``, decaying to ``final x peak``
+    instead of 0 when ``final`` > 0; ``total`` None: no planned end known.
 
     ``position`` is the update number itself, except for a time-budget run (``warp``): there the
     trainer advances a schedule position towards ``run.max_steps`` at a rate re-planned from
@@ -45,6 +46,7 @@ class Schedule:
     source: str = "meta"
     continue_lr: float | None = None
     warp: tuple[tuple[float, float], ...] | None = None
+    final: float = 0.0
 
     @property
     def end(self) -> int | None:
@@ -68,10 +70,10 @@ class Schedule:
         s = np.asarray(update, dtype=np.float64)
         total = self.total if self.total is not None else math.inf
         end = self.end if self.end is not None else math.inf
-        planned = self.peak * lr_factor(self.position(s), self.warmup, int(min(total, 2**62)),
-                                        self.kind)
-        after = self.continue_lr if self.continue_lr is not None else 0.0
-        return np.where(s > end, after, planned)
+        pos = self.position(s)
+        f = lr_factor(pos, self.warmup, int(min(total, 2**62)), self.kind)
+        planned = self.peak * np.where(pos < self.warmup, f, self.final + (1.0 - self.final) * f)
+        return planned if self.continue_lr is None else np.where(s > end, self.continue_lr, planned)
 
     def areas(self, steps) -> tuple[np.ndarray, np.ndarray]:
         """``(S1, S2)`` after ``steps`` updates (fractional steps interpolated), in peak-lr steps."""
@@ -113,7 +115,8 @@ class Schedule:
     def to_dict(self) -> dict:
         """JSON form (``schedule`` block of a forecast)."""
         return {"peak_lr": self.peak, "warmup_steps": self.warmup, "total_steps": self.total,
-                "kind": self.kind, "source": self.source, "continue_lr": self.continue_lr,
+                "kind": self.kind, "final_lr_fraction": self.final, "source": self.source,
+                "continue_lr": self.continue_lr,
                 "last_step": self.end,
                 "warp": None if self.warp is None else [list(k) for k in self.warp]}
 
@@ -145,12 +148,42 @@ def _decay_total(after: np.ndarray, frac: np.ndarray, warmup: float, kind: str) 
     return float(np.median(warmup + (after[ok] - warmup) / progress[ok]))
 
 
+def _refine(steps: np.ndarray, lr: np.ndarray, kind: str, start: list[float]) -> list[float]:
+    """Least-squares ``(peak, warmup, total, final)`` of one schedule kind from ``start``.
+
+    Sampled lr columns rarely hold the exact peak or the warmup's last step, so the starting
+    guess read off the samples is refined against every point (relative to the peak).
+    """
+    peak0, last = start[0], float(steps[-1])
+
+    def resid(p):
+        f = lr_factor(steps, p[1], p[2], kind)
+        return (p[0] * np.where(steps < p[1], f, p[3] + (1.0 - p[3]) * f) - lr) / peak0
+
+    lo = [0.5 * peak0, 0.0, 1.0, 0.0]
+    hi = [2.0 * peak0, max(last, 1.0), max(100.0 * last, 2.0), 0.95]
+    x0 = np.clip(start, lo, np.nextafter(hi, -np.inf))
+    try:
+        fit = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac")
+    except ValueError:
+        return list(start)
+    return list(fit.x) if fit.cost <= 0.5 * float(resid(x0) @ resid(x0)) else list(start)
+
+
 def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
     """Warmup + cosine/linear/constant schedule that reproduces an ``lr`` column; None if none does.
 
-    The peak is the largest lr and the warmup ends at its step; the total of a decay is solved
-    from every decayed point (median), the kind with the smaller relative misfit wins, and a fit
-    worse than 2% of the peak is refused (the column follows some other schedule).
+    A starting guess is read off the samples (the largest lr is the peak and ends the warmup;
+    a decay's total solved from every decayed point, median; its floor the last lr if the decay
+    flattens out), then refined by least squares on every point; the kind with the smaller
+    misfit wins, and a fit worse than 2% of the peak is refused (the column follows some other
+    schedule). A decay whose end falls within one logging interval (or 0.5%) of the last logged
+    step is taken to end there: the run stopped at its plan.
+
+    >>> steps = np.arange(100, 100_001, 100)
+    >>> s = infer(steps, Schedule(1e-4, 2345, 100_000, "cosine").lr(steps))
+    >>> (s.kind, s.total, abs(s.warmup - 2345) <= 5)
+    ('cosine', 100000, True)
     """
     steps, lr = np.asarray(steps, np.float64), np.asarray(lr, np.float64)
     ok = np.isfinite(lr) & np.isfinite(steps)
@@ -158,23 +191,38 @@ def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
     if lr.size < 3 or np.max(lr) <= 0:
         return None
     i = int(np.argmax(lr))
-    peak, warmup = float(lr[i]), int(round(steps[i]))
+    peak, warmup = float(lr[i]), float(steps[i])
     after, frac = steps[i:], lr[i:] / peak
     zero = np.nonzero(frac <= 0)[0]
+    inner = (frac > 1e-6) & (frac < 1 - 1e-9)
     best = None
-    candidates = [("constant", None)]
-    for kind in ("cosine", "linear"):
-        inner = (frac > 1e-6) & (frac < 1 - 1e-9)
-        total = float(after[zero[0]]) if zero.size and not inner.any() else \
-            _decay_total(after[inner], frac[inner], warmup, kind)
-        if total is not None and total > warmup:
-            candidates.append((kind, int(round(total))))
-    for kind, total in candidates:
-        sched = Schedule(peak, warmup, total, kind, source="inferred from the lr column")
+    for kind in ("constant", "cosine", "linear"):
+        if kind == "constant":
+            p = _refine(steps, lr, kind, [peak, warmup, 1.0, 0.0])
+            total = None
+        else:
+            total = float(after[zero[0]]) if zero.size and not inner.any() else \
+                _decay_total(after[inner], frac[inner], warmup, kind)
+            if total is None or total <= warmup:
+                continue
+            p = _refine(steps, lr, kind, [peak, warmup, total, 0.0])
+            total = _snap_end(p[2], steps)
+        sched = Schedule(float(p[0]), int(round(p[1])), total, kind,
+                         source="inferred from the lr column",
+                         final=0.0 if kind == "constant" or p[3] < 1e-3 else float(p[3]))
         err = float(np.max(np.abs(sched.lr(steps) - lr)) / peak)
         if best is None or err < best[0] - 1e-12:
             best = (err, sched)
     return best[1] if best and best[0] <= 0.02 else None
+
+
+def _snap_end(total: float, steps: np.ndarray) -> int:
+    """``total`` rounded, or the last logged step when within one logging interval (or 0.5%)."""
+    last = float(steps[-1])
+    spacing = float(np.median(np.diff(steps))) if steps.size > 1 else 0.0
+    if abs(total - last) <= max(spacing, 0.005 * last):
+        return int(round(last))
+    return int(round(total))
 
 
 def budget_warp(block) -> tuple[tuple[float, float], ...] | None:
