@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.target_acc is not None:
         result["time_to_target"] = jsonable(time_to_target(
             histories[0], args.target_acc, args.series, n_boot=args.n_boot, seed=args.seed))
+    for w in result["input"]["warnings"][len(histories[0].warnings):]:  # the analysis' own
+        print(f"warning: {w}", file=sys.stderr)
     output = args.output or args.history.with_name("analysis_result.json")
     print(format_report(result), end="")
     if args.target_acc is not None:

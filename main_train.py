@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
+from zhbert import history_schema as H  # noqa: E402
 from zhbert.config import PRESETS, TrainConfig, build_config  # noqa: E402
 from zhbert.errors import run_cli  # noqa: E402
 
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = train(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"done: {summary['steps']} steps in {summary['elapsed_s']} s, held-out MLM acc "
-              f"{summary['eval_mlm_acc']}, run dir {summary['run_dir']}")
+              f"{summary[H.EVAL_MLM_ACC]}, run dir {summary['run_dir']}")
     return 0
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from zhbert import history_schema as H  # noqa: E402
 from zhbert.analysis import load_history, select_series  # noqa: E402
 from zhbert.analysis.backtest import backtest  # noqa: E402
 from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final  # noqa: E402
@@ -95,10 +96,10 @@ def synthetic_rows(count: int, first_seed: int, cuts, n_boot: int) -> list[dict]
         schedule, s = synthetic_case(i)
         held_out = s.pop("held_out")
         h = make_scheduled_history(schedule, seed=seed, **s)
-        steps, acc = ((h["eval_steps"], h["eval_mlm_acc"]) if held_out else
-                      (h["steps"], h["mlm_acc"]))
+        steps, acc = ((h[H.EVAL_STEPS], h[H.EVAL_MLM_ACC]) if held_out else
+                      (h[H.STEPS], h[H.MLM_ACC]))
         steps, acc = np.asarray(steps, float), np.asarray(acc, float)
-        truth = h["meta"]["truth"]["final_acc"]
+        truth = h[H.META_KEY]["truth"]["final_acc"]
         for q in cuts:
             m = steps <= q * steps[-1]
             f = forecast_final(steps[m], acc[m], schedule, steps[-1], n_boot=n_boot, seed=seed)

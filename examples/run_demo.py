@@ -103,7 +103,7 @@ def results_table(results: Path) -> str:
          f"{rest:.0f} s)"),
         ("machine", f"{summary['machine']['cpu']}, {summary['machine']['logical_cpus']} cores, "
                     f"torch {history['meta']['torch_version']}"),
-        ("code", _code_state(history["meta"])),
+        ("code", _code_state(history[H.META_KEY])),
     ]
     probes = summary.get("cloze_probes")
     if probes:
@@ -203,7 +203,7 @@ def settings_changes(run_dir: Path, wanted: dict) -> list[str]:
     path = run_dir / H.HISTORY_NAME
     if not path.is_file():
         return []
-    saved = _read_json(path).get("meta", {}).get(H.META_CONFIG)
+    saved = _read_json(path).get(H.META_KEY, {}).get(H.META_CONFIG)
     if not isinstance(saved, dict):
         raise UserError(f"{path} has no meta.config: not a training history of this project")
     from zhbert.config import config_changes
@@ -374,7 +374,7 @@ def check_clean(history: dict, allow_dirty: bool) -> None:
     from zhbert.provenance import git_state
 
     now = git_state(ROOT, ignore=("results", "README.md"))
-    meta = history.get("meta", {})
+    meta = history.get(H.META_KEY, {})
     problems = []
     if meta.get("git_dirty") is not False:
         problems.append("the run's history does not record a clean git work tree "

@@ -139,7 +139,8 @@ def test_every_documented_command_runs(tmp_path, doc):
             assert (box / "runs" / run / "training_history.json").is_file(), run
         meta = json.loads((box / "runs/paper_4gpu/training_history.json").read_text())["meta"]
         assert meta["world_size"] == 4 and meta["global_batch"] == 4 * 8 * 1  # grad_accum=1
-        assert (box / "analysis.json").is_file() and any((box / "figs").glob("*.png"))
+        assert (box / "runs" / "analysis.json").is_file()
+        assert any((box / "runs" / "figs").glob("*.png"))
         assert any((box / "runs" / "cmp").glob("*.png"))
     assert (box / "results").is_dir() and not (box / "results").is_symlink()
 
@@ -221,3 +222,55 @@ def test_docs_command_parses_with_the_scripts_own_parser(doc, script, argv):
 ])
 def test_script_argv_rule(command, expected):
     assert script_argv(command) == expected
+
+
+# ----------------------------------------------- every `make ...` a doc shows (blocks and inline)
+
+DOC_FILES = ["README.md", "examples/README.md", *sorted(f"docs/{p.name}"
+                                                       for p in (ROOT / "docs").glob("*.md"))]
+
+
+def _make_commands() -> list[tuple[str, str]]:
+    """``(doc, command)`` for every ``make ...`` in a ```bash block or in inline code."""
+    out = []
+    for doc in DOC_FILES:
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        inline = re.findall(r"`(make [^`\n]+)`", text)
+        out += [(doc, c) for c in [*inline, *doc_commands(ROOT / doc)] if c.startswith("make ")]
+    return sorted(set(out))
+
+
+MAKE_COMMANDS = _make_commands()
+
+
+def test_docs_show_make_commands_with_settings():
+    assert any("SET=" in c and "RUN=" in c for _, c in MAKE_COMMANDS)
+    assert {c.split()[1] for _, c in MAKE_COMMANDS} >= {"demo", "test", "install", "reference"}
+
+
+@pytest.mark.parametrize(("doc", "command"), MAKE_COMMANDS,
+                         ids=[f"{d}:{c}" for d, c in MAKE_COMMANDS])
+def test_docs_make_command_names_real_targets_and_variables(doc, command):
+    """The target exists (``make -n`` succeeds; nothing runs), every ``NAME=value`` is one of the
+    Makefile's variables, and ``make demo``'s SET/RUN/REDO reach run_demo.py's command line."""
+    if "..." in command:  # a synopsis (`make demo SET="key=value ..."`): its words still count
+        command = command.replace("...", "").strip()
+    words = shlex.split(command)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    known = set(re.findall(r"^([A-Z_]+)\s*\?=", makefile, flags=re.M))
+    assigns = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    assert set(assigns) <= known, f"{doc}: {command}: unknown variable(s) {set(assigns) - known}"
+    targets = [w for w in words[1:] if "=" not in w]
+    # `demo` -> `demo-run` (and `reference`, `study`... dry-run through `install`: harmless)
+    dry = ["make", "-n", "PYTHON=python", *[w for w in words[1:] if "=" in w],
+           *["demo-run" if t == "demo" else t for t in targets]]
+    proc = subprocess.run(dry, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{doc}: {command}: {proc.stderr[-500:]}"
+    if targets == ["demo"]:
+        line = next(x for x in proc.stdout.splitlines() if "run_demo.py" in x)
+        for s in assigns.get("SET", "").split():
+            assert f"--set {s}" in line, (command, line)
+        if "RUN" in assigns:
+            assert f"--run-dir {assigns['RUN']}" in line, (command, line)
+        if assigns.get("REDO"):
+            assert "--redo" in line

@@ -32,3 +32,34 @@ def test_training_doc_holds_the_table_of_the_committed_record(script, record):
 def test_no_placeholder_is_left():
     doc = (ROOT / "docs" / "TRAINING.md").read_text(encoding="utf-8")
     assert "bench-table" not in doc and "predates" not in doc
+
+
+def test_live_overhead_figures_are_the_committed_record():
+    """The overhead sentence of docs/TRAINING.md states what results/bench_live_overhead.json holds."""
+    rec = json.loads((ROOT / "results" / "bench_live_overhead.json").read_text())["replay"]
+    doc = (ROOT / "docs" / "TRAINING.md").read_text(encoding="utf-8")
+    assert f"**Overhead on the demo preset: {100 * rec['overhead_wall']:.2f} %**" in doc
+    assert f"times it: {rec['forecast_cpu_s']:.2f}\nCPU seconds" in doc
+    assert f"(here {rec['forecast_wall_s']:.2f} wall s)" in doc
+    assert f"{rec['forecasts']} of them give a forecast" in doc
+
+
+def test_data_wait_figures_are_the_committed_records():
+    """Every statement of the largest data-wait share in docs/TRAINING.md is the records' maximum."""
+    hist = json.loads((ROOT / "results" / "training_history.json").read_text())
+    bench = json.loads((ROOT / "results" / "bench_train_throughput.json").read_text())
+    demo = f"{100 * max(hist['data_wait_frac']):.2f} %"
+    cases = f"{100 * max(r['data_wait_frac'] for r in bench):.2f} %"
+    doc = (ROOT / "docs" / "TRAINING.md").read_text(encoding="utf-8").replace("\n", " ")
+    assert doc.count(f"at most {demo} in the committed demo run") == 2
+    assert doc.count(f"{cases} in the benchmark cases") == 3
+    assert f"| largest `data_wait_frac` | {demo} |" in doc
+
+
+def test_corpus_preparation_timings_are_the_committed_record():
+    """docs/DATASET.md's tokenisation share is the committed history's ``meta.dataset.stats``."""
+    hist = json.loads((ROOT / "results" / "training_history.json").read_text())
+    t = hist["meta"]["dataset"]["stats"]["timings_s"]
+    doc = (ROOT / "docs" / "DATASET.md").read_text(encoding="utf-8").replace("\n  ", " ")
+    assert f"{t['tokenize_train']:.2f} of {sum(t.values()):.2f} s" in doc
+    assert f"({sum(t.values()):.2f} s in the library" in doc

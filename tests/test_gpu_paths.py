@@ -246,7 +246,9 @@ def test_gpu_check_runs_on_the_cpu(tiny_corpus, tmp_path):
     assert [(c["precision"], c["compile"]) for c in rep["cases"]] == [
         ("bf16", False), ("fp16", False), ("fp32", False)]
     for case in rep["cases"]:
-        assert case["tokens_per_s"] > 0 and case["mfu"] > 0 and case["steps"] == 2
+        assert case["tokens_per_s"] > 0 and case["steps"] == 2
+        # an MFU is a share of a peak: above 1 the peak is no bound and none is reported
+        assert (0 < case["mfu"] <= 1) if case["mfu"] is not None else "no bound" in case["mfu_note"]
         assert case["syncs_per_step"] is None and "CUDA" in case["not_measured"]
     assert rep["graph_breaks"] == {"graphs": 1, "breaks": 0, "reasons": []}
     assert rep["memory_estimate"]["fused_attention"]["activations_bytes"] < rep[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -81,12 +82,27 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
     past the planned schedule; ``backtest_cuts`` (fractions) adds the ``backtest`` block.
     """
     s = select_series(history, series)
-    steps, acc = s.steps, s.acc
-    train_steps = _column(history, H.STEPS)
     schedule = history_schedule(history)
     if schedule is not None:
         schedule = schedule.with_continuation(continue_lr)
-    target, _ = resolve_target(steps, schedule, target_step)  # refuses before any work
+    target, _ = resolve_target(s.steps, schedule, target_step)  # refuses before any work
+    notes = list(history.warnings)
+    acc = s.acc
+    with warnings.catch_warnings():
+        if np.ptp(acc) == 0:  # every statistic below is undefined: say so once, not per library
+            notes.append(f"the {s.kind} accuracy series is constant ({acc[0]:.4g} at every "
+                         f"point): correlations, trend tests and fits are undefined (n/a)")
+            warnings.simplefilter("ignore")
+        return _analyze(history, s, schedule, target, target_step, notes, compare, seed,
+                        n_boot, label, series, backtest_cuts)
+
+
+def _analyze(history: History, s: Series, schedule, target: float, target_step: float | None,
+             notes: list[str], compare, seed: int, n_boot: int, label: str | None, series: str,
+             backtest_cuts) -> dict:
+    """The body of :func:`analyze` once the series, plan and target are settled."""
+    steps, acc = s.steps, s.acc
+    train_steps = _column(history, H.STEPS)
     corr = correlations(steps, acc)
     fits = fit_all(steps, acc)
     best = choose_best(fits)
@@ -101,7 +117,7 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
         "mlm_stats": describe(acc),
         "loss_stats": loss_stats(_column(history, H.LOSS)),
         "input": {"path": str(history.path), "format": history.format,
-                  "dropped_nonfinite": history.dropped_nonfinite, "warnings": history.warnings},
+                  "dropped_nonfinite": history.dropped_nonfinite, "warnings": notes},
         "series": {"kind": s.kind, "n": s.n, "requested": series,
                    "reason": series_reason(history, s, series)},
         "pearson": corr["pearson"], "spearman": corr["spearman"], "kendall": corr["kendall"],

@@ -46,14 +46,14 @@ def make_history(n: int = 1000, last_step: int = 100_000, a: float = 0.68, b: fl
     ts = steps / 1000.0
     acc = np.clip(a - b * ts ** (-c) + ar1(n, rho, noise, rng), 0.0, 1.0)
     loss = 2.8 + 4.0 * ts ** (-0.5) + ar1(n, rho, 0.05, rng)
-    hist = {"steps": steps.tolist(), "mlm_acc": acc.tolist(), "loss": loss.tolist(),
-            "lr": warmup_cosine(steps.astype(float)).tolist()}
+    hist = {H.STEPS: steps.tolist(), H.MLM_ACC: acc.tolist(), H.LOSS: loss.tolist(),
+            H.LR: warmup_cosine(steps.astype(float)).tolist()}
     if eval_every:
         es = steps[eval_every - 1::eval_every]
         ev = np.clip(a - b * (es / 1000.0) ** (-c) + rng.normal(0, noise / 3, es.size), 0, 1)
-        hist.update(eval_steps=es.tolist(), eval_mlm_acc=ev.tolist(),
-                    eval_loss=(2.8 + 4.0 * (es / 1000.0) ** (-0.5)).tolist(),
-                    eval_stderr=[noise / 3] * es.size, meta={"source": "synthetic"})
+        hist.update({H.EVAL_STEPS: es.tolist(), H.EVAL_MLM_ACC: ev.tolist(),
+                     H.EVAL_LOSS: (2.8 + 4.0 * (es / 1000.0) ** (-0.5)).tolist(),
+                     H.EVAL_STDERR: [noise / 3] * es.size, H.META_KEY: {"source": "synthetic"}})
     return hist
 
 
@@ -96,14 +96,15 @@ def make_scheduled_history(schedule, n: int = 1000, noise: float = 0.01, rho: fl
     steps = np.linspace(total / n, total, n).round().astype(np.int64)
     truth = scheduled_truth(steps, schedule, shape)
     acc = np.clip(truth + ar1(n, rho, noise, rng), 0.0, 1.0)
-    hist = {"steps": steps.tolist(), "mlm_acc": acc.tolist(),
-            "loss": (8.0 - 10.0 * truth + ar1(n, rho, 0.05, rng)).tolist(),
-            "lr": schedule.lr(steps).tolist()}
+    hist = {H.STEPS: steps.tolist(), H.MLM_ACC: acc.tolist(),
+            H.LOSS: (8.0 - 10.0 * truth + ar1(n, rho, 0.05, rng)).tolist(),
+            H.LR: schedule.lr(steps).tolist()}
     if eval_every:
         es = steps[eval_every - 1::eval_every]
         ev = np.clip(scheduled_truth(es, schedule, shape) + rng.normal(0, eval_noise, es.size), 0, 1)
-        hist.update(eval_steps=es.tolist(), eval_mlm_acc=ev.tolist(),
-                    eval_loss=(8.0 - 10.0 * ev).tolist(), eval_stderr=[eval_noise] * es.size)
+        hist.update({H.EVAL_STEPS: es.tolist(), H.EVAL_MLM_ACC: ev.tolist(),
+                     H.EVAL_LOSS: (8.0 - 10.0 * ev).tolist(),
+                     H.EVAL_STDERR: [eval_noise] * es.size})
     hist[H.META_KEY] = {"source": "synthetic", H.META_CONFIG: {
         "optim": {"lr": schedule.peak, "warmup_steps": schedule.warmup,
                   "schedule": schedule.kind, "total_steps": total}, "run": {"max_steps": total}},
@@ -146,5 +147,5 @@ def make_original_like(seed: int = 0) -> dict:
     loss = 2.97 + 60.0 * steps ** (-0.45) + rng.normal(0, 0.05, steps.size)
     loss[0], loss[-1] = tg["loss_initial"], tg["loss_final"]
     nsp = np.clip(0.5 + 0.3 * (1 - np.exp(-steps / 20000)) + rng.normal(0, 0.02, steps.size), 0, 1)
-    return {"steps": steps.astype(int).tolist(), "mlm_acc": acc.tolist(), "nsp_acc": nsp.tolist(),
-            "loss": loss.tolist(), "lr": warmup_cosine(steps).tolist()}
+    return {H.STEPS: steps.astype(int).tolist(), H.MLM_ACC: acc.tolist(), H.NSP_ACC: nsp.tolist(),
+            H.LOSS: loss.tolist(), H.LR: warmup_cosine(steps).tolist()}
