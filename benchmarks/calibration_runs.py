@@ -39,6 +39,7 @@ from zhbert import history_schema as H  # noqa: E402
 from zhbert.config import build_config, config_changes  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
+from zhbert.provenance import check_clean  # noqa: E402
 
 PRESET = "smoke"
 #: settings every short run shares (on top of the smoke preset)
@@ -83,6 +84,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redo", action="store_true", help="retrain runs that already finished")
     p.add_argument("--dry-run", action="store_true",
                    help="print the training commands and exit")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write into the repository's results/ even from uncommitted code or "
+                        "with short-run histories that record it (warns loudly)")
     fc.add_calibration_args(p, synthetic=60)
     return p.parse_args(argv)
 
@@ -310,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in args.runs:
             print(" ".join(["python", *train_command(name, args.corpus, args.runs_dir)[1:]]))
         return 0
+    committed = (ROOT / "results") in [args.out_dir.resolve(), *args.out_dir.resolve().parents]
+    if committed and not args.allow_dirty:  # the work tree, before any training
+        check_clean({}, False, what="the committed calibration", ignore=("results",))
     start = time.perf_counter()
     runs = {name: {"command": " ".join(["python", *train_command(name, args.corpus,
                                                                  args.runs_dir)[1:]])}
@@ -321,6 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             copy_run_history(name, args.runs_dir, args.out_dir)
     keep_wall_times(runs, args.out_dir / "calibration.json")
     histories = collect_histories(args.runs, args.out_dir)
+    if committed:  # the short runs must come from, and be calibrated by, committed code
+        check_clean({f"{n} (short run)": read_json(args.out_dir / f"{n}_history.json",
+                                                   "a training history", obj=True).get(
+                         H.META_KEY, {}) for n in args.runs},
+                    args.allow_dirty, what="the committed calibration", ignore=("results",))
     for name in args.runs:  # training seconds as the run recorded them (resumes included)
         h = read_json(args.out_dir / f"{name}_history.json", "a training history", obj=True)
         runs[name]["train_s"] = h[H.ELAPSED_S][-1]

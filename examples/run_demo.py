@@ -43,6 +43,7 @@ from zhbert.io_utils import (  # noqa: E402
     atomic_write_text,
     read_json,
 )
+from zhbert.provenance import check_clean  # noqa: E402
 
 FILL_MASK_TEXTS = ("今天天气很[MASK]。", "中国的首都是北[MASK]。", "这个手机的质量非常[MASK]。")
 README_START, README_END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
@@ -97,12 +98,12 @@ def results_table(results: Path) -> str:
         ("training loss first → last log point",
          f"{history[H.LOSS][0]:.2f} → {history[H.LOSS][-1]:.2f}"),
         ("parameters / tokens seen",
-         f"{history['meta']['parameters']:,} / {history[H.TOKENS_SEEN][-1]:,}"),
+         f"{history[H.META_KEY]['parameters']:,} / {history[H.TOKENS_SEEN][-1]:,}"),
         ("wall time of the demo without install (prepare / train / rest)",
          f"{summary['total_s']:.0f} s ({steps['prepare']:.0f} / {steps['train']:.0f} / "
          f"{rest:.0f} s)"),
         ("machine", f"{summary['machine']['cpu']}, {summary['machine']['logical_cpus']} cores, "
-                    f"torch {history['meta']['torch_version']}"),
+                    f"torch {history[H.META_KEY]['torch_version']}"),
         ("code", _code_state(history[H.META_KEY])),
     ]
     probes = summary.get("cloze_probes")
@@ -354,9 +355,16 @@ def summarize(demo: Demo) -> dict:
         steps["train"] = (_read_json(demo.history).get(H.ELAPSED_S) or [0.0])[-1]
     steps = {name: steps[name] for name, _ in STEPS if name in steps}
     probes = _read_json(demo.probes) if demo.probes.exists() else None
+    history = _read_json(demo.history)
+    meta = history.get(H.META_KEY, {})
     return {
         "preset": a.preset, "overrides": a.overrides,
         "total_s": round(sum(steps.values()), 1), "steps_s": steps, "reused": demo.reused,
+        "held_out": {"step": history[H.EVAL_STEPS][-1], "mlm_acc": history[H.EVAL_MLM_ACC][-1],
+                     "stderr": history[H.EVAL_STDERR][-1],
+                     "best_mlm_acc": max(history[H.EVAL_MLM_ACC]),
+                     "baselines": (meta.get(H.META_BASELINES) or {}).get("acc")},
+        "code": {k: meta.get(k) for k in ("git_commit", "git_dirty")},
         "cloze_probes": None if probes is None else {
             k: probes[k] for k in ("n", "top1_hits", "top1_rate", "in_train_split")
             if k in probes},
@@ -368,34 +376,11 @@ def summarize(demo: Demo) -> dict:
     }
 
 
-def check_clean(history: dict, allow_dirty: bool) -> None:
-    """Refuse (or, with ``allow_dirty``, warn loudly about) reference results from uncommitted
-    code: the run's recorded tree, and the tree the analysis and figures run from now."""
-    from zhbert.provenance import git_state
-
-    now = git_state(ROOT, ignore=("results", "README.md"))
-    meta = history.get(H.META_KEY, {})
-    problems = []
-    if meta.get("git_dirty") is not False:
-        problems.append("the run's history does not record a clean git work tree "
-                        f"(git_commit={meta.get('git_commit')}, git_dirty={meta.get('git_dirty')})")
-    if now.dirty is not False:
-        problems.append("the work tree has uncommitted changes: " + ", ".join(now.changed[:5])
-                        if now.changed else "the repository has no git commit")
-    if not problems:
-        return
-    if not allow_dirty:
-        raise UserError("refusing to update the reference results: " + "; ".join(problems)
-                        + " (commit, retrain with --redo, or pass --allow-dirty)")
-    print("\n" + "!" * 78 + "\nWARNING: reference results from uncommitted code: "
-          + "; ".join(problems) + "\n" + "!" * 78, file=sys.stderr, flush=True)
-
-
 def update_reference(demo: Demo) -> None:
     """Copy the run's history, analysis, figures and summary into the reference folder, then
     rewrite the README's results table from them."""
     a, ref = demo.args, demo.args.reference
-    check_clean(_read_json(demo.history), a.allow_dirty)
+    check_clean({"demo run": _read_json(demo.history).get(H.META_KEY, {})}, a.allow_dirty)
     _not_a_file(ref, "--reference")
     for old in ref.glob("*.png"):
         if not (a.out_dir / old.name).exists():

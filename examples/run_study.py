@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
+from zhbert.provenance import check_clean  # noqa: E402
 
 # Overrides of the demo preset that make each arm (the demo preset itself is the modern recipe).
 ARMS: dict[str, list[str]] = {
@@ -63,7 +64,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="override applied to both arms, e.g. run.max_steps=300 (repeatable)")
     p.add_argument("--redo", action="store_true", help="retrain arms that already finished")
     p.add_argument("--update-readme", action="store_true",
-                   help="also write the study table into README.md (make study-reference)")
+                   help="also write the study table into README.md (make study-reference); "
+                        "refused from uncommitted code or for arms trained from it")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="with --update-readme: go on from uncommitted code (warns loudly)")
     return p.parse_args(argv)
 
 
@@ -179,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, path in (("--corpus", args.corpus), ("--runs", args.runs), ("--out-dir", out)):
         if path.exists() and not path.is_dir():
             raise UserError(f"{flag} {path}: is a file, expected a directory")
+    if args.update_readme and not args.allow_dirty:  # the work tree, before any training
+        check_clean({}, False, what="the study's reference results")
     started = time.perf_counter()
     if not (args.corpus / "dataset_stats.json").exists():
         _run([sys.executable, "examples/prepare_dataset.py", "--source", "demo", "--out-dir",
@@ -198,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           "--compare", str(copies["original"]), "--labels", "modern", "original",
           "--analysis", str(out / "study_analysis.json"), "--out-dir", str(out)])
     histories = {arm: read_json(p, "a study history", obj=True) for arm, p in copies.items()}
+    if args.update_readme:
+        check_clean({f"{arm} arm": h.get(H.META_KEY, {}) for arm, h in histories.items()},
+                    args.allow_dirty, what="the study's reference results")
     summary = summarize(histories)
     session = time.perf_counter() - started
     # a reused arm counts its recorded training time, so total_s stays the study's cost

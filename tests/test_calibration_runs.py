@@ -133,3 +133,25 @@ def test_analysis_doc_shows_the_committed_calibration():
     assert f"**{p['all']['mae_50pct_eval_points']:.2f} points**" in doc
     assert out["command"] in doc and {h["path"] for h in out["histories"]} >= {
         "results/training_history.json", "results/study/history_original.json"}
+
+
+def test_writing_the_committed_calibration_checks_provenance_first(tmp_path, monkeypatch):
+    """Into the repository's results/ only from committed code (checked before any training or
+    writing); anywhere else (here tmp_path) no check is made."""
+    calls = []
+
+    def refuse(metas, allow_dirty, what, ignore):
+        calls.append((dict(metas), what, tuple(ignore)))
+        raise UserError("refused")
+
+    monkeypatch.setattr(cal, "check_clean", refuse)
+    committed = cal.ROOT / "results" / "calibration"
+    before = {p.name: p.stat().st_mtime_ns for p in committed.iterdir()}
+    with pytest.raises(UserError, match="refused"):
+        cal.main(["--out-dir", str(committed), "--skip-train", "--synthetic", "0"])
+    assert calls == [({}, "the committed calibration", ("results",))]
+    assert {p.name: p.stat().st_mtime_ns for p in committed.iterdir()} == before
+    calls.clear()
+    with pytest.raises(UserError, match="history not found"):  # no check, then a missing file
+        cal.main(["--out-dir", str(tmp_path), "--skip-train", "--synthetic", "0"])
+    assert calls == []

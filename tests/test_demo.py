@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers_scripts import load_script
 from zhbert.errors import UserError
-from zhbert.provenance import git_state
+from zhbert.provenance import check_clean, git_state
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {"training_curves.png", "correlation_analysis.png", "loss_analysis.png",
@@ -66,6 +66,11 @@ def test_demo_runs_end_to_end_reuses_and_never_touches_the_repository(tmp_path):
     assert summary["cloze_probes"]["n"] == probes["n"] >= 20
     assert summary["cloze_probes"]["top1_hits"] == sum(r["hit"] for r in probes["probes"])
     assert summary["reused"] == []
+    hist = json.loads((tmp_path / "run" / "training_history.json").read_text())
+    assert summary["held_out"]["mlm_acc"] == hist["eval_mlm_acc"][-1]
+    assert summary["held_out"]["step"] == hist["eval_steps"][-1] == hist["steps"][-1]
+    assert summary["held_out"]["baselines"] == hist["meta"]["baselines"]["acc"]
+    assert summary["code"]["git_commit"] == hist["meta"]["git_commit"]
     assert "今天天气很" in first.stdout  # the quick start printed its sentences
 
     # A second run skips the finished preparation and training (their recorded times count).
@@ -120,11 +125,23 @@ def test_demo_bad_inputs_are_one_line_errors(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_reference_from_uncommitted_code_is_refused():
-    run_demo = _run_demo_module()
+def test_reference_from_uncommitted_code_is_refused(tmp_path, capsys):
     for meta in ({"git_commit": "abc", "git_dirty": True}, {"git_commit": "abc"}):
         with pytest.raises(UserError, match="refusing to update the reference"):
-            run_demo.check_clean({"meta": meta}, allow_dirty=False)
+            check_clean({"demo run": meta}, allow_dirty=False)
+    # a clean history from a dirty work tree is refused too, naming the changed file
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "code.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    clean = {"run": {"git_commit": "abc", "git_dirty": False}}
+    check_clean(clean, allow_dirty=False, root=tmp_path)  # clean: no error
+    (tmp_path / "code.py").write_text("a = 2\n")
+    with pytest.raises(UserError, match="uncommitted changes: code.py"):
+        check_clean(clean, allow_dirty=False, what="the calibration", root=tmp_path)
+    check_clean(clean, allow_dirty=True, root=tmp_path)  # allowed, but loudly
+    assert "WARNING: the reference results from uncommitted code" in capsys.readouterr().err
 
 
 def test_git_state_sees_changes_to_tracked_files(tmp_path):

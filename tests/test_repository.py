@@ -97,3 +97,19 @@ def test_read_json_errors_name_the_problem(tmp_path):
         read_json(f, "a thing", obj=True)
     with pytest.raises(UserError, match="is a directory"):
         read_json(tmp_path, "a thing")
+
+
+def test_docstring_examples_hold():
+    """Every ``>>>`` example in the package's docstrings runs and prints what it shows."""
+    import doctest
+    import importlib
+
+    failed = []
+    for path in sorted((ROOT / "zhbert").rglob("*.py")):
+        if ">>>" not in path.read_text(encoding="utf-8"):
+            continue
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+        if result.failed:
+            failed.append(name)
+    assert not failed, f"doctest failures in {failed}"

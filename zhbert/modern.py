@@ -52,10 +52,8 @@ def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Apply the rotation to ``x`` (..., L, d) in float32; returns ``x``'s dtype.
 
     >>> cos, sin = rotary_table(3, 2, 10000.0)
-    >>> rotate(torch.tensor([[1.0, 0.0]] * 3), cos, sin).round(decimals=4)
-    tensor([[1.0000, 0.0000],
-            [0.5403, 0.8415],
-            [-0.4161, 0.9093]])
+    >>> [[round(v, 4) for v in row] for row in rotate(torch.tensor([[1.0, 0.0]] * 3), cos, sin).tolist()]
+    [[1.0, 0.0], [0.5403, 0.8415], [-0.4161, 0.9093]]
     """
     xf = x.float()
     half = xf.shape[-1] // 2

@@ -1,16 +1,21 @@
 """Where a result came from: the git commit of the code and whether the work tree was dirty.
 
 A history records both in ``meta`` (``git_commit``, ``git_dirty``), so a run made from
-uncommitted code says so. ``examples/run_demo.py --update-reference`` refuses to publish
-reference results from a dirty tree.
+uncommitted code says so. Every producer of committed reference results refuses a dirty tree
+(:func:`check_clean`): ``examples/run_demo.py --update-reference`` (``make reference``),
+``examples/run_study.py --update-readme`` (``make study-reference``) and
+``benchmarks/calibration_runs.py`` when it writes into ``results/``.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from zhbert.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +58,30 @@ def git_state(root: str | Path = REPO_ROOT, ignore: Iterable[str] = ()) -> GitSt
         if not any(path == s or path.startswith(s + "/") for s in skip):
             changed.append(path)
     return GitState(commit.strip(), tuple(changed))
+
+
+def check_clean(metas: Mapping[str, dict], allow_dirty: bool, what: str = "the reference results",
+                ignore: Iterable[str] = ("results", "README.md"), root: str | Path = REPO_ROOT,
+                ) -> None:
+    """Refuse (UserError) or, with ``allow_dirty``, warn loudly about results from uncommitted
+    code: each history ``meta`` (by label) must record a clean tree (``git_dirty`` false), and
+    the work tree the results are written from must have no changes outside ``ignore``.
+
+    >>> check_clean({"run": {"git_commit": "abc", "git_dirty": False}}, False, root="/")
+    Traceback (most recent call last):
+    zhbert.errors.UserError: refusing to update the reference results: the repository has no git commit (commit, retrain from a clean commit, or pass --allow-dirty)
+    """
+    problems = [f"the {label} history does not record a clean git work tree (git_commit="
+                f"{meta.get('git_commit')}, git_dirty={meta.get('git_dirty')})"
+                for label, meta in metas.items() if meta.get("git_dirty") is not False]
+    now = git_state(root, ignore=ignore)
+    if now.dirty is not False:
+        problems.append("the work tree has uncommitted changes: " + ", ".join(now.changed[:5])
+                        if now.changed else "the repository has no git commit")
+    if not problems:
+        return
+    if not allow_dirty:
+        raise UserError(f"refusing to update {what}: " + "; ".join(problems)
+                        + " (commit, retrain from a clean commit, or pass --allow-dirty)")
+    print("\n" + "!" * 78 + f"\nWARNING: {what} from uncommitted code: " + "; ".join(problems)
+          + "\n" + "!" * 78, file=sys.stderr, flush=True)
