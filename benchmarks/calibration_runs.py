@@ -323,16 +323,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in args.runs}
     if not args.skip_train:
         ensure_corpus(args.corpus)
-        for name in args.runs:
+        for name in args.runs:  # every run trains before any copy changes a tracked file
             runs[name] = train(name, args)
+    if committed:  # the short runs must come from, and be calibrated by, committed code
+        check_clean({f"{n} (short run)": read_json(
+            args.out_dir / f"{n}_history.json" if args.skip_train else
+            args.runs_dir / n / H.HISTORY_NAME, "a training history", obj=True).get(
+                H.META_KEY, {}) for n in args.runs},
+            args.allow_dirty, what="the committed calibration", ignore=("results",))
+    if not args.skip_train:
+        for name in args.runs:
             copy_run_history(name, args.runs_dir, args.out_dir)
     keep_wall_times(runs, args.out_dir / "calibration.json")
     histories = collect_histories(args.runs, args.out_dir)
-    if committed:  # the short runs must come from, and be calibrated by, committed code
-        check_clean({f"{n} (short run)": read_json(args.out_dir / f"{n}_history.json",
-                                                   "a training history", obj=True).get(
-                         H.META_KEY, {}) for n in args.runs},
-                    args.allow_dirty, what="the committed calibration", ignore=("results",))
     for name in args.runs:  # training seconds as the run recorded them (resumes included)
         h = read_json(args.out_dir / f"{name}_history.json", "a training history", obj=True)
         runs[name]["train_s"] = h[H.ELAPSED_S][-1]

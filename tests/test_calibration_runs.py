@@ -155,3 +155,31 @@ def test_writing_the_committed_calibration_checks_provenance_first(tmp_path, mon
     with pytest.raises(UserError, match="history not found"):  # no check, then a missing file
         cal.main(["--out-dir", str(tmp_path), "--skip-train", "--synthetic", "0"])
     assert calls == []
+
+
+def test_all_runs_train_before_a_copy_changes_a_tracked_file(tmp_path, monkeypatch):
+    """A copy into results/ made between two runs would mark the later runs' work tree dirty (it
+    did): every run trains, then the provenance check reads the run directories, then copies."""
+    events = []
+
+    def fake_train(name, args):
+        events.append(("train", name))
+        _fake_run(args.runs_dir / name, cal.run_overrides(name, args.corpus), 480)
+        return {"command": name}
+
+    def refuse(metas, allow_dirty, what, ignore):
+        events.append(("check", tuple(metas)))
+        if metas:
+            raise UserError("refused")
+
+    monkeypatch.setattr(cal, "train", fake_train)
+    monkeypatch.setattr(cal, "check_clean", refuse)
+    monkeypatch.setattr(cal, "ensure_corpus", lambda path: None)
+    committed = cal.ROOT / "results" / "calibration"
+    before = {p.name: p.stat().st_mtime_ns for p in committed.iterdir()}
+    with pytest.raises(UserError, match="refused"):
+        cal.main(["--out-dir", str(committed), "--runs-dir", str(tmp_path), "--runs", "run_b",
+                  "run_c", "--synthetic", "0"])
+    assert events == [("check", ()), ("train", "run_b"), ("train", "run_c"),
+                      ("check", ("run_b (short run)", "run_c (short run)"))]
+    assert {p.name: p.stat().st_mtime_ns for p in committed.iterdir()} == before
