@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import forecast_calibration as fc  # noqa: E402
+import run_set as rs  # noqa: E402
 
 from zhbert import history_schema as H  # noqa: E402
-from zhbert.config import build_config, config_changes  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
 from zhbert.provenance import check_clean  # noqa: E402
@@ -58,8 +58,6 @@ RUNS: dict[str, dict] = {
 }
 #: evaluations per run (run.eval_interval = steps / EVALS)
 EVALS = 40
-#: config keys the trainer takes from the corpus: not settings
-CORPUS_KEYS = {"model.vocab_size", "model.pad_token_id"}
 BERT_DEMO_COMMIT = "e8cbc7e"
 BERT_DEMO_NAME = "bert_demo_history.json"
 #: committed histories calibrated as they are: (label, group, path relative to the repository)
@@ -105,57 +103,18 @@ def run_overrides(name: str, corpus: Path) -> list[str]:
 
 def train_command(name: str, corpus: Path, runs_dir: Path) -> list[str]:
     """The ``main_train.py`` command of short run ``name`` (from scratch: ``--overwrite``)."""
-    cmd = [sys.executable, "main_train.py", "--preset", PRESET, "--run-dir", str(runs_dir / name)]
-    for item in run_overrides(name, corpus):
-        cmd += ["--set", item]
-    return cmd + ["--overwrite"]
+    return rs.train_command(PRESET, runs_dir / name, run_overrides(name, corpus))
 
 
 def finished(run_dir: Path, overrides: list[str]) -> str | None:
     """Why the run in ``run_dir`` cannot be reused (None when it finished with these settings)."""
-    path = run_dir / H.HISTORY_NAME
-    if not path.is_file():
-        return "no history yet"
-    h = read_json(path, "a training history", obj=True)
-    saved = h.get(H.META_KEY, {}).get(H.META_CONFIG)
-    if not isinstance(saved, dict):
-        return "its history has no meta.config"
-    wanted = build_config(PRESET, None, overrides).to_dict()
-    changes = [c for c in config_changes(saved, wanted) if c.split(":", 1)[0] not in CORPUS_KEYS]
-    if changes:
-        return "other settings: " + "; ".join(changes)
-    steps = h.get(H.STEPS) or [0]
-    if steps[-1] < wanted["run"]["max_steps"]:
-        return f"stopped at step {steps[-1]} of {wanted['run']['max_steps']}"
-    return None
-
-
-def ensure_corpus(corpus: Path) -> None:
-    """Prepare the demo corpus when it is missing."""
-    if corpus.exists() and not corpus.is_dir():
-        raise UserError(f"--corpus {corpus}: is a file, expected a prepared corpus directory")
-    if (corpus / "dataset_stats.json").exists():
-        return
-    cmd = [sys.executable, "examples/prepare_dataset.py", "--source", "demo", "--out-dir",
-           str(corpus)]
-    print("==> " + " ".join(cmd), flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-        raise UserError(f"preparing the demo corpus in {corpus} failed")
+    return rs.finished(run_dir, PRESET, overrides)
 
 
 def train(name: str, args: argparse.Namespace) -> dict:
     """Train short run ``name`` unless a finished one is there; its record (command, time)."""
-    cmd = train_command(name, args.corpus, args.runs_dir)
-    shown = " ".join(["python", *cmd[1:]])
-    why = "--redo" if args.redo else finished(args.runs_dir / name, run_overrides(name, args.corpus))
-    if why is None:
-        print(f"==> [{name}] reusing finished run {args.runs_dir / name}", flush=True)
-        return {"command": shown, "reused": True, "wall_s": None}
-    print(f"==> [{name}] ({why})\n{shown}", flush=True)
-    start = time.perf_counter()
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-        raise UserError(f"training {name} failed (command above)")
-    return {"command": shown, "reused": False, "wall_s": round(time.perf_counter() - start, 1)}
+    return rs.train_run(name, PRESET, args.runs_dir / name, run_overrides(name, args.corpus),
+                        args.redo)
 
 
 def keep_wall_times(runs: dict[str, dict], previous: Path) -> None:
@@ -187,10 +146,7 @@ def bert_demo_history(out_dir: Path) -> Path:
 
 def copy_run_history(name: str, runs_dir: Path, out_dir: Path) -> Path:
     """Copy run ``name``'s history into ``out_dir`` as ``NAME_history.json``."""
-    src = runs_dir / name / H.HISTORY_NAME
-    dst = out_dir / f"{name}_history.json"
-    atomic_write_bytes(dst, src.read_bytes())
-    return dst
+    return rs.copy_history(runs_dir / name, out_dir / f"{name}_history.json")
 
 
 def run_label(name: str) -> str:
@@ -322,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                  args.runs_dir)[1:]])}
             for name in args.runs}
     if not args.skip_train:
-        ensure_corpus(args.corpus)
+        rs.ensure_corpus(args.corpus)
         for name in args.runs:  # every run trains before any copy changes a tracked file
             runs[name] = train(name, args)
     if committed:  # the short runs must come from, and be calibrated by, committed code

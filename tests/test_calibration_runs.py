@@ -174,7 +174,7 @@ def test_all_runs_train_before_a_copy_changes_a_tracked_file(tmp_path, monkeypat
 
     monkeypatch.setattr(cal, "train", fake_train)
     monkeypatch.setattr(cal, "check_clean", refuse)
-    monkeypatch.setattr(cal, "ensure_corpus", lambda path: None)
+    monkeypatch.setattr(cal.rs, "ensure_corpus", lambda path: None)
     committed = cal.ROOT / "results" / "calibration"
     before = {p.name: p.stat().st_mtime_ns for p in committed.iterdir()}
     with pytest.raises(UserError, match="refused"):

@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""The demo preset's tuning runs (docs/TRAINING.md, "How the demo was tuned") from one command.
+
+    python benchmarks/demo_tuning.py               # train (or reuse) every arm, then tabulate
+    python benchmarks/demo_tuning.py --skip-train  # tabulate the committed histories only
+    python benchmarks/demo_tuning.py --dry-run     # print the main_train.py commands
+
+Every arm is ``main_train.py --preset demo`` with ``BASE`` (a 400-step cosine schedule, 25 %
+training masks, a held-out evaluation every 50 steps) and its own overrides, trained one at a
+time into ``--runs-dir`` and reused while its settings hold (``run_set``). Each history is copied
+into ``--out-dir`` (committed: ``results/tuning/``) and ``tuning.json`` records the commands,
+the held-out accuracy at the table's steps and the table itself; the earlier post-LN BERT demo
+(``results/calibration/bert_demo_history.json``) is its first row. Held-out accuracy at a step
+does not depend on the machine's load, so the table is what to compare; wall times are recorded
+but only comparable within one quiet run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import run_set as rs  # noqa: E402
+
+from zhbert import history_schema as H  # noqa: E402
+from zhbert.errors import UserError, run_cli  # noqa: E402
+from zhbert.io_utils import atomic_write_json, read_json  # noqa: E402
+from zhbert.provenance import check_clean  # noqa: E402
+
+PRESET = "demo"
+#: every arm: a 400-step cosine schedule, 25 % training masks, held-out points every 50 steps
+BASE = ["run.max_steps=400", "run.eval_interval=50", "data.mask_rate=0.25",
+        "run.export_final=false", "run.progress=false", "run.tensorboard=false",
+        "run.save_interval=100000", "run.milestones=[]"]
+#: name -> (the table's label, overrides on top of BASE)
+ARMS: dict[str, tuple[str, list[str]]] = {
+    "base": ("modern, base (lr 2e-3, mask 25 %)", []),
+    "lr4e-3": ("base + `optim.lr=4e-3`", ["optim.lr=4e-3"]),
+    "batch32": ("base + `data.batch_size=32 run.max_steps=800 optim.warmup_steps=200 "
+                "run.eval_interval=100` (same tokens at twice the steps)",
+                ["data.batch_size=32", "run.max_steps=800", "optim.warmup_steps=200",
+                 "run.eval_interval=100"]),
+    "mask15": ("base + `data.mask_rate=0.15`", ["data.mask_rate=0.15"]),
+    "heads8": ("base + `model.num_heads=8`", ["model.num_heads=8"]),
+    "mask35": ("base + `data.mask_rate=0.35` (**the preset's mask**)", ["data.mask_rate=0.35"]),
+    "mask45": ("base + `data.mask_rate=0.45`", ["data.mask_rate=0.45"]),
+    "steps800": ("base + `run.max_steps=800 run.eval_interval=100` (longer schedule)",
+                 ["run.max_steps=800", "run.eval_interval=100"]),
+}
+BERT_ROW = ("post-LN BERT, the earlier demo preset (1,000-step schedule, lr 1e-3, mask 25 %; "
+            "`results/calibration/bert_demo_history.json`)",
+            ROOT / "results" / "calibration" / "bert_demo_history.json")
+#: the table's step columns; held-out points after the last one go to "later"
+COLUMNS = (100, 200, 300, 400)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus", type=Path, default=Path("data/demo"),
+                   help="prepared demo corpus (built when missing; default data/demo)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs/tuning"),
+                   help="folder for the arms' run directories (default runs/tuning)")
+    p.add_argument("--out-dir", type=Path, default=Path("results/tuning"),
+                   help="history copies and tuning.json (default results/tuning)")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                   help="which arms to train and tabulate (default all)")
+    p.add_argument("--skip-train", action="store_true",
+                   help="train nothing: tabulate the histories already in --out-dir")
+    p.add_argument("--redo", action="store_true", help="retrain arms that already finished")
+    p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write into the repository's results/ from uncommitted code (warns)")
+    return p.parse_args(argv)
+
+
+def arm_overrides(name: str, corpus: Path) -> list[str]:
+    """Every ``--set`` of arm ``name``: corpus, BASE, then its own (later ones win)."""
+    return [f"data.corpus_dir={corpus}", *BASE, *ARMS[name][1]]
+
+
+def held_out_at(history: dict) -> dict:
+    """``{"at": {step: acc} for COLUMNS, "later": [[step, acc], ...], "final": [step, acc]}``."""
+    steps, acc = history[H.EVAL_STEPS], history[H.EVAL_MLM_ACC]
+    at = {str(s): a for s, a in zip(steps, acc, strict=True) if s in COLUMNS}
+    later = [[s, a] for s, a in zip(steps, acc, strict=True) if s > COLUMNS[-1]]
+    return {"at": at, "later": later, "final": [steps[-1], acc[-1]]}
+
+
+def markdown_table(record: dict) -> str:
+    """docs/TRAINING.md's tuning table from ``tuning.json``'s content."""
+    head = " | ".join(f"step {s}" for s in COLUMNS)
+    lines = [f"| run (overrides) | {head} | later |", "| --- |" + " --- |" * (len(COLUMNS) + 1)]
+    for row in record["rows"]:
+        cells = [f"{100 * row['at'][str(s)]:.1f} %" if str(s) in row["at"] else "—"
+                 for s in COLUMNS]
+        later = ", ".join(f"{100 * a:.1f} % at {s:,}" for s, a in row["later"][-4:])
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {later} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train (or reuse) the arms, then write tuning.json and print the table."""
+    args = parse_args(argv)
+    for flag, path in (("--runs-dir", args.runs_dir), ("--out-dir", args.out_dir)):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{flag} {path}: is a file, expected a directory")
+    commands = {n: rs.shown(rs.train_command(PRESET, args.runs_dir / n,
+                                             arm_overrides(n, args.corpus))) for n in args.arms}
+    if args.dry_run:
+        print("\n".join(commands.values()))
+        return 0
+    committed = (ROOT / "results") in [args.out_dir.resolve(), *args.out_dir.resolve().parents]
+    if committed and not args.allow_dirty:  # the work tree, before any training
+        check_clean({}, False, what="the committed tuning runs", ignore=("results",))
+    runs = {n: {"command": commands[n]} for n in args.arms}
+    if not args.skip_train:
+        rs.ensure_corpus(args.corpus)
+        for n in args.arms:
+            runs[n] = rs.train_run(n, PRESET, args.runs_dir / n, arm_overrides(n, args.corpus),
+                                   args.redo)
+    source = {n: (args.out_dir / f"{n}_history.json" if args.skip_train
+                  else args.runs_dir / n / H.HISTORY_NAME) for n in args.arms}
+    histories = {n: read_json(p, "a training history", obj=True) for n, p in source.items()}
+    if committed:
+        check_clean({n: h.get(H.META_KEY, {}) for n, h in histories.items()}, args.allow_dirty,
+                    what="the committed tuning runs", ignore=("results",))
+    if not args.skip_train:
+        for n in args.arms:
+            rs.copy_history(args.runs_dir / n, args.out_dir / f"{n}_history.json")
+    rows = [{"arm": "bert_demo", "label": BERT_ROW[0],
+             **held_out_at(read_json(BERT_ROW[1], "a training history", obj=True))}]
+    for n in args.arms:
+        runs[n]["train_s"] = histories[n][H.ELAPSED_S][-1]
+        rows.append({"arm": n, "label": ARMS[n][0], "overrides": ARMS[n][1],
+                     **held_out_at(histories[n])})
+    record = {"command": "python benchmarks/demo_tuning.py", "preset": PRESET, "base": BASE,
+              "runs": runs, "rows": rows}
+    record["table"] = markdown_table(record)
+    atomic_write_json(args.out_dir / "tuning.json", record)
+    print(record["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
