@@ -52,6 +52,12 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "mask45": ("base + `data.mask_rate=0.45`", ["data.mask_rate=0.45"]),
     "steps800": ("base + `run.max_steps=800 run.eval_interval=100` (longer schedule)",
                  ["run.max_steps=800", "run.eval_interval=100"]),
+    # the batch-32 lead at the demo's full length: the preset's settings, half the batch for
+    # twice the steps (the same tokens as the committed 2,000-step demo run)
+    "demo_batch32": ("the `demo` preset with `data.batch_size=32 run.max_steps=4000 "
+                     "optim.warmup_steps=200` (the demo run's tokens at twice the steps)",
+                     ["data.mask_rate=0.35", "data.batch_size=32", "run.max_steps=4000",
+                      "optim.warmup_steps=200", "run.eval_interval=200"]),
 }
 BERT_ROW = ("post-LN BERT, the earlier demo preset (1,000-step schedule, lr 1e-3, mask 25 %; "
             "`results/calibration/bert_demo_history.json`)",

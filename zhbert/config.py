@@ -169,8 +169,9 @@ def _demo() -> TrainConfig:
     architecture (pre-LN, rotary, gated GELU) leaves the unigram plateau at once and keeps
     learning at lr 2e-3, where the post-LN BERT of the earlier demo stalled near 15 %; masking
     35 % of the training tokens (evaluation stays at 15 %) beat 25 % and 15 % at matched steps;
-    a 384-wide or 6-layer model costs 1.4-1.8x the step time of 4 x 256
-    (benchmarks/demo_shapes.py), and the step budget matters more here than the width.
+    a 6-layer or 384-wide model costs 1.65x or 2.03x the step time of 4 x 256
+    (benchmarks/demo_shapes.py, results/bench_demo_shapes.json), and the step budget matters
+    more here than the width.
     """
     return TrainConfig(
         model=BertConfig(arch="modern", hidden_size=256, num_layers=4, num_heads=4,
