@@ -62,3 +62,14 @@ def test_main_trains_every_arm_then_copies_and_records(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="is a file"):
         tun.main(["--out-dir", str(out / "tuning.json")])
 
+
+
+def test_training_doc_holds_the_committed_tuning_table():
+    root = tun.ROOT
+    rec = json.loads((root / "results" / "tuning" / "tuning.json").read_text())
+    assert rec["table"] == tun.markdown_table(rec)
+    doc = (root / "docs" / "TRAINING.md").read_text(encoding="utf-8")
+    assert rec["table"] in doc
+    for n in tun.ARMS:  # every arm's history is committed and recorded a clean tree
+        h = json.loads((root / "results" / "tuning" / f"{n}_history.json").read_text())
+        assert h[H.META_KEY]["git_dirty"] is False
