@@ -36,10 +36,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import forecast_calibration as fc  # noqa: E402
 import run_set as rs  # noqa: E402
 
-from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
-from zhbert.provenance import check_clean  # noqa: E402
 
 PRESET = "smoke"
 #: settings every short run shares (on top of the smoke preset)
@@ -68,23 +66,8 @@ COMMITTED = [("modern demo", "demo and study", "results/training_history.json"),
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", type=Path, default=Path("data/demo"),
-                   help="prepared demo corpus (built with examples/prepare_dataset.py when "
-                        "missing; default data/demo)")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs/calibration"),
-                   help="folder for the short runs' run directories (default runs/calibration)")
-    p.add_argument("--out-dir", type=Path, default=Path("results/calibration"),
-                   help="history copies and calibration.json (default results/calibration)")
-    p.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
-                   help="which short runs to train and calibrate (default all)")
-    p.add_argument("--skip-train", action="store_true",
-                   help="train nothing: calibrate the run histories already in --out-dir")
-    p.add_argument("--redo", action="store_true", help="retrain runs that already finished")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the training commands and exit")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="write into the repository's results/ even from uncommitted code or "
-                        "with short-run histories that record it (warns loudly)")
+    rs.add_args(p, names=list(RUNS), names_flag="--runs", runs_dir="runs/calibration",
+                out_dir="results/calibration", record="calibration.json")
     fc.add_calibration_args(p, synthetic=60)
     return p.parse_args(argv)
 
@@ -109,12 +92,6 @@ def train_command(name: str, corpus: Path, runs_dir: Path) -> list[str]:
 def finished(run_dir: Path, overrides: list[str]) -> str | None:
     """Why the run in ``run_dir`` cannot be reused (None when it finished with these settings)."""
     return rs.finished(run_dir, PRESET, overrides)
-
-
-def train(name: str, args: argparse.Namespace) -> dict:
-    """Train short run ``name`` unless a finished one is there; its record (command, time)."""
-    return rs.train_run(name, PRESET, args.runs_dir / name, run_overrides(name, args.corpus),
-                        args.redo)
 
 
 def keep_wall_times(runs: dict[str, dict], previous: Path) -> None:
@@ -142,11 +119,6 @@ def bert_demo_history(out_dir: Path) -> Path:
             raise UserError(f"{path} is missing and `git show {spec}` failed")
         atomic_write_bytes(path, res.stdout)
     return path
-
-
-def copy_run_history(name: str, runs_dir: Path, out_dir: Path) -> Path:
-    """Copy run ``name``'s history into ``out_dir`` as ``NAME_history.json``."""
-    return rs.copy_history(runs_dir / name, out_dir / f"{name}_history.json")
 
 
 def run_label(name: str) -> str:
@@ -263,38 +235,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--cuts must be fractions in (0, 1) (got {args.cuts})")
     if args.synthetic < 0 or args.n_boot < 10:
         raise UserError("--synthetic must be >= 0 and --n-boot >= 10")
-    for flag, path in (("--runs-dir", args.runs_dir), ("--out-dir", args.out_dir)):
-        if path.exists() and not path.is_dir():
-            raise UserError(f"{flag} {path}: is a file, expected a directory")
+    rs.check_dirs(args)
     if args.dry_run:
         for name in args.runs:
-            print(" ".join(["python", *train_command(name, args.corpus, args.runs_dir)[1:]]))
+            print(rs.shown(train_command(name, args.corpus, args.runs_dir)))
         return 0
-    committed = (ROOT / "results") in [args.out_dir.resolve(), *args.out_dir.resolve().parents]
-    if committed and not args.allow_dirty:  # the work tree, before any training
-        check_clean({}, False, what="the committed calibration", ignore=("results",))
     start = time.perf_counter()
-    runs = {name: {"command": " ".join(["python", *train_command(name, args.corpus,
-                                                                 args.runs_dir)[1:]])}
-            for name in args.runs}
-    if not args.skip_train:
-        rs.ensure_corpus(args.corpus)
-        for name in args.runs:  # every run trains before any copy changes a tracked file
-            runs[name] = train(name, args)
-    if committed:  # the short runs must come from, and be calibrated by, committed code
-        check_clean({f"{n} (short run)": read_json(
-            args.out_dir / f"{n}_history.json" if args.skip_train else
-            args.runs_dir / n / H.HISTORY_NAME, "a training history", obj=True).get(
-                H.META_KEY, {}) for n in args.runs},
-            args.allow_dirty, what="the committed calibration", ignore=("results",))
-    if not args.skip_train:
-        for name in args.runs:
-            copy_run_history(name, args.runs_dir, args.out_dir)
+    runs, _ = rs.train_set(args, args.runs, PRESET, lambda n: run_overrides(n, args.corpus),
+                           what="the committed calibration")
     keep_wall_times(runs, args.out_dir / "calibration.json")
     histories = collect_histories(args.runs, args.out_dir)
-    for name in args.runs:  # training seconds as the run recorded them (resumes included)
-        h = read_json(args.out_dir / f"{name}_history.json", "a training history", obj=True)
-        runs[name]["train_s"] = h[H.ELAPSED_S][-1]
     t0 = time.perf_counter()
     rows = calibrate(histories, args)
     calib_s = round(time.perf_counter() - t0, 1)

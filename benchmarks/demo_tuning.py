@@ -29,9 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import run_set as rs  # noqa: E402
 
 from zhbert import history_schema as H  # noqa: E402
-from zhbert.errors import UserError, run_cli  # noqa: E402
+from zhbert.errors import run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_json, read_json  # noqa: E402
-from zhbert.provenance import check_clean  # noqa: E402
 
 PRESET = "demo"
 #: every arm: a 400-step cosine schedule, 25 % training masks, held-out points every 50 steps
@@ -69,20 +68,8 @@ COLUMNS = (100, 200, 300, 400)
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", type=Path, default=Path("data/demo"),
-                   help="prepared demo corpus (built when missing; default data/demo)")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs/tuning"),
-                   help="folder for the arms' run directories (default runs/tuning)")
-    p.add_argument("--out-dir", type=Path, default=Path("results/tuning"),
-                   help="history copies and tuning.json (default results/tuning)")
-    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
-                   help="which arms to train and tabulate (default all)")
-    p.add_argument("--skip-train", action="store_true",
-                   help="train nothing: tabulate the histories already in --out-dir")
-    p.add_argument("--redo", action="store_true", help="retrain arms that already finished")
-    p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="write into the repository's results/ from uncommitted code (warns)")
+    rs.add_args(p, names=list(ARMS), names_flag="--arms", runs_dir="runs/tuning",
+                out_dir="results/tuning", record="tuning.json")
     return p.parse_args(argv)
 
 
@@ -114,36 +101,18 @@ def markdown_table(record: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (or reuse) the arms, then write tuning.json and print the table."""
     args = parse_args(argv)
-    for flag, path in (("--runs-dir", args.runs_dir), ("--out-dir", args.out_dir)):
-        if path.exists() and not path.is_dir():
-            raise UserError(f"{flag} {path}: is a file, expected a directory")
-    commands = {n: rs.shown(rs.train_command(PRESET, args.runs_dir / n,
-                                             arm_overrides(n, args.corpus))) for n in args.arms}
+    rs.check_dirs(args)
     if args.dry_run:
-        print("\n".join(commands.values()))
+        print("\n".join(rs.shown(rs.train_command(PRESET, args.runs_dir / n,
+                                                  arm_overrides(n, args.corpus)))
+                        for n in args.arms))
         return 0
-    committed = (ROOT / "results") in [args.out_dir.resolve(), *args.out_dir.resolve().parents]
-    if committed and not args.allow_dirty:  # the work tree, before any training
-        check_clean({}, False, what="the committed tuning runs", ignore=("results",))
-    runs = {n: {"command": commands[n]} for n in args.arms}
-    if not args.skip_train:
-        rs.ensure_corpus(args.corpus)
-        for n in args.arms:
-            runs[n] = rs.train_run(n, PRESET, args.runs_dir / n, arm_overrides(n, args.corpus),
-                                   args.redo)
-    source = {n: (args.out_dir / f"{n}_history.json" if args.skip_train
-                  else args.runs_dir / n / H.HISTORY_NAME) for n in args.arms}
-    histories = {n: read_json(p, "a training history", obj=True) for n, p in source.items()}
-    if committed:
-        check_clean({n: h.get(H.META_KEY, {}) for n, h in histories.items()}, args.allow_dirty,
-                    what="the committed tuning runs", ignore=("results",))
-    if not args.skip_train:
-        for n in args.arms:
-            rs.copy_history(args.runs_dir / n, args.out_dir / f"{n}_history.json")
+    runs, histories = rs.train_set(args, args.arms, PRESET,
+                                   lambda n: arm_overrides(n, args.corpus),
+                                   what="the committed tuning runs")
     rows = [{"arm": "bert_demo", "label": BERT_ROW[0],
              **held_out_at(read_json(BERT_ROW[1], "a training history", obj=True))}]
     for n in args.arms:
-        runs[n]["train_s"] = histories[n][H.ELAPSED_S][-1]
         rows.append({"arm": n, "label": ARMS[n][0], "overrides": ARMS[n][1],
                      **held_out_at(histories[n])})
     record = {"command": "python benchmarks/demo_tuning.py", "preset": PRESET, "base": BASE,

@@ -1,5 +1,6 @@
 """A set of named training runs on the demo corpus, each trained once and reused while its
-settings hold: the shared part of ``calibration_runs.py`` and ``demo_tuning.py``.
+settings hold, their histories copied into a committed folder: the shared part of
+``calibration_runs.py`` and ``demo_tuning.py`` (options, training, provenance, copies).
 
 A run is ``main_train.py --preset PRESET --run-dir RUNS/NAME --set ... --overwrite``; it is
 reused when its history finished ``run.max_steps`` with the same config (keys the trainer takes
@@ -21,6 +22,7 @@ from zhbert import history_schema as H  # noqa: E402
 from zhbert.config import build_config, config_changes  # noqa: E402
 from zhbert.errors import UserError  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, read_json  # noqa: E402
+from zhbert.provenance import check_clean  # noqa: E402
 
 #: config keys the trainer takes from the corpus: not settings
 CORPUS_KEYS = {"model.vocab_size", "model.pad_token_id"}
@@ -89,3 +91,64 @@ def copy_history(run_dir: Path, dst: Path) -> Path:
     """Copy the run's history to ``dst`` (atomically)."""
     atomic_write_bytes(dst, (run_dir / H.HISTORY_NAME).read_bytes())
     return dst
+
+
+def add_args(p, *, names: list[str], names_flag: str, runs_dir: str, out_dir: str,
+             record: str) -> None:
+    """The options every run set shares (corpus, folders, which runs, reuse, provenance)."""
+    p.add_argument("--corpus", type=Path, default=Path("data/demo"),
+                   help="prepared demo corpus (built with examples/prepare_dataset.py when "
+                        "missing; default data/demo)")
+    p.add_argument("--runs-dir", type=Path, default=Path(runs_dir),
+                   help=f"folder for the run directories (default {runs_dir})")
+    p.add_argument("--out-dir", type=Path, default=Path(out_dir),
+                   help=f"history copies and {record} (default {out_dir})")
+    p.add_argument(names_flag, nargs="+", choices=names, default=names,
+                   help="which runs to train and use (default all)")
+    p.add_argument("--skip-train", action="store_true",
+                   help="train nothing: use the history copies already in --out-dir")
+    p.add_argument("--redo", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--dry-run", action="store_true", help="print the training commands and exit")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write into the repository's results/ from uncommitted code, or with "
+                        "histories that record it (warns loudly)")
+
+
+def check_dirs(args) -> None:
+    """``--runs-dir`` and ``--out-dir`` must not be files."""
+    for flag, path in (("--runs-dir", args.runs_dir), ("--out-dir", args.out_dir)):
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{flag} {path}: is a file, expected a directory")
+
+
+def train_set(args, names: list[str], preset: str, overrides_of, what: str,
+              ) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Train (or reuse) every run, then copy its history to ``OUT/NAME_history.json``.
+
+    Into the repository's ``results/`` only from committed code: the work tree is checked before
+    any training, and every history (which records its own tree) before any copy; all runs train
+    before the first copy, since a copy changes a tracked file and would mark the next run's tree
+    dirty. ``overrides_of(name)`` gives a run's ``--set`` items. Returns the runs' records
+    (command, reused, wall_s, train_s) and their histories.
+    """
+    committed = (ROOT / "results") in [args.out_dir.resolve(), *args.out_dir.resolve().parents]
+    if committed and not args.allow_dirty:
+        check_clean({}, False, what=what, ignore=("results",))
+    runs = {n: {"command": shown(train_command(preset, args.runs_dir / n, overrides_of(n)))}
+            for n in names}
+    if not args.skip_train:
+        ensure_corpus(args.corpus)
+        for n in names:
+            runs[n] = train_run(n, preset, args.runs_dir / n, overrides_of(n), args.redo)
+    source = {n: (args.out_dir / f"{n}_history.json" if args.skip_train
+                  else args.runs_dir / n / H.HISTORY_NAME) for n in names}
+    histories = {n: read_json(p, "a training history", obj=True) for n, p in source.items()}
+    if committed:
+        check_clean({n: h.get(H.META_KEY, {}) for n, h in histories.items()}, args.allow_dirty,
+                    what=what, ignore=("results",))
+    if not args.skip_train:
+        for n in names:
+            copy_history(args.runs_dir / n, args.out_dir / f"{n}_history.json")
+    for n in names:  # training seconds as the run recorded them (resumes included)
+        runs[n]["train_s"] = histories[n][H.ELAPSED_S][-1]
+    return runs, histories

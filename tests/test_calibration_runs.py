@@ -144,7 +144,7 @@ def test_writing_the_committed_calibration_checks_provenance_first(tmp_path, mon
         calls.append((dict(metas), what, tuple(ignore)))
         raise UserError("refused")
 
-    monkeypatch.setattr(cal, "check_clean", refuse)
+    monkeypatch.setattr(cal.rs, "check_clean", refuse)
     committed = cal.ROOT / "results" / "calibration"
     before = {p.name: p.stat().st_mtime_ns for p in committed.iterdir()}
     with pytest.raises(UserError, match="refused"):
@@ -152,7 +152,7 @@ def test_writing_the_committed_calibration_checks_provenance_first(tmp_path, mon
     assert calls == [({}, "the committed calibration", ("results",))]
     assert {p.name: p.stat().st_mtime_ns for p in committed.iterdir()} == before
     calls.clear()
-    with pytest.raises(UserError, match="history not found"):  # no check, then a missing file
+    with pytest.raises(UserError, match="run_a_history.json"):  # no check; a missing file
         cal.main(["--out-dir", str(tmp_path), "--skip-train", "--synthetic", "0"])
     assert calls == []
 
@@ -162,9 +162,9 @@ def test_all_runs_train_before_a_copy_changes_a_tracked_file(tmp_path, monkeypat
     did): every run trains, then the provenance check reads the run directories, then copies."""
     events = []
 
-    def fake_train(name, args):
+    def fake_train(name, preset, run_dir, overrides, redo):
         events.append(("train", name))
-        _fake_run(args.runs_dir / name, cal.run_overrides(name, args.corpus), 480)
+        _fake_run(run_dir, overrides, 480)
         return {"command": name}
 
     def refuse(metas, allow_dirty, what, ignore):
@@ -172,8 +172,8 @@ def test_all_runs_train_before_a_copy_changes_a_tracked_file(tmp_path, monkeypat
         if metas:
             raise UserError("refused")
 
-    monkeypatch.setattr(cal, "train", fake_train)
-    monkeypatch.setattr(cal, "check_clean", refuse)
+    monkeypatch.setattr(cal.rs, "train_run", fake_train)
+    monkeypatch.setattr(cal.rs, "check_clean", refuse)
     monkeypatch.setattr(cal.rs, "ensure_corpus", lambda path: None)
     committed = cal.ROOT / "results" / "calibration"
     before = {p.name: p.stat().st_mtime_ns for p in committed.iterdir()}
@@ -181,5 +181,5 @@ def test_all_runs_train_before_a_copy_changes_a_tracked_file(tmp_path, monkeypat
         cal.main(["--out-dir", str(committed), "--runs-dir", str(tmp_path), "--runs", "run_b",
                   "run_c", "--synthetic", "0"])
     assert events == [("check", ()), ("train", "run_b"), ("train", "run_c"),
-                      ("check", ("run_b (short run)", "run_c (short run)"))]
+                      ("check", ("run_b", "run_c"))]
     assert {p.name: p.stat().st_mtime_ns for p in committed.iterdir()} == before
