@@ -351,12 +351,12 @@ def summarize(demo: Demo) -> dict:
     steps = dict(demo.timings)
     if "prepare" in demo.reused:
         steps["prepare"] = _read_json(a.corpus / "dataset_stats.json").get("elapsed_s", 0.0)
-    if "train" in demo.reused:
-        steps["train"] = (_read_json(demo.history).get(H.ELAPSED_S) or [0.0])[-1]
-    steps = {name: steps[name] for name, _ in STEPS if name in steps}
-    probes = _read_json(demo.probes) if demo.probes.exists() else None
     history = _read_json(demo.history)
     meta = history.get(H.META_KEY, {})
+    if "train" in demo.reused:
+        steps["train"] = (history.get(H.ELAPSED_S) or [0.0])[-1]
+    steps = {name: steps[name] for name, _ in STEPS if name in steps}
+    probes = _read_json(demo.probes) if demo.probes.exists() else None
     return {
         "preset": a.preset, "overrides": a.overrides,
         "total_s": round(sum(steps.values()), 1), "steps_s": steps, "reused": demo.reused,

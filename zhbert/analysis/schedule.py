@@ -174,8 +174,8 @@ def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
     """Warmup + cosine/linear/constant schedule that reproduces an ``lr`` column; None if none does.
 
     A starting guess is read off the samples (the largest lr is the peak and ends the warmup;
-    a decay's total solved from every decayed point, median; its floor the last lr if the decay
-    flattens out), then refined by least squares on every point; the kind with the smaller
+    a decay's total solved from every decayed point, median; no floor), then peak, warmup,
+    total and a final lr floor are refined by least squares on every point; the kind with the smaller
     misfit wins, and a fit worse than 2% of the peak is refused (the column follows some other
     schedule). A decay whose end falls within one logging interval (or 0.5%) of the last logged
     step is taken to end there: the run stopped at its plan.
