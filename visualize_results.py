@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = load_history(args.history)
     labels = _labels(args)
     others = [(label, load_history(p)) for label, p in zip(labels[1:], args.compare, strict=True)]
+    for h in [history, *(h for _, h in others)]:
+        for w in h.warnings:  # dropped rows, percentages read as fractions
+            print(f"warning: {w}", file=sys.stderr)
     if args.analysis:
         analysis = _read_analysis(args.analysis)
         kind, n = analysis["series"].get("kind", "auto"), analysis["series"].get("n")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n_boot < 0:
         raise UserError(f"--n-boot must be >= 0 (got {args.n_boot})")
     history = load_history(args.history)           # UserError on bad input
+    for w in history.warnings:                     # dropped rows, percentages read as fractions
+        print(f"warning: {w}", file=sys.stderr)
     df = history.train                             # a pandas DataFrame, one row per logged step
     print(f"train frame: {len(df)} rows, columns {list(df.columns)}")
     print(df.tail(3).to_string(index=False))

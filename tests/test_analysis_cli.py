@@ -100,13 +100,14 @@ def _bad_cases() -> dict:
     short = {k: v[:5] for k, v in good.items()}
     return {"missing": None, "invalid": "{not json", "keys": {"steps": [1, 2]},
             "unequal": unequal, "many_nan": many_nan, "concat": concat, "short": short,
-            "percent": {**good, "mlm_acc": [100 * a for a in good["mlm_acc"]]}}
+            "range": {**good, "mlm_acc": [1000 * a for a in good["mlm_acc"]]},
+            "negative": {**good, "mlm_acc": [a - 0.5 for a in good["mlm_acc"]]}}
 
 
 @pytest.mark.parametrize(("case", "needle"), [
     ("missing", "not found"), ("invalid", "invalid JSON"), ("keys", "missing key"),
     ("unequal", "unequal lengths"), ("many_nan", "NaN/inf"), ("concat", "strictly increasing"),
-    ("short", "at least 10"), ("percent", "fractions")])
+    ("short", "at least 10"), ("range", "fractions"), ("negative", "fractions")])
 def test_bad_input_is_one_error_line(tmp_path, case, needle):
     obj = _bad_cases()[case]
     path = tmp_path / "h.json" if obj is None else _write(tmp_path, "h.json", obj)
@@ -117,6 +118,20 @@ def test_bad_input_is_one_error_line(tmp_path, case, needle):
         assert res.returncode == 2
         assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
         assert "Traceback" not in res.stderr and needle in res.stderr
+
+
+def test_accuracies_in_percent_are_read_as_fractions_with_a_warning(tmp_path):
+    good = make_history(n=40, eval_every=4)
+    pct = {**good, "mlm_acc": [100 * a for a in good["mlm_acc"]],
+           "eval_mlm_acc": [100 * a for a in good["eval_mlm_acc"]],
+           "eval_stderr": [100 * e for e in good["eval_stderr"]]}
+    h = load_history(_write(tmp_path, "h.json", pct))
+    ref = load_history(_write(tmp_path, "g.json", good))
+    assert np.allclose(h.train["mlm_acc"], ref.train["mlm_acc"])
+    assert np.allclose(h.eval["eval_mlm_acc"], ref.eval["eval_mlm_acc"])
+    assert np.allclose(h.eval["eval_stderr"], ref.eval["eval_stderr"])
+    assert [w.split(": ", 1)[1].split(" accuracies")[0] for w in h.warnings] == ["train", "eval"]
+    assert all("read as percentages" in w for w in h.warnings)
 
 
 def test_cli_label_mismatch_and_eval_missing(tmp_path):

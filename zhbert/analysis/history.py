@@ -115,6 +115,26 @@ def _check_steps(path: Path, frame: pd.DataFrame, series: str, minimum: int) -> 
                         f"(found {acc.min():g}..{acc.max():g})")
 
 
+def _percent_to_fraction(path: Path, frame: pd.DataFrame, series: str) -> str | None:
+    """Accuracies given in percent (every value in [0, 100], some above 1) are read as
+    fractions, with their NSP accuracy and standard error; returns the warning, or None.
+
+    >>> f = pd.DataFrame({"steps": [1, 2], "mlm_acc": [12.5, 40.0]})
+    >>> _percent_to_fraction(Path("h.json"), f, "train"), f["mlm_acc"].tolist()
+    ('h.json: train accuracies 12.5..40 read as percentages (divided by 100)', [0.125, 0.4])
+    """
+    acc = frame[H.acc_key(series)].to_numpy()
+    if not (acc.size and acc.max() > 1 and acc.min() >= 0 and acc.max() <= 100):
+        return None
+    scaled = [H.acc_key(series), H.EVAL_NSP_ACC if series == "eval" else H.NSP_ACC]
+    scaled += [H.EVAL_STDERR] if series == "eval" else []
+    for key in scaled:
+        if key in frame.columns:
+            frame[key] = frame[key] / 100.0
+    return (f"{path}: {series} accuracies {acc.min():g}..{acc.max():g} read as percentages "
+            f"(divided by 100)")
+
+
 def load_history(path: str | Path) -> History:
     """Read, validate and clean a history JSON file; raise ``UserError`` on bad input."""
     path = Path(path)
@@ -126,8 +146,8 @@ def load_history(path: str | Path) -> History:
         raise UserError(f"{path}: missing key(s) {', '.join(missing)}")
     train = _frame(path, data, "train")
     train, dropped = _drop_nonfinite(path, train, "train")
+    warnings = [w for w in [_percent_to_fraction(path, train, "train")] if w]
     _check_steps(path, train, "train", MIN_POINTS)
-    warnings = []
     if dropped:
         warnings.append(f"{path}: dropped {dropped} train row(s) holding NaN/inf")
     evaluation = None
@@ -140,6 +160,8 @@ def load_history(path: str | Path) -> History:
         if dropped_eval:
             warnings.append(f"{path}: dropped {dropped_eval} eval row(s) holding NaN/inf")
         dropped += dropped_eval
+        percent = _percent_to_fraction(path, evaluation, "eval")
+        warnings += [percent] if percent else []
         _check_steps(path, evaluation, "eval", 1)
     meta = data.get(H.META_KEY) if isinstance(data.get(H.META_KEY), dict) else {}
     is_original = set(data) <= H.ORIGINAL_KEYS
