@@ -37,7 +37,7 @@ import forecast_calibration as fc  # noqa: E402
 import run_set as rs  # noqa: E402
 
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
+from zhbert.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 PRESET = "smoke"
 #: settings every short run shares (on top of the smoke preset)
@@ -92,18 +92,6 @@ def train_command(name: str, corpus: Path, runs_dir: Path) -> list[str]:
 def finished(run_dir: Path, overrides: list[str]) -> str | None:
     """Why the run in ``run_dir`` cannot be reused (None when it finished with these settings)."""
     return rs.finished(run_dir, PRESET, overrides)
-
-
-def keep_wall_times(runs: dict[str, dict], previous: Path) -> None:
-    """A run not trained this time keeps the wall time measured when it was trained (from the
-    previous ``calibration.json``, when its command is the same)."""
-    if not previous.is_file():
-        return
-    before = read_json(previous, "a calibration result", obj=True).get("runs", {})
-    for name, rec in runs.items():
-        old = before.get(name, {})
-        if rec.get("wall_s") is None and old.get("wall_s") and old.get("command") == rec["command"]:
-            rec["wall_s"] = old["wall_s"]
 
 
 # --------------------------------------------------------------------------- histories
@@ -243,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     runs, _ = rs.train_set(args, args.runs, PRESET, lambda n: run_overrides(n, args.corpus),
                            what="the committed calibration")
-    keep_wall_times(runs, args.out_dir / "calibration.json")
+    rs.keep_wall_times(runs, args.out_dir / "calibration.json")
     histories = collect_histories(args.runs, args.out_dir)
     t0 = time.perf_counter()
     rows = calibrate(histories, args)

@@ -110,15 +110,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs, histories = rs.train_set(args, args.arms, PRESET,
                                    lambda n: arm_overrides(n, args.corpus),
                                    what="the committed tuning runs")
-    rows = [{"arm": "bert_demo", "label": BERT_ROW[0],
-             **held_out_at(read_json(BERT_ROW[1], "a training history", obj=True))}]
+    path = args.out_dir / "tuning.json"
+    rs.keep_wall_times(runs, path)
+    # arms not named this time keep their row and record from the previous tuning.json
+    old = read_json(path, "a tuning record", obj=True) if path.is_file() else {}
+    rows = {r["arm"]: r for r in old.get("rows", []) if r.get("arm") in ARMS}
+    runs = {**{n: r for n, r in old.get("runs", {}).items() if n in rows}, **runs}
     for n in args.arms:
-        rows.append({"arm": n, "label": ARMS[n][0], "overrides": ARMS[n][1],
-                     **held_out_at(histories[n])})
+        rows[n] = {"arm": n, "label": ARMS[n][0], "overrides": ARMS[n][1],
+                   **held_out_at(histories[n])}
+    bert = {"arm": "bert_demo", "label": BERT_ROW[0],
+            **held_out_at(read_json(BERT_ROW[1], "a training history", obj=True))}
     record = {"command": "python benchmarks/demo_tuning.py", "preset": PRESET, "base": BASE,
-              "runs": runs, "rows": rows}
+              "runs": {n: runs[n] for n in ARMS if n in runs},
+              "rows": [bert, *(rows[n] for n in ARMS if n in rows)]}
     record["table"] = markdown_table(record)
-    atomic_write_json(args.out_dir / "tuning.json", record)
+    atomic_write_json(path, record)
     print(record["table"])
     return 0
 

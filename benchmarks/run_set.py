@@ -47,7 +47,7 @@ def finished(run_dir: Path, preset: str, overrides: list[str]) -> str | None:
     if not path.is_file():
         return "no history yet"
     h = read_json(path, "a training history", obj=True)
-    saved = h.get(H.META_KEY, {}).get(H.META_CONFIG)
+    saved = (h.get(H.META_KEY) or {}).get(H.META_CONFIG)
     if not isinstance(saved, dict):
         return "its history has no meta.config"
     wanted = build_config(preset, None, overrides).to_dict()
@@ -144,11 +144,23 @@ def train_set(args, names: list[str], preset: str, overrides_of, what: str,
                   else args.runs_dir / n / H.HISTORY_NAME) for n in names}
     histories = {n: read_json(p, "a training history", obj=True) for n, p in source.items()}
     if committed:
-        check_clean({n: h.get(H.META_KEY, {}) for n, h in histories.items()}, args.allow_dirty,
+        check_clean({n: h.get(H.META_KEY) for n, h in histories.items()}, args.allow_dirty,
                     what=what, ignore=("results",))
     if not args.skip_train:
         for n in names:
             copy_history(args.runs_dir / n, args.out_dir / f"{n}_history.json")
     for n in names:  # training seconds as the run recorded them (resumes included)
-        runs[n]["train_s"] = histories[n][H.ELAPSED_S][-1]
+        runs[n]["train_s"] = (histories[n].get(H.ELAPSED_S) or [None])[-1]
     return runs, histories
+
+
+def keep_wall_times(runs: dict[str, dict], previous: Path) -> None:
+    """A run not trained this time keeps the wall time measured when it was trained (from the
+    previous record's ``runs``, when its command is the same)."""
+    if not previous.is_file():
+        return
+    before = read_json(previous, "a previous record", obj=True).get("runs", {})
+    for name, rec in runs.items():
+        old = before.get(name, {})
+        if rec.get("wall_s") is None and old.get("wall_s") and old.get("command") == rec["command"]:
+            rec["wall_s"] = old["wall_s"]

@@ -157,7 +157,7 @@ def model_flops(cfg, n_encoder: int, lengths: torch.Tensor, n_masked: int | None
     count only the pairs inside the band). The factor 12: QK^T and PV, 2 FLOPs per multiply-add,
     x3 for forward + backward. N counts GeGLU's doubled input projection as the parameters do.
     Without ``n_masked`` the head is not counted separately: ``n_encoder`` then holds whatever
-    the caller counts at every real token (benchmarks/gpu_check.py's coarser count)."""
+    the caller counts at every real token."""
     attention = 12 * cfg.hidden_size * attention_pairs(cfg, lengths)
     head = cfg.hidden_size * cfg.hidden_size + cfg.hidden_size * cfg.vocab_size
     masked = 0.0 if n_masked is None else 6.0 * head * n_masked

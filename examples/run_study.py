@@ -67,7 +67,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="also write the study table into README.md (make study-reference); "
                         "refused from uncommitted code or for arms trained from it")
     p.add_argument("--allow-dirty", action="store_true",
-                   help="with --update-readme: go on from uncommitted code (warns loudly)")
+                   help="with --update-readme or an --out-dir under results/: go on from "
+                        "uncommitted code (warns loudly)")
     return p.parse_args(argv)
 
 
@@ -183,7 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, path in (("--corpus", args.corpus), ("--runs", args.runs), ("--out-dir", out)):
         if path.exists() and not path.is_dir():
             raise UserError(f"{flag} {path}: is a file, expected a directory")
-    if args.update_readme and not args.allow_dirty:  # the work tree, before any training
+    # reference results (the README table, or any folder under results/) from committed code only
+    reference = args.update_readme or (ROOT / "results") in [out.resolve(),
+                                                             *out.resolve().parents]
+    if reference and not args.allow_dirty:  # the work tree, before any training
         check_clean({}, False, what="the study's reference results")
     started = time.perf_counter()
     if not (args.corpus / "dataset_stats.json").exists():
@@ -191,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               str(args.corpus)])
     reused = [arm for arm in ARMS if finished(arm, args)]
     paths = {arm: train_arm(arm, args) for arm in ARMS}
+    if reference:  # the arms' own trees, before anything is written into the out folder
+        check_clean({f"{arm} arm": read_json(p, "a study history", obj=True).get(H.META_KEY)
+                     for arm, p in paths.items()}, args.allow_dirty,
+                    what="the study's reference results")
     out.mkdir(parents=True, exist_ok=True)
     copies = {}
     for arm, path in paths.items():
@@ -204,9 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           "--compare", str(copies["original"]), "--labels", "modern", "original",
           "--analysis", str(out / "study_analysis.json"), "--out-dir", str(out)])
     histories = {arm: read_json(p, "a study history", obj=True) for arm, p in copies.items()}
-    if args.update_readme:
-        check_clean({f"{arm} arm": h.get(H.META_KEY, {}) for arm, h in histories.items()},
-                    args.allow_dirty, what="the study's reference results")
     summary = summarize(histories)
     session = time.perf_counter() - started
     # a reused arm counts its recorded training time, so total_s stays the study's cost

@@ -132,6 +132,10 @@ def test_accuracies_in_percent_are_read_as_fractions_with_a_warning(tmp_path):
     assert np.allclose(h.eval["eval_stderr"], ref.eval["eval_stderr"])
     assert [w.split(": ", 1)[1].split(" accuracies")[0] for w in h.warnings] == ["train", "eval"]
     assert all("read as percentages" in w for w in h.warnings)
+    # an NSP column already in fractions beside percent MLM accuracies stays as it is
+    nsp = {**pct, "nsp_acc": [0.5 + 0.001 * i for i in range(len(pct["mlm_acc"]))]}
+    h = load_history(_write(tmp_path, "n.json", nsp))
+    assert h.train["nsp_acc"].tolist() == nsp["nsp_acc"]
 
 
 def test_cli_label_mismatch_and_eval_missing(tmp_path):

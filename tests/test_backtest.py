@@ -130,3 +130,14 @@ def test_backtest_of_a_history_that_ran_past_its_inferred_plan(tmp_path):
     bt = backtest(h, select_series(h, "train"), plan, cuts=(0.5,), n_boot=20)
     assert bt["target_step"] == 12_000 and bt["schedule"]["continue_lr"] == 0.0
     assert bt["n_forecast"] == 1 and bt["rows"][0]["covered"] is not None
+
+
+def test_backtest_keeps_a_stated_continuation(tmp_path):
+    steps = np.arange(100, 12_001, 100)
+    acc = 0.55 - 0.4 * np.exp(-steps / 3000.0)
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"steps": steps.tolist(), "mlm_acc": acc.tolist()}))
+    h = load_history(path)
+    plan = Schedule(1e-3, 300, 11_000, "cosine").with_continuation("2e-4")
+    bt = backtest(h, select_series(h, "train"), plan, cuts=(0.5,), n_boot=20)
+    assert bt["schedule"]["continue_lr"] == pytest.approx(2e-4)

@@ -189,3 +189,14 @@ def test_a_target_inside_the_observed_steps_is_never_refused():
     assert f["ok"] and f["target_step"] == 1100
     with pytest.raises(UserError, match="past the planned last step"):
         forecast_final(steps, acc, Schedule(1e-3, 10, 1000, "cosine"), target_step=1300)
+
+
+def test_infer_keeps_a_plan_that_ends_after_the_data():
+    """A run stopped (or logged last) before its plan's end keeps the fitted end; only an end
+    fitted just before the last logged step is moved onto it."""
+    steps = np.arange(1, 997)
+    got = infer(steps, Schedule(1e-3, 50, 1000, "cosine").lr(steps))
+    assert got.total == 1000
+    steps = np.arange(0, 1000, 10)  # a log grid from 0: the last log is step 990 of 1,000
+    got = infer(steps, Schedule(1e-3, 50, 1000, "cosine").lr(steps))
+    assert got.total == 1000

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers_scripts import load_script
+from zhbert.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "run_study.py"
@@ -72,3 +75,36 @@ def test_readme_study_table_matches_committed_study():
         return
     block = readme.split(m.README_START, 1)[1].split(m.README_END, 1)[0].strip()
     assert block == m.study_table(json.loads(study_json.read_text(encoding="utf-8")))
+
+
+def test_reference_study_checks_the_arms_before_writing(tmp_path, monkeypatch):
+    """An --out-dir under results/ counts as reference results: the work tree is checked before
+    training and every arm's history before anything is written there."""
+    study = _module()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "dataset_stats.json").write_text("{}")
+    events = []
+
+    def fake_arm(arm, args):
+        events.append(("train", arm))
+        path = tmp_path / arm / "training_history.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"meta": {"git_commit": "abc", "git_dirty": True}}))
+        return path
+
+    def refuse(metas, allow_dirty, what):
+        events.append(("check", sorted(metas)))
+        if metas:
+            raise UserError("refused")
+
+    monkeypatch.setattr(study, "train_arm", fake_arm)
+    monkeypatch.setattr(study, "check_clean", refuse)
+    out = study.ROOT / "results" / "study"
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(UserError, match="refused"):
+        study.main(["--corpus", str(corpus), "--runs", str(tmp_path / "runs"),
+                    "--out-dir", str(out)])
+    assert events == [("check", []), ("train", "original"), ("train", "modern"),
+                      ("check", ["modern arm", "original arm"])]
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

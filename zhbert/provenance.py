@@ -3,8 +3,9 @@
 A history records both in ``meta`` (``git_commit``, ``git_dirty``), so a run made from
 uncommitted code says so. Every producer of committed reference results refuses a dirty tree
 (:func:`check_clean`): ``examples/run_demo.py --update-reference`` (``make reference``),
-``examples/run_study.py --update-readme`` (``make study-reference``) and
-``benchmarks/calibration_runs.py`` when it writes into ``results/``.
+``examples/run_study.py`` (``make study-reference``, or any ``--out-dir`` under ``results/``),
+and ``benchmarks/calibration_runs.py`` and ``benchmarks/demo_tuning.py`` when they write into
+``results/``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def check_clean(metas: Mapping[str, dict], allow_dirty: bool, what: str = "the r
     Traceback (most recent call last):
     zhbert.errors.UserError: refusing to update the reference results: the repository has no git commit (commit, retrain from a clean commit, or pass --allow-dirty)
     """
+    metas = {label: meta if isinstance(meta, dict) else {} for label, meta in metas.items()}
     problems = [f"the {label} history does not record a clean git work tree (git_commit="
                 f"{meta.get('git_commit')}, git_dirty={meta.get('git_dirty')})"
                 for label, meta in metas.items() if meta.get("git_dirty") is not False]

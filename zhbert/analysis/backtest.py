@@ -51,7 +51,8 @@ def backtest(history: History, series: Series, schedule: Schedule | None,
     """Forecast the last step from each cut; rows plus mean absolute error and coverage."""
     actual = actual_value(history, series)
     last = float(series.steps[-1])
-    if schedule is not None and schedule.end is not None and last > schedule.end:
+    if (schedule is not None and schedule.end is not None and last > schedule.end
+            and schedule.continue_lr is None):
         schedule = schedule.with_continuation("constant")  # the history went on past its plan
     rows = []
     for q in cuts:

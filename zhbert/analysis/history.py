@@ -128,8 +128,8 @@ def _percent_to_fraction(path: Path, frame: pd.DataFrame, series: str) -> str | 
         return None
     scaled = [H.acc_key(series), H.EVAL_NSP_ACC if series == "eval" else H.NSP_ACC]
     scaled += [H.EVAL_STDERR] if series == "eval" else []
-    for key in scaled:
-        if key in frame.columns:
+    for key in scaled:  # an NSP column is scaled only when it is in percent too (max above 1)
+        if key in frame.columns and (key != scaled[1] or frame[key].max() > 1):
             frame[key] = frame[key] / 100.0
     return (f"{path}: {series} accuracies {acc.min():g}..{acc.max():g} read as percentages "
             f"(divided by 100)")

@@ -177,8 +177,9 @@ def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
     a decay's total solved from every decayed point, median; no floor), then peak, warmup,
     total and a final lr floor are refined by least squares on every point; the kind with the smaller
     misfit wins, and a fit worse than 2% of the peak is refused (the column follows some other
-    schedule). A decay whose end falls within one logging interval (or 0.5%) of the last logged
-    step is taken to end there: the run stopped at its plan.
+    schedule). A decay whose fitted end falls at most one logging interval (or 0.5%) before the
+    last logged step is taken to end there. A floor is identifiable for a cosine decay; a linear
+    decay to a floor matches a longer linear decay to 0 over the data, which is what it gives.
 
     >>> steps = np.arange(100, 100_001, 100)
     >>> s = infer(steps, Schedule(1e-4, 2345, 100_000, "cosine").lr(steps))
@@ -217,10 +218,12 @@ def infer(steps: np.ndarray, lr: np.ndarray) -> Schedule | None:
 
 
 def _snap_end(total: float, steps: np.ndarray) -> int:
-    """``total`` rounded, or the last logged step when within one logging interval (or 0.5%)."""
+    """``total`` rounded, or the last logged step when the fitted end falls before it by at most
+    one logging interval (or 0.5%): a run logged past its end ended there. A fitted end after
+    the last logged step is kept (the run may have stopped before its plan)."""
     last = float(steps[-1])
     spacing = float(np.median(np.diff(steps))) if steps.size > 1 else 0.0
-    if abs(total - last) <= max(spacing, 0.005 * last):
+    if 0 < last - total <= max(spacing, 0.005 * last):
         return int(round(last))
     return int(round(total))
 
