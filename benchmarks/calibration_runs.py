@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     runs, _ = rs.train_set(args, args.runs, PRESET, lambda n: run_overrides(n, args.corpus),
                            what="the committed calibration")
-    rs.keep_wall_times(runs, args.out_dir / "calibration.json")
+    rs.keep_wall_times(runs, rs.previous_record(args.out_dir / "calibration.json"))
     histories = collect_histories(args.runs, args.out_dir)
     t0 = time.perf_counter()
     rows = calibrate(histories, args)

@@ -111,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    lambda n: arm_overrides(n, args.corpus),
                                    what="the committed tuning runs")
     path = args.out_dir / "tuning.json"
-    rs.keep_wall_times(runs, path)
+    old = rs.previous_record(path)
+    rs.keep_wall_times(runs, old)
     # arms not named this time keep their row and record from the previous tuning.json
-    old = read_json(path, "a tuning record", obj=True) if path.is_file() else {}
     rows = {r["arm"]: r for r in old.get("rows", []) if r.get("arm") in ARMS}
     runs = {**{n: r for n, r in old.get("runs", {}).items() if n in rows}, **runs}
     for n in args.arms:

@@ -22,7 +22,7 @@ from zhbert import history_schema as H  # noqa: E402
 from zhbert.config import build_config, config_changes  # noqa: E402
 from zhbert.errors import UserError  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, read_json  # noqa: E402
-from zhbert.provenance import check_clean  # noqa: E402
+from zhbert.provenance import check_clean, in_results  # noqa: E402
 
 #: config keys the trainer takes from the corpus: not settings
 CORPUS_KEYS = {"model.vocab_size", "model.pad_token_id"}
@@ -131,7 +131,7 @@ def train_set(args, names: list[str], preset: str, overrides_of, what: str,
     dirty. ``overrides_of(name)`` gives a run's ``--set`` items. Returns the runs' records
     (command, reused, wall_s, train_s) and their histories.
     """
-    committed = (ROOT / "results") in [args.out_dir.resolve(), *args.out_dir.resolve().parents]
+    committed = in_results(args.out_dir)
     if committed and not args.allow_dirty:
         check_clean({}, False, what=what, ignore=("results",))
     runs = {n: {"command": shown(train_command(preset, args.runs_dir / n, overrides_of(n)))}
@@ -154,12 +154,15 @@ def train_set(args, names: list[str], preset: str, overrides_of, what: str,
     return runs, histories
 
 
-def keep_wall_times(runs: dict[str, dict], previous: Path) -> None:
+def previous_record(path: Path) -> dict:
+    """The record an earlier call wrote at ``path`` (``{}`` when there is none)."""
+    return read_json(path, "a previous record", obj=True) if path.is_file() else {}
+
+
+def keep_wall_times(runs: dict[str, dict], previous: dict) -> None:
     """A run not trained this time keeps the wall time measured when it was trained (from the
     previous record's ``runs``, when its command is the same)."""
-    if not previous.is_file():
-        return
-    before = read_json(previous, "a previous record", obj=True).get("runs", {})
+    before = previous.get("runs", {})
     for name, rec in runs.items():
         old = before.get(name, {})
         if rec.get("wall_s") is None and old.get("wall_s") and old.get("command") == rec["command"]:

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # noqa: E402
-from zhbert.provenance import check_clean  # noqa: E402
+from zhbert.provenance import check_clean, in_results  # noqa: E402
 
 # Overrides of the demo preset that make each arm (the demo preset itself is the modern recipe).
 ARMS: dict[str, list[str]] = {
@@ -185,8 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.exists() and not path.is_dir():
             raise UserError(f"{flag} {path}: is a file, expected a directory")
     # reference results (the README table, or any folder under results/) from committed code only
-    reference = args.update_readme or (ROOT / "results") in [out.resolve(),
-                                                             *out.resolve().parents]
+    reference = args.update_readme or in_results(out)
     if reference and not args.allow_dirty:  # the work tree, before any training
         check_clean({}, False, what="the study's reference results")
     started = time.perf_counter()

@@ -61,6 +61,12 @@ def git_state(root: str | Path = REPO_ROOT, ignore: Iterable[str] = ()) -> GitSt
     return GitState(commit.strip(), tuple(changed))
 
 
+def in_results(path: str | Path, root: str | Path = REPO_ROOT) -> bool:
+    """Whether ``path`` is the repository's committed ``results/`` folder or lies under it."""
+    path, results = Path(path).resolve(), Path(root).resolve() / "results"
+    return results == path or results in path.parents
+
+
 def check_clean(metas: Mapping[str, dict], allow_dirty: bool, what: str = "the reference results",
                 ignore: Iterable[str] = ("results", "README.md"), root: str | Path = REPO_ROOT,
                 ) -> None:
