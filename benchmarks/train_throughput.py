@@ -1,24 +1,26 @@
 """Training throughput: this project's model + loop vs transformers' MLM class + a plain loop.
 
 python benchmarks/train_throughput.py [--arch paper demo efficient] [--batch-kind pairs packed]
-       [--dtype fp32 bf16] [--compile] [--threads 2] [--repeats N] [--set KEY=VALUE] [--json OUT]
+       [--dtype fp32 bf16 fp16] [--grad-accum N] [--compile] [--threads 2] [--repeats N]
+       [--device cpu|cuda] [--set KEY=VALUE] [--json OUT]
 
 Both sides run in one process on identical batches (same architecture, initial weights, batch,
 masked positions, dtype and thread count), alternating after warm-up (the order flips every
 repeat). Each preset is compared with the transformers class its export loads into
 (``benchmarks/throughput_models.py``): ``model.arch=bert`` (paper, smoke) with ``BertForMaskedLM``,
 ``model.arch=modern`` (demo, efficient) with ``ModernBertForMaskedLM``; the record's
-``arch_kind`` says which. One timed step is a full optimizer step:
+``arch_kind`` says which. One timed step is a full optimizer step over ``--grad-accum`` micro-batches (each side's loss
+divided by it, as the loop does):
 
 * ours: the preset's model from ``zhbert.model.build_model`` (unpadding for BERT, the sparse MLM
   head for both; the batch trimmed and laid out with ``zhbert.data.prepare_batch`` when it is
   built, as the loop's prefetch thread does) with the steps of ``zhbert.training.loop.train_step``:
   autocast forward (``attention_mask=None`` for packed batches, as the loop does), backward,
-  ``clip_grad_norm_``, AdamW from ``zhbert.training.optim`` (two weight-decay groups,
+  ``clip_grad_norm_`` (after ``GradScaler.unscale_`` in fp16), AdamW from ``zhbert.training.optim`` (two weight-decay groups,
   implementation as the preset's ``optim.fused`` resolves), the warmup/decay lr.
 * HF: the transformers model with ``attn_implementation="sdpa"`` on the untrimmed batch, with the
   loop a user would write: ``loss.backward(); opt.step(); opt.zero_grad()`` with
-  ``torch.optim.AdamW`` defaults. ModernBERT runs with ``sparse_prediction=True`` (its pretraining
+  ``torch.optim.AdamW`` defaults (and ``GradScaler`` in fp16). ModernBERT runs with ``sparse_prediction=True`` (its pretraining
   setting: head and decoder only at the labelled positions); ``--hf-dense-head`` times the
   exported config's default instead (every position, like ``BertForMaskedLM``).
 
@@ -80,7 +82,8 @@ from benchmarks.throughput_models import (  # noqa: E402,F401 (model_flops: test
 from zhbert.errors import UserError, run_cli  # noqa: E402
 
 ARCHS = ("paper", "demo", "efficient", "smoke")
-KINDS, DTYPES = ("pairs", "packed"), ("fp32", "bf16")
+KINDS, DTYPES = ("pairs", "packed"), ("fp32", "bf16", "fp16")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 LOSS_TOL = 1e-4
 
 
@@ -106,7 +109,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-kind", nargs="+", choices=KINDS, default=list(KINDS),
                    help="pairs: [CLS] A [SEP] B [SEP] padded to seq-len; packed: no padding")
     p.add_argument("--dtype", nargs="+", choices=DTYPES, default=None,
-                   help="fp32 and/or bf16 autocast (default: both where bf16 is supported)")
+                   help="fp32, bf16 and/or fp16 autocast (fp16 with GradScaler on both sides); "
+                        "default: fp32, and bf16 where the device computes it natively")
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per timed optimizer step (the paper preset: 4 x 32)")
     p.add_argument("--cases", nargs="+", default=None,
                    help="explicit cases ARCH/KIND/DTYPE[/compile] (overrides the filters)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -192,27 +198,44 @@ def build_sides(case: Case, args, info, cfg, ocfg):
     opt = make_optimizer(ours, ocfg, dev)
     updates = [0]
     hf_opt = torch.optim.AdamW(hf.parameters(), lr=ocfg.lr)
-    amp = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if case.dtype == "bf16"
-           else contextlib.nullcontext())
+    dtype = AMP_DTYPES.get(case.dtype)
+
+    def amp():
+        return (torch.autocast(device_type=dev.type, dtype=dtype) if dtype is not None
+                else contextlib.nullcontext())
+
+    scalers = [torch.amp.GradScaler(dev.type) if case.dtype == "fp16" else None for _ in "ab"]
     packed = case.kind == "packed"
 
-    def ours_step(side, b):  # mirrors zhbert.training.loop.train_step (grad_accum 1)
-        with amp:
-            out = side.fwd(b.input_ids, attention_mask=None if packed else b.attention_mask,
-                           token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
-                           layout=b.layout)
-        out.loss.backward()
+    def backward(loss, scaler):
+        (scaler.scale(loss) if scaler else loss).backward()
+
+    def update(optimizer, scaler):
+        scaler.step(optimizer) if scaler else optimizer.step()
+        if scaler:
+            scaler.update()
+
+    def ours_step(side, micro):  # mirrors zhbert.training.loop.train_step
+        for b in micro:
+            with amp():
+                out = side.fwd(b.input_ids, attention_mask=None if packed else b.attention_mask,
+                               token_type_ids=b.token_type_ids, mlm_labels=b.mlm_labels,
+                               layout=b.layout)
+            backward(out.loss / len(micro), scalers[0])
+        if scalers[0]:
+            scalers[0].unscale_(opt)
         torch.nn.utils.clip_grad_norm_(ours.parameters(), ocfg.clip_norm)
         set_lr(opt, ocfg.lr * lr_factor(updates[0] + 1, ocfg.warmup_steps, 10**6, ocfg.schedule))
-        opt.step()
+        update(opt, scalers[0])
         opt.zero_grad(set_to_none=True)
         updates[0] += 1
 
-    def hf_step(side, b):  # the plain loop
-        with amp:
-            loss = hf_loss(side.fwd, b)
-        loss.backward()
-        hf_opt.step()
+    def hf_step(side, micro):  # the plain loop
+        for b in micro:
+            with amp():
+                loss = hf_loss(side.fwd, b)
+            backward(loss / len(micro), scalers[1])
+        update(hf_opt, scalers[1])
         hf_opt.zero_grad()
 
     impl = {k: v for k, v in opt.defaults.items() if k in ("fused", "foreach") and v}
@@ -257,13 +280,15 @@ def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
     tcfg = preset(case.arch, args.overrides)
     cfg = model_config(case.arch, info, seq_len, args.overrides)
     multiple = 8 if args.device == "cuda" or case.compile else 1  # as the loop's batch_preparer
-    batches, build_s = make_batches(info, tcfg.data, case.kind, bs, seq_len, warmup + repeats,
-                                    multiple)
+    accum = args.grad_accum
+    batches, build_s = make_batches(info, tcfg.data, case.kind, bs, seq_len,
+                                    (warmup + repeats) * accum, multiple)
     ours, hf, hf_info = build_sides(case, args, info, cfg, tcfg.optim)
     loss_ours, loss_hf = loss_check(ours.model, hf.model, batches[0][1], args.device)
     rec = {"case": case.name, "arch": case.arch, "arch_kind": cfg.arch, "batch_kind": case.kind,
            "dtype": case.dtype, "compile": case.compile, "device": args.device,
-           "batch_size": bs, "seq_len": seq_len, "threads": args.threads, "repeats": repeats,
+           "batch_size": bs, "seq_len": seq_len, "grad_accum": accum, "threads": args.threads,
+           "repeats": repeats,
            "warmup": warmup, "overrides": list(args.overrides), "dropout": cfg.dropout,
            "attention_dropout": cfg.attention_dropout, "local_window": cfg.local_window,
            "loss_ours": loss_ours, "loss_hf": loss_hf, "loss_diff": abs(loss_ours - loss_hf),
@@ -277,10 +302,10 @@ def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
             return {**rec, "skipped": f"torch.compile failed: {type(exc).__name__}: {exc}"}
     dev = torch.device(args.device)
     batches = [(a.to(dev), b.to(dev)) for a, b in batches]
-    for r in range(warmup + repeats):
-        pair = batches[r]
+    steps = [batches[r * accum:(r + 1) * accum] for r in range(warmup + repeats)]
+    for r, micro in enumerate(steps):
         for side in (ours, hf) if r % 2 == 0 else (hf, ours):
-            b = pair[0] if side is ours else pair[1]
+            b = [pair[0] if side is ours else pair[1] for pair in micro]
             sync(args.device)
             t = time.perf_counter()
             try:
@@ -292,16 +317,22 @@ def run_case(case: Case, args, info, peaks: dict, machine: dict) -> dict:
             sync(args.device)
             if r >= warmup:
                 side.times.append(time.perf_counter() - t)
-                side.tps.append(b.n_tokens / side.times[-1])
-    timed = [hf_b for _, hf_b in batches[warmup:]]
+                side.tps.append(sum(x.n_tokens for x in b) / side.times[-1])
+    timed = [[hf_b for _, hf_b in micro] for micro in steps[warmup:]]
     return finish_record(rec, cfg, ours, hf, timed, peaks[case.dtype], build_s)
 
 
+def step_flops(cfg, n_encoder: int, micro) -> float:
+    """Model FLOPs of one optimizer step: the sum over its (untrimmed) micro-batches."""
+    return sum(model_flops(cfg, n_encoder, b.attention_mask.sum(1).cpu(),
+                           int((b.mlm_labels != -100).sum())) for b in micro)
+
+
 def finish_record(rec, cfg, ours: Side, hf: Side, timed, peak, build_s) -> dict:
-    """Medians, ratio, MFU and data wait from the timed steps (``timed``: untrimmed batches)."""
+    """Medians, ratio, MFU and data wait from the timed steps (``timed``: for each step, its
+    untrimmed micro-batches)."""
     n_encoder = encoder_params(ours.model)
-    flops = [model_flops(cfg, n_encoder, b.attention_mask.sum(1).cpu(),
-                         int((b.mlm_labels != -100).sum())) for b in timed]
+    flops = [step_flops(cfg, n_encoder, micro) for micro in timed]
     for side in (ours, hf):
         med = statistics.median(side.times)
         rec[f"{side.name}_step_s_median"] = med
@@ -313,13 +344,14 @@ def finish_record(rec, cfg, ours: Side, hf: Side, timed, peak, build_s) -> dict:
     rec["ratio"] = rec["ours_tokens_per_s"] / rec["hf_tokens_per_s"]
     rec["ratio_paired_median"] = statistics.median(
         h / o for o, h in zip(ours.times, hf.times, strict=True))
-    rec["real_tokens_per_step"] = statistics.mean(b.n_tokens for b in timed)
-    rec["padded_tokens_per_step"] = timed[0].input_ids.numel()
+    rec["real_tokens_per_step"] = statistics.mean(sum(b.n_tokens for b in m) for m in timed)
+    rec["padded_tokens_per_step"] = sum(b.input_ids.numel() for b in timed[0])
     rec["model_flops_per_step"] = statistics.mean(flops)
     rec["encoder_params"] = n_encoder
     rec["peak_flops"] = peak
     rec["data_build_s"] = build_s
-    rec["data_wait_frac"] = build_s / (build_s + rec["ours_step_s_median"])
+    micro_s = rec["ours_step_s_median"] / len(timed[0])  # one batch is built per micro-batch
+    rec["data_wait_frac"] = build_s / (build_s + micro_s)
     rec["load_after"] = load_avg()
     return rec
 
@@ -337,7 +369,13 @@ def select_cases(args) -> list[Case]:
                 raise UserError(f"--cases {text!r}: expected ARCH/KIND/DTYPE[/compile]")
             out.append(Case(parts[0], parts[1], parts[2], len(parts) == 4))
         return out
-    dtypes = args.dtype or (["fp32", "bf16"] if bf16_supported(args.device) else ["fp32"])
+    dtypes = args.dtype
+    if dtypes is None:
+        dtypes = ["fp32", "bf16"] if bf16_supported(args.device) else ["fp32"]
+        if "bf16" not in dtypes:
+            print(f"bf16 rows left out: {args.device} does not compute bf16 natively here (it "
+                  "would be emulated, far slower than fp32); ask for them with --dtype bf16",
+                  file=sys.stderr)
     base = [Case(a, k, d) for a in args.arch for k in args.batch_kind for d in dtypes]
     return base + ([replace(c, compile=True) for c in base] if args.compile else [])
 
@@ -352,7 +390,8 @@ def markdown_table(records: list[dict]) -> str:
                          f"| skipped: {r['skipped'][:80]} |" + " |" * 9)
             continue
         lines.append(
-            f"| {r['case']} | {r['arch_kind']} | {r['batch_size']}x{r['seq_len']} "
+            f"| {r['case']} | {r['arch_kind']} | {r.get('grad_accum', 1)}x{r['batch_size']}x"
+            f"{r['seq_len']} "
             f"| {r['real_tokens_per_step']:.0f} "
             f"| {r['ours_tokens_per_s']:.0f} | {r['hf_tokens_per_s']:.0f} | {r['ratio']:.2f}x "
             f"| {r['mfu_ours']:.1%} | {r['mfu_hf']:.1%} | {r['loss_diff']:.1e} "
@@ -365,11 +404,11 @@ def check_args(args) -> None:
     """UserError for settings that cannot run (device, sizes, bad --set overrides)."""
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
-    sizes = [args.threads] + [v for v in (args.seq_len, args.batch_size, args.repeats)
-                              if v is not None]
+    sizes = [args.threads, args.grad_accum] + [
+        v for v in (args.seq_len, args.batch_size, args.repeats) if v is not None]
     if min(sizes) < 1 or (args.warmup or 0) < 0:
-        raise UserError("--threads, --seq-len, --batch-size and --repeats must be >= 1, "
-                        "--warmup >= 0")
+        raise UserError("--threads, --grad-accum, --seq-len, --batch-size and --repeats must be "
+                        ">= 1, --warmup >= 0")
     for arch in set(args.arch) | {c.split("/")[0] for c in args.cases or [] if "/" in c}:
         if arch in ARCHS:
             preset(arch, args.overrides)  # a bad --set fails here, before any timing

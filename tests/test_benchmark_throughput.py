@@ -47,6 +47,42 @@ def test_benchmark_writes_records_with_matching_losses(tiny_corpus, tmp_path, ca
     assert "| case |" in table and "smoke/packed/fp32" in table
 
 
+def test_benchmark_accumulates_micro_batches_in_fp16(tiny_corpus, tmp_path, monkeypatch):
+    # one timed step = --grad-accum micro-batches; fp16 runs with a GradScaler on both sides
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bench = load_script("benchmarks/train_throughput.py")
+    out = tmp_path / "tt.json"
+    argv = ["--corpus", str(tiny_corpus), "--arch", "smoke", "--batch-kind", "packed",
+            "--seq-len", "32", "--batch-size", "4", "--repeats", "2", "--warmup", "0",
+            "--threads", "1", "--dtype", "fp16", "fp32", "--grad-accum", "3", "--json", str(out)]
+    assert bench.main(argv) == 0
+    records = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["case"] for r in records] == ["smoke/packed/fp16", "smoke/packed/fp32"]
+    for r in records:
+        assert r["grad_accum"] == 3
+        assert r["real_tokens_per_step"] == r["padded_tokens_per_step"] == 3 * 4 * 32
+        assert r["loss_diff"] <= 1e-4 and r["ours_tokens_per_s"] > 0
+    with pytest.raises(Exception, match="--grad-accum"):
+        bench.main([*argv[:-2], "--grad-accum", "0"])
+
+
+def test_step_flops_sum_the_micro_batches(tiny_corpus):
+    bench = load_script("benchmarks/train_throughput.py")
+    from zhbert.corpus import load_corpus_info
+    from zhbert.model import build_model
+
+    info = load_corpus_info(tiny_corpus)
+    tcfg = bench.preset("smoke")
+    cfg = bench.model_config("smoke", info, 32)
+    batches, _ = bench.make_batches(info, tcfg.data, "pairs", 4, 32, 3)
+    micro = [hf_b for _, hf_b in batches]
+    n = bench.encoder_params(build_model(cfg))
+    one = [bench.step_flops(cfg, n, [b]) for b in micro]
+    assert bench.step_flops(cfg, n, micro) == pytest.approx(sum(one))
+    assert bench.step_flops(cfg, n, micro[:2]) == pytest.approx(one[0] + one[1])
+    assert min(one) > 0
+
+
 def test_benchmark_rejects_bad_case(tiny_corpus):
     from zhbert.errors import UserError
 
