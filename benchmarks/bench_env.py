@@ -39,11 +39,10 @@ def load_avg() -> float:
 
 
 def bf16_supported(device: str) -> bool:
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    with contextlib.suppress(Exception):
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
+    """Native bf16 on ``device`` (the rule ``run.precision=auto`` starts from)."""
+    from zhbert.training.precision import cpu_native_bf16, gpu_native_bf16
+
+    return gpu_native_bf16(torch.device("cuda")) if device == "cuda" else cpu_native_bf16()
 
 
 def sync(device: str) -> None:

@@ -6,7 +6,8 @@ python benchmarks/gpu_check.py --preset smoke --steps 5 --json out.json   # seco
 It reports, as JSON:
 
 * ``device``: name, compute capability, memory, the precision ``run.precision=auto`` picks there
-  and why (``zhbert.training.setup.resolve_precision``);
+  and why (``zhbert.training.precision.choose_precision``: on a CPU, native bf16 and a probe at
+  the model's matmul shape);
 * ``cases``: for each precision (bf16 where the GPU has it natively, fp16, and fp32) and, on CUDA,
   compiled bf16/fp16: ``--steps`` optimizer steps of the preset with the real loop
   (``zhbert.training.loop.train_step``) after ``--warmup`` steps; tokens/s, MFU (model FLOPs, as
@@ -67,31 +68,39 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- device
 
 
-def device_report(device: torch.device) -> dict:
-    """What the device is and which precision ``auto`` picks on it."""
+def device_report(device: torch.device, preset: str = "paper") -> dict:
+    """What the device is and which precision ``auto`` picks on it for ``preset``, and why."""
     from zhbert.config import build_config
     from zhbert.training.setup import resolve_precision
 
-    auto = resolve_precision(build_config("smoke", overrides=["run.precision=auto"]), device)
-    rep = {"type": device.type, "torch": torch.__version__, "precision_auto": auto}
+    choice = resolve_precision(build_config(preset, overrides=["run.precision=auto"]), device)
+    rep = {"type": device.type, "torch": torch.__version__, "precision_auto": choice.precision,
+           "precision_reason": choice.reason}
+    if choice.bf16_speedup is not None:
+        rep["bf16_speedup"] = round(choice.bf16_speedup, 3)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         rep.update(name=props.name, capability=list(torch.cuda.get_device_capability(device)),
                    memory_bytes=props.total_memory, count=torch.cuda.device_count(),
                    cuda=torch.version.cuda)
-        rep["precision_reason"] = ("compute capability >= 8.0: native bf16" if auto == "bf16"
-                                   else "compute capability < 8.0: bf16 only emulated; fp16 "
-                                        "with GradScaler")
     else:
-        rep.update(name="cpu", threads=torch.get_num_threads(),
-                   precision_reason="CPU: bf16 autocast")
+        from zhbert.training.precision import cpu_native_bf16
+
+        rep.update(name="cpu", threads=torch.get_num_threads(), native_bf16=cpu_native_bf16())
     return rep
 
 
-def case_list(device: torch.device, auto: str, compile_too: bool) -> list[tuple[str, bool]]:
-    """(precision, compiled) pairs to run: bf16 only where it is native."""
-    precisions = ["fp16", "fp32"] if auto == "fp16" and device.type == "cuda" else [
-        "bf16", "fp16", "fp32"]
+def case_list(device: torch.device, auto: str, compile_too: bool,
+              native: bool | None = None) -> list[tuple[str, bool]]:
+    """(precision, compiled) pairs to run: bf16 only where it is native (``native``: the CPU's
+    answer, default :func:`zhbert.training.precision.cpu_native_bf16`)."""
+    if device.type == "cuda":
+        has_bf16 = auto == "bf16"
+    else:
+        from zhbert.training.precision import cpu_native_bf16
+
+        has_bf16 = cpu_native_bf16() if native is None else native
+    precisions = ["bf16", "fp16", "fp32"] if has_bf16 else ["fp16", "fp32"]
     cases = [(p, False) for p in precisions]
     if compile_too:
         cases += [(p, True) for p in precisions if p != "fp32"]
@@ -278,7 +287,7 @@ def main(argv=None) -> int:
 
     ensure_corpus(Path(args.corpus))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    report = {"device": device_report(device), "preset": args.preset, "skipped": []}
+    report = {"device": device_report(device, args.preset), "preset": args.preset, "skipped": []}
     cuda = device.type == "cuda"
     compile_too = cuda and not args.no_compile
     if not cuda:
@@ -291,6 +300,9 @@ def main(argv=None) -> int:
     cases = []
     todo = [] if args.skip_cases else case_list(device, report["device"]["precision_auto"],
                                                 compile_too)
+    if not cuda and not any(p == "bf16" for p, _ in todo) and not args.skip_cases:
+        report["skipped"].append("bf16 case: this CPU has no native bf16 (emulated bf16 is far "
+                                 "slower than fp32)")
     if args.skip_cases:
         report["skipped"].append("training cases: --skip-cases")
     for precision, compiled in todo:

@@ -48,8 +48,9 @@ def test_auto_precision_follows_compute_capability(monkeypatch, capability, expe
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.version, "hip", None)
     cfg = build_config("smoke", overrides=["run.precision=auto"])
-    assert S.resolve_precision(cfg, torch.device("cuda", 0)) == expected
-    assert S.resolve_precision(cfg, torch.device("cpu")) == "bf16"
+    choice = S.resolve_precision(cfg, torch.device("cuda", 0))
+    assert choice.precision == expected and choice.bf16_speedup is None
+    assert f"compute capability {capability[0]}.{capability[1]}" in choice.reason
 
 
 # ----------------------------------------------------------------------------- layout
@@ -232,8 +233,14 @@ def test_ddp_resume_counts_the_interval_once(tiny_corpus, tmp_path):
 # ----------------------------------------------------------------------------- gpu_check
 
 
-def test_gpu_check_runs_on_the_cpu(tiny_corpus, tmp_path):
+def test_gpu_check_runs_on_the_cpu(tiny_corpus, tmp_path, monkeypatch):
     import importlib.util
+
+    from zhbert.training import precision as P
+
+    # a CPU with native bf16 that the probe finds faster: every case runs, auto picks bf16
+    monkeypatch.setattr(P, "cpu_native_bf16", lambda: True)
+    monkeypatch.setattr(P, "probe_bf16_speedup", lambda *shape, **kw: 4.0)
 
     spec = importlib.util.spec_from_file_location("gpu_check", f"{ROOT}/benchmarks/gpu_check.py")
     gpu_check = importlib.util.module_from_spec(spec)
@@ -243,6 +250,7 @@ def test_gpu_check_runs_on_the_cpu(tiny_corpus, tmp_path):
                            "--warmup", "1", "--json", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["device"]["type"] == "cpu" and rep["device"]["precision_auto"] == "bf16"
+    assert "4.00x faster" in rep["device"]["precision_reason"]
     assert [(c["precision"], c["compile"]) for c in rep["cases"]] == [
         ("bf16", False), ("fp16", False), ("fp32", False)]
     for case in rep["cases"]:

@@ -129,6 +129,9 @@ META: dict[str, str] = {
     "python_version": "Python version",
     "device": "device name",
     "precision": "resolved precision (fp32, bf16, fp16)",
+    "precision_choice": "how run.precision resolved: precision, requested, reason, and on a CPU "
+                        "bf16_speedup (the probe's fp32/bf16 time ratio at the model's matmul "
+                        "shape) and any warning",
     "world_size": "number of processes of the first session",
     "global_batch": "sequences per optimizer step (all ranks, all micro-batches)",
     "tokens_per_sequence": "sequence length",

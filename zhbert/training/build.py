@@ -39,6 +39,7 @@ from zhbert.training import setup as S
 from zhbert.training.checkpoint import clean_partial, latest_checkpoint
 from zhbert.training.history import HistoryWriter
 from zhbert.training.optim import make_optimizer
+from zhbert.training.precision import PrecisionChoice
 from zhbert.training.state import Interval, Progress, restore
 
 
@@ -87,7 +88,7 @@ def batch_preparer(cfg: TrainConfig, device: torch.device) -> Callable:
                              pin=device.type == "cuda")
 
 
-def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, precision,
+def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, precision: PrecisionChoice,
           eval_set: EvalSet) -> dict[str, Any]:
     git = git_state()
     return {
@@ -98,7 +99,8 @@ def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, p
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "precision": precision,
+        "precision": precision.precision,
+        "precision_choice": precision.record(),
         "world_size": dist.world_size,
         "global_batch": cfg.data.batch_size * dist.world_size * cfg.optim.grad_accum,
         "tokens_per_sequence": cfg.data.seq_len,
@@ -177,7 +179,11 @@ def build(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     if dist.is_main:
         echo("resolved config:\n" + cfg.to_json())
     S.configure_backends(cfg, device)
-    precision = S.resolve_precision(cfg, device)
+    choice = D.broadcast_object(S.resolve_precision(cfg, device), dist)  # rank 0's probe rules
+    precision = choice.precision
+    log.info("precision %s: %s", precision, choice.reason)
+    if choice.warning and dist.is_main:
+        log.warning("%s", choice.warning)
     torch.manual_seed(cfg.run.seed)  # identical initialisation on every rank
     model = build_model(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg.optim, device)
@@ -187,7 +193,7 @@ def build(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     prepare = batch_preparer(cfg, device)
     eval_set, baselines = _held_out(cfg, info, train_split, prepare, dist, log)
     history = HistoryWriter(run_dir / HISTORY_NAME, nsp=cfg.model.use_nsp,
-                            meta=_meta(cfg, info, model, dist, device, precision, eval_set))
+                            meta=_meta(cfg, info, model, dist, device, choice, eval_set))
     if baselines is not None:
         history.data["meta"][BASELINES_KEY] = baselines
     s = Setup(cfg=cfg, run_dir=run_dir, dist=dist, device=device, log=log, info=info,

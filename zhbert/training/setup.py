@@ -21,6 +21,7 @@ from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
 from zhbert.io_utils import require_file
 from zhbert.training.monitor import TB_DIR
+from zhbert.training.precision import PrecisionChoice, choose_precision
 
 LOG_NAME = "train.log"
 _SHAPE_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -37,28 +38,16 @@ def device_kind(cfg: TrainConfig) -> str:
     return kind
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether the GPU computes bf16 in hardware: compute capability 8.0+ (Ampere and newer),
-    or any ROCm GPU.
-
-    Not ``torch.cuda.is_bf16_supported()``: by default it also answers True where bf16 is only
-    emulated (Volta, Turing, Pascal: no tensor cores, SDPA's math kernel, or failures).
-    """
-    if torch.version.hip:
-        return True
-    return torch.cuda.get_device_capability(device)[0] >= 8
-
-
-def resolve_precision(cfg: TrainConfig, device: torch.device) -> str:
-    """``auto``: bf16 on the CPU and on Ampere+ GPUs, fp16 (+ GradScaler) on older GPUs.
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> PrecisionChoice:
+    """``run.precision`` on ``device`` (:func:`zhbert.training.precision.choose_precision`):
+    ``auto`` is bf16 on Ampere+ GPUs, fp16 (+ GradScaler) on older ones, and on a CPU bf16 only
+    where it is native and measured faster than fp32 at the model's shapes, else fp32.
 
     An explicit ``fp16`` also runs on the CPU (autocast + ``GradScaler("cpu")``): slower than
-    bf16 there, but it exercises the older GPUs' path without one.
+    fp32 there, but it exercises the older GPUs' path without one.
     """
-    p = cfg.run.precision
-    if p == "auto":
-        p = "bf16" if device.type != "cuda" or native_bf16(device) else "fp16"
-    return p
+    tokens = cfg.data.batch_size * cfg.data.seq_len
+    return choose_precision(cfg.run.precision, device, cfg.model, tokens)
 
 
 def autocast_factory(precision: str, device: torch.device) -> Callable | None:
