@@ -57,6 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sync-steps", type=int, default=3,
                    help="steps run under set_sync_debug_mode('warn') to count synchronisations")
     p.add_argument("--no-compile", action="store_true", help="skip the compiled cases")
+    p.add_argument("--compile-only", action="store_true",
+                   help="only the compiled cases (a separate report: compile warm-up is long)")
+    p.add_argument("--precisions", nargs="+", choices=("bf16", "fp16", "fp32"), default=None,
+                   help="precisions to run (default: bf16 where native, fp16, fp32)")
     p.add_argument("--skip-cases", action="store_true",
                    help="no training cases: only graph breaks, memory estimate and DDP")
     p.add_argument("--no-ddp", action="store_true", help="skip the 2-process NCCL run")
@@ -303,6 +307,10 @@ def main(argv=None) -> int:
     if not cuda and not any(p == "bf16" for p, _ in todo) and not args.skip_cases:
         report["skipped"].append("bf16 case: this CPU has no native bf16 (emulated bf16 is far "
                                  "slower than fp32)")
+    if args.precisions:
+        todo = [(p, c) for p, c in todo if p in args.precisions]
+    if args.compile_only:
+        todo = [(p, c) for p, c in todo if c]
     if args.skip_cases:
         report["skipped"].append("training cases: --skip-cases")
     for precision, compiled in todo:

@@ -23,6 +23,7 @@ def test_torchrun_two_processes_on_cpu(tiny_corpus, tmp_path):
     h = json.loads((run / "training_history.json").read_text())
     meta = h["meta"]
     assert meta["world_size"] == 2 and meta["global_batch"] == 2 * 8 * 2
+    assert meta["process_group"] == "gloo"
     assert h["steps"] == [2, 4, 6] and h["eval_steps"] == [3, 6]
     # both ranks' tokens are counted: 6 steps x 2 micro-batches x 8 x 32 tokens x 2 ranks
     assert h["tokens_seen"][-1] == 6 * 2 * 8 * 32 * 2
@@ -51,3 +52,25 @@ def test_torchrun_time_budget_ranks_agree_where_to_stop(tiny_corpus, tmp_path):
     assert 0 < last < 100000 and h["eval_steps"] == [last]
     assert h["meta"]["time_budget"]["planned_steps"] == last
     assert [s for s, _ in list_checkpoints(run)] == [last]
+
+
+def test_torchrun_one_process_runs_the_process_group_path(tiny_corpus, tmp_path):
+    """``torchrun --nproc_per_node 1`` starts a process group and DDP (the NCCL path on a GPU),
+    not the plain single-process path."""
+    run = tmp_path / "ddp1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+           "main_train.py", "--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}",
+           "--set", "run.max_steps=4", "--set", "run.export_final=false", "--run-dir", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((run / "training_history.json").read_text())["meta"]
+    assert meta["world_size"] == 1 and meta["process_group"] == "gloo"
+    plain = tmp_path / "plain"
+    subprocess.run([sys.executable, "main_train.py", "--preset", "smoke", "--set",
+                    f"data.corpus_dir={tiny_corpus}", "--set", "run.max_steps=2", "--set",
+                    "run.export_final=false", "--run-dir", str(plain)], cwd=root, env=env,
+                   check=True, capture_output=True, timeout=300)
+    assert json.loads((plain / "training_history.json").read_text())["meta"][
+        "process_group"] is None

@@ -133,6 +133,7 @@ META: dict[str, str] = {
                         "bf16_speedup (the probe's fp32/bf16 time ratio at the model's matmul "
                         "shape) and any warning",
     "world_size": "number of processes of the first session",
+    "process_group": "torch.distributed backend of the first session (nccl, gloo) or null",
     "global_batch": "sequences per optimizer step (all ranks, all micro-batches)",
     "tokens_per_sequence": "sequence length",
     "seed": "run seed",

@@ -102,6 +102,7 @@ def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, p
         "precision": precision.precision,
         "precision_choice": precision.record(),
         "world_size": dist.world_size,
+        "process_group": dist.backend,
         "global_batch": cfg.data.batch_size * dist.world_size * cfg.optim.grad_accum,
         "tokens_per_sequence": cfg.data.seq_len,
         "seed": cfg.run.seed,

@@ -11,11 +11,12 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Where this process sits; ``world_size == 1`` means no process group."""
+    """Where this process sits; ``backend`` is None without a process group (a plain run)."""
 
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    backend: str | None = None  # "nccl" or "gloo" under torchrun
 
     @property
     def is_main(self) -> bool:
@@ -23,16 +24,23 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Whether a process group runs (DDP, collectives): under torchrun, also at world 1."""
+        return self.backend is not None
+
+
+def launched_by_torchrun() -> bool:
+    """torchrun (torch.distributed.run) sets these for every worker it starts."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def setup(device_kind: str) -> DistInfo:
-    """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1).
+    """Initialise the process group when launched by torchrun, at any world size (so that
+    ``--nproc_per_node 1`` runs the same DDP and NCCL path as a larger job).
 
     NCCL on CUDA, gloo on CPU. Without torchrun's variables this is a single process.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and not launched_by_torchrun():
         return DistInfo()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
@@ -42,7 +50,7 @@ def setup(device_kind: str) -> DistInfo:
         # device_id binds NCCL to this rank's GPU at once (no guessing, no hang in barrier)
         dist.init_process_group(backend="nccl" if cuda else "gloo",
                                 device_id=torch.device("cuda", local) if cuda else None)
-    return DistInfo(rank=rank, local_rank=local, world_size=world)
+    return DistInfo(rank=rank, local_rank=local, world_size=world, backend=dist.get_backend())
 
 
 def cleanup() -> None:
