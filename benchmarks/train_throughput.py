@@ -380,6 +380,16 @@ def select_cases(args) -> list[Case]:
     return base + ([replace(c, compile=True) for c in base] if args.compile else [])
 
 
+def accum_prefix(record: dict) -> str:
+    """``"4x"`` for a record of 4 accumulated micro-batches, ``""`` for one.
+
+    >>> accum_prefix({"grad_accum": 4}), accum_prefix({})
+    ('4x', '')
+    """
+    n = record.get("grad_accum", 1)
+    return f"{n}x" if n > 1 else ""
+
+
 def markdown_table(records: list[dict]) -> str:
     head = ("| case | model | batch | real tok/step | ours tok/s | HF tok/s | ratio | MFU ours "
             "| MFU HF | loss diff | data wait | ours steps/s | HF steps/s |")
@@ -390,8 +400,7 @@ def markdown_table(records: list[dict]) -> str:
                          f"| skipped: {r['skipped'][:80]} |" + " |" * 9)
             continue
         lines.append(
-            f"| {r['case']} | {r['arch_kind']} | {r.get('grad_accum', 1)}x{r['batch_size']}x"
-            f"{r['seq_len']} "
+            f"| {r['case']} | {r['arch_kind']} | {accum_prefix(r)}{r['batch_size']}x{r['seq_len']} "
             f"| {r['real_tokens_per_step']:.0f} "
             f"| {r['ours_tokens_per_s']:.0f} | {r['hf_tokens_per_s']:.0f} | {r['ratio']:.2f}x "
             f"| {r['mfu_ours']:.1%} | {r['mfu_hf']:.1%} | {r['loss_diff']:.1e} "
@@ -429,6 +438,10 @@ def run_benchmark(argv=None) -> list[dict]:
     for case in cases:
         records.append(run_case(case, args, info, peaks, machine))
         r = records[-1]
+        if args.json:  # after every case: a run cut short keeps the rows it finished
+            from zhbert.io_utils import atomic_write_json
+
+            atomic_write_json(args.json, records)
         print(f"{case.name}: " + (f"skipped ({r['skipped']})" if "skipped" in r else
               f"ours {r['ours_tokens_per_s']:.0f} tok/s, HF {r['hf_tokens_per_s']:.0f} tok/s, "
               f"ratio {r['ratio']:.2f}, loss diff {r['loss_diff']:.1e}, "
@@ -442,10 +455,6 @@ def run_benchmark(argv=None) -> list[dict]:
               + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items())
               + f"\noptimizer: ours {r['optimizer_ours']}; HF {r['optimizer_hf']}")
     bad = [r["case"] for r in records if r.get("loss_diff", 0.0) > LOSS_TOL]
-    if args.json:
-        from zhbert.io_utils import atomic_write_json
-
-        atomic_write_json(args.json, records)
     if bad:
         raise UserError(f"loss check failed (> {LOSS_TOL}) for: {', '.join(bad)}")
     return records

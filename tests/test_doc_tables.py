@@ -63,3 +63,23 @@ def test_corpus_preparation_timings_are_the_committed_record():
     doc = (ROOT / "docs" / "DATASET.md").read_text(encoding="utf-8").replace("\n  ", " ")
     assert f"{t['tokenize_train']:.2f} of {sum(t.values()):.2f} s" in doc
     assert f"({sum(t.values()):.2f} s in the library" in doc
+
+
+def test_gpu_tables_are_the_committed_gpu_records():
+    """docs/TRAINING.md's GPU tables are benchmarks/gpu_report.py's tables of results/gpu/, and
+    the README's GPU figures are those records'."""
+    report = load_script("benchmarks/gpu_report.py")
+    results = ROOT / "results" / "gpu"
+    doc = [line.strip() for line in (ROOT / "docs" / "TRAINING.md").read_text(
+        encoding="utf-8").splitlines()]
+    for make in (report.check_table, report.throughput_table, report.runs_table,
+                 report.resume_table):
+        want = [line.strip() for line in make(results).splitlines()]
+        starts = [i for i, line in enumerate(doc) if line == want[0]]
+        assert any(doc[i:i + len(want)] == want for i in starts), make.__name__
+    h = json.loads((results / "runs" / "paper" / "training_history.json").read_text())
+    rate = h["steps"][-1] / h["elapsed_s"][-1]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"at {rate:.2f} steps/s in bf16" in readme
+    assert f"({rate / report.ORIGINAL_STEPS_PER_S:.1f}x;" in readme
+    assert "ours 109809 tok/s, HF 86830 tok/s, ratio 1.26" in (results / "compile.log").read_text()
