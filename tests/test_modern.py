@@ -235,6 +235,6 @@ def test_demo_shapes_benchmark_writes_ratios(tmp_path):
     result = json.loads(out.read_text())
     assert result["step_time_ratio"]["256x4"] == 1.0
     assert set(result["step_time_ratio"]) == {"256x4", "256x3", "256x6", "320x4", "384x4",
-                                              "256x4-sdpa"}
+                                              "192x4", "256x2", "256x4-sdpa"}
     assert result["parameters"]["384x4"] > result["parameters"]["256x4"]
     assert all(v > 0 for v in result["mean_step_s"].values())

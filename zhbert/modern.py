@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zhbert.layout import IGNORE_INDEX, BatchLayout
-from zhbert.model import BertConfig, PretrainOutput
+from zhbert.model import BertConfig, PretrainOutput, top1_hits
 
 
 def rotary_table(num_positions: int, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
@@ -78,6 +78,16 @@ def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: floa
     return probs @ v
 
 
+def use_math_attention(x: Tensor, p: float) -> bool:
+    """Whether the CPU's written-out attention (:func:`attention_math`) is used for ``x``.
+
+    On the CPU under bf16 autocast, or with attention dropout (where PyTorch's fused CPU kernel
+    falls back to its slower math path anyway); in fp32 without dropout the fused kernel is
+    level or faster (``benchmarks/train_throughput.py``). GPUs always use the fused kernel.
+    """
+    return x.device.type == "cpu" and (p > 0.0 or torch.is_autocast_enabled("cpu"))
+
+
 def band_mask(length: int, window: int, device: torch.device) -> Tensor:
     """(L, L) bool: query i may attend key j when ``|i - j| <= window // 2``.
 
@@ -112,7 +122,7 @@ class Attention(nn.Module):
         q, k, v = self.Wqkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         p = self.dropout if self.training else 0.0
-        if x.device.type == "cpu":
+        if use_math_attention(x, p):
             ctx = attention_math(q, k, v, mask, p)
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
@@ -266,7 +276,7 @@ class ModernBertForPretraining(nn.Module):
             rows, target, count = _labelled(mlm_labels, attention_mask, layout)
             logits = self.logits(h.reshape(-1, h.shape[-1])[rows])
             out.mlm_loss = F.cross_entropy(logits, target) if target.numel() else logits.sum() * 0
-            out.mlm_correct = (logits.detach().float().argmax(-1) == target).sum()
+            out.mlm_correct = top1_hits(logits.detach(), target)
             out.mlm_count = count
             out.loss = out.mlm_loss
         if mlm_labels is None or return_logits:
