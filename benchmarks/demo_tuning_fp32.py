@@ -4,14 +4,16 @@
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/demo_tuning_fp32.py
     python benchmarks/demo_tuning_fp32.py --skip-train   # tabulate the committed histories only
 
-On a CPU without native bf16 the demo trains in fp32 under a wall-clock budget, so arms are
-compared at equal *time*, not equal steps: every arm is ``main_train.py --preset demo`` with
-``BASE`` (fp32, the demo's training budget, held-out points every 50 steps) and its own
-overrides, trained one at a time (``run_set``), and the table gives the held-out accuracy at the
-end of the budget, the steps the budget allowed and the pace. The two variables above make a CPU
-with native bf16 compute as one without (oneDNN and ATen limited to AVX2), which is how these
-runs were made; ``meta.precision_choice`` in each history records what the trainer saw. Wall
-times depend on the machine and its load: compare arms only within one quiet run.
+On a CPU without native bf16 the demo trains in fp32 under a wall-clock budget. Its arms are
+compared at equal training *tokens*, the budget's worth at the fp32 pace, each with a fixed
+step count so that the result does not depend on the machine's load: every arm is
+``main_train.py --preset demo`` with ``BASE`` (fp32, 4,096,000 training tokens: 1,000 steps of
+64 x 64, held-out points every 100 steps of 4,096 tokens) and its own overrides, trained one at
+a time (``run_set``). A cosine schedule over a fixed step count is what a budget run follows
+once its plan settles. The two variables above make a CPU with native bf16 compute as one
+without (oneDNN and ATen limited to AVX2); ``meta.precision_choice`` in each history records what
+the trainer saw. Which arm costs how much time per token is measured separately
+(``benchmarks/demo_shapes.py --precision fp32``); wall times here depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -32,19 +34,20 @@ from zhbert.errors import run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_json  # noqa: E402
 
 PRESET = "demo"
-#: every arm: fp32 under the demo's training budget, a long step bound, held-out every 50 steps
-BASE = ["run.precision=fp32", "run.time_budget_s=540", "run.max_steps=6000",
-        "run.eval_interval=50", "run.export_final=false", "run.progress=false",
-        "run.tensorboard=false", "run.save_interval=100000", "run.milestones=[]"]
-#: name -> (the table's label, overrides on top of BASE)
+#: every arm: fp32, 1,000 steps of 64 x 64 tokens, held-out points every 100 steps
+BASE = ["run.precision=fp32", "run.max_steps=1000", "run.eval_interval=100",
+        "run.export_final=false", "run.progress=false", "run.tensorboard=false",
+        "run.save_interval=100000", "run.milestones=[]"]
+#: name -> (the table's label, overrides on top of BASE); same tokens in every arm
 ARMS: dict[str, tuple[str, list[str]]] = {
-    "base": ("the `demo` preset in fp32", []),
-    "batch32": ("`data.batch_size=32 optim.warmup_steps=200`",
-                ["data.batch_size=32", "optim.warmup_steps=200"]),
-    "l3_batch32": ("`model.num_layers=3 data.batch_size=32 optim.warmup_steps=200`",
-                   ["model.num_layers=3", "data.batch_size=32", "optim.warmup_steps=200"]),
-    "lr3e-3_batch32": ("`optim.lr=3e-3 data.batch_size=32 optim.warmup_steps=200`",
-                       ["optim.lr=3e-3", "data.batch_size=32", "optim.warmup_steps=200"]),
+    "base": ("the `demo` preset in fp32, 1,000 steps of 64 x 64", []),
+    "batch32": ("`data.batch_size=32 run.max_steps=2000 optim.warmup_steps=200 "
+                "run.eval_interval=200`",
+                ["data.batch_size=32", "run.max_steps=2000", "optim.warmup_steps=200",
+                 "run.eval_interval=200"]),
+    "lr3e-3": ("`optim.lr=3e-3`", ["optim.lr=3e-3"]),
+    "l3": ("`model.num_layers=3` (three quarters of the encoder's cost per token)",
+           ["model.num_layers=3"]),
 }
 
 
@@ -62,24 +65,31 @@ def arm_overrides(name: str, corpus: Path) -> list[str]:
 
 
 def summary(history: dict) -> dict:
-    """Final held-out accuracy, steps, training seconds, median pace and the precision seen."""
+    """Held-out accuracy by training tokens, the final one, steps, seconds and the precision."""
     meta = history.get(H.META_KEY) or {}
-    tps = sorted(history[H.TOKENS_PER_S])
-    return {"final_acc": history[H.EVAL_MLM_ACC][-1], "stderr": history[H.EVAL_STDERR][-1],
-            "steps": history[H.STEPS][-1], "train_s": history[H.ELAPSED_S][-1],
-            "median_tokens_per_s": tps[len(tps) // 2], "precision": meta.get("precision"),
+    per_step = meta.get("global_batch", 0) * meta.get("tokens_per_sequence", 0)
+    curve = [[s * per_step, a] for s, a in zip(history[H.EVAL_STEPS], history[H.EVAL_MLM_ACC],
+                                               strict=True)]
+    return {"curve_tokens": curve, "final_acc": history[H.EVAL_MLM_ACC][-1],
+            "stderr": history[H.EVAL_STDERR][-1], "steps": history[H.STEPS][-1],
+            "train_s": history[H.ELAPSED_S][-1], "precision": meta.get("precision"),
             "precision_reason": (meta.get("precision_choice") or {}).get("reason"),
             "device": meta.get("device")}
 
 
+#: the table's columns: held-out accuracy after this many training tokens
+TOKEN_COLUMNS = (819_200, 1_638_400, 2_457_600, 3_276_800, 4_096_000)
+
+
 def markdown_table(record: dict) -> str:
     """docs/TRAINING.md's fp32 tuning table from ``tuning_fp32.json``'s content."""
-    lines = ["| run (overrides on the fp32 base) | held-out MLM acc at the budget | steps "
-             "| training s | median tok/s |", "| --- | --- | --- | --- | --- |"]
+    head = " | ".join(f"{t / 1e6:.2f}M tokens" for t in TOKEN_COLUMNS)
+    lines = [f"| run (overrides on the fp32 base) | {head} | training s (load-dependent) |",
+             "| --- |" + " --- |" * (len(TOKEN_COLUMNS) + 1)]
     for row in record["rows"]:
-        lines.append(f"| {row['label']} | {100 * row['final_acc']:.2f} % ± "
-                     f"{100 * row['stderr']:.2f} | {row['steps']:,} | {row['train_s']:.0f} "
-                     f"| {row['median_tokens_per_s']:,.0f} |")
+        at = {int(t): a for t, a in row["curve_tokens"]}
+        cells = [f"{100 * at[t]:.1f} %" if t in at else "—" for t in TOKEN_COLUMNS]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {row['train_s']:.0f} |")
     return "\n".join(lines)
 
 
