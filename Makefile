@@ -11,10 +11,11 @@ STAMP   := $(VENV)/.install-stamp
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
 TORCH_PIN   := $(shell grep -E '^torch==' requirements.txt)
-# The demo's knobs (the tests run the same path with PRESET=smoke).
-PRESET  ?= demo
+# The demo's knobs (the tests run the same path with PRESET=smoke). PRESET=auto picks demo
+# where bf16 is native and faster than fp32, demo_fp32 elsewhere (examples/run_demo.py).
+PRESET  ?= auto
 CORPUS  ?= data/demo
-RUN     ?= runs/$(PRESET)
+RUN     ?= runs/$(if $(filter auto,$(PRESET)),demo,$(PRESET))
 OUT     ?=
 REDO    ?=
 # Training settings for the demo, space separated: make demo SET="run.max_steps=3000"

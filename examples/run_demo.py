@@ -9,11 +9,17 @@ interrupted run is resumed) unless ``--redo`` is given. A finished run whose set
 the ones asked for is refused with the differing keys (retrain it with ``--redo``, or pick
 another ``--run-dir``).
 
+``--preset auto`` (the default) trains the ``demo`` preset where the machine computes bf16
+natively and faster than fp32, and ``demo_fp32`` (the recipe tuned for fp32 speed) elsewhere;
+both stop at their step bound or after ``run.time_budget_s`` seconds of training, whichever
+comes first, so the demo ends in about ten minutes on any 2-core CPU. The choice and its reason
+are printed and kept in the summary (``preset_choice``).
+
 The committed reference results (``results/`` and README.md's results table) change only with
 the explicit ``--update-reference`` (``make reference``), which refuses a run made from, or a
 work tree holding, uncommitted code.
 
-    python examples/run_demo.py                                 # the full demo (preset "demo")
+    python examples/run_demo.py                                 # the full demo (preset "auto")
     python examples/run_demo.py --set run.max_steps=3000 --run-dir runs/demo3000
     python examples/run_demo.py --update-reference              # make reference
     python examples/run_demo.py --preset smoke --max-documents 300 --run-dir /tmp/r
@@ -144,7 +150,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("--preset", default="demo", help="training preset (default: demo)")
+    p.add_argument("--preset", default="auto",
+                   help="training preset; auto (default): demo where bf16 is native and faster "
+                        "than fp32 here, demo_fp32 elsewhere")
     p.add_argument("--corpus", type=Path, default=Path("data/demo"),
                    help="prepared demo corpus directory (built when missing)")
     p.add_argument("--run-dir", type=Path, default=None,
@@ -173,9 +181,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_documents is not None and args.max_documents < 1:
         p.error(f"--max-documents must be >= 1 (got {args.max_documents})")
-    args.run_dir = args.run_dir or Path("runs") / args.preset
+    args.preset_choice = None
+    if args.preset == "auto":
+        args.preset, args.preset_choice = choose_demo_preset(
+            [f"data.corpus_dir={args.corpus}", *args.overrides])
+    # both demo presets share runs/demo (the settings check names what differs)
+    args.run_dir = args.run_dir or Path("runs") / (
+        "demo" if args.preset_choice else args.preset)
     args.out_dir = args.out_dir or args.run_dir / "results"
     return args
+
+
+def choose_demo_preset(overrides: list[str], choose=None) -> tuple[str, dict]:
+    """``("demo" | "demo_fp32", record)``: the demo preset for this machine.
+
+    ``demo`` where ``run.precision`` (after ``overrides``) resolves to bf16 here, ``demo_fp32``
+    where it resolves to fp32 (a CPU without native bf16, or one where the probe finds bf16 no
+    faster, or ``run.precision=fp32`` asked for). ``choose`` replaces
+    ``zhbert.training.setup.resolve_precision`` (tests).
+    """
+    import torch
+
+    from zhbert.config import build_config
+    from zhbert.training import setup as S
+
+    cfg = build_config("demo", None, overrides)
+    device = torch.device(S.device_kind(cfg))
+    choice = (choose or S.resolve_precision)(cfg, device)
+    preset = "demo_fp32" if choice.precision == "fp32" else "demo"
+    record = {"preset": preset, "precision": choice.precision, "reason": choice.reason}
+    print(f"==> [preset] {preset}: precision {choice.precision} here ({choice.reason})",
+          flush=True)
+    return preset, record
 
 
 def _not_a_file(path: Path, flag: str) -> None:
@@ -358,7 +395,7 @@ def summarize(demo: Demo) -> dict:
     steps = {name: steps[name] for name, _ in STEPS if name in steps}
     probes = _read_json(demo.probes) if demo.probes.exists() else None
     return {
-        "preset": a.preset, "overrides": a.overrides,
+        "preset": a.preset, "preset_choice": a.preset_choice, "overrides": a.overrides,
         "total_s": round(sum(steps.values()), 1), "steps_s": steps, "reused": demo.reused,
         "held_out": {"step": history[H.EVAL_STEPS][-1], "mlm_acc": history[H.EVAL_MLM_ACC][-1],
                      "stderr": history[H.EVAL_STDERR][-1],
