@@ -1,4 +1,4 @@
-"""Out-of-range settings are one-line errors (issue 25, item 3)."""
+"""Out-of-range settings and unreadable JSON are one-line errors (issue 25, items 3 and 7)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,11 @@ def test_zero_is_valid_where_it_means_off_or_none(item):
     build_config("smoke", overrides=[item])
 
 
+def test_a_huge_integer_in_an_override_is_one_error():
+    with pytest.raises(UserError, match="run.seed"):
+        build_config("smoke", overrides=["run.seed=" + "9" * 5000])
+
+
 @pytest.mark.parametrize("item", ["run.seed=-1", "optim.eps=NaN", "optim.lr=Infinity",
                                   "model.type_vocab_size=0", "run.milestones=-3"])
 def test_dry_run_refuses_out_of_range_values(item, tmp_path):
@@ -123,4 +128,35 @@ def test_analyze_negative_seed_is_one_line(tmp_path):
     history = _history(tmp_path / "h.json")
     proc = _run("analyze_100k.py", "--history", str(history), "--seed", "-1", "--n-boot", "5")
     _one_line_error(proc, "--seed")
+    assert not (tmp_path / "analysis_result.json").exists()
+
+
+# ----------------------------------------------------------------------- item 7: JSON limits
+
+UNREADABLE = {
+    "deep nesting": ("[" * 100000, "nested too deeply"),
+    "5000-digit integer": ('{"optim": {"lr": ' + "1" * 5000 + "}}", "digits"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
+def test_unreadable_config_file_is_one_line(kind, tmp_path):
+    text, needle = UNREADABLE[kind]
+    config = tmp_path / "c.json"
+    config.write_text(text)
+    proc = _run("main_train.py", "--preset", "smoke", "--config", str(config), "--run-dir",
+                str(tmp_path / "run"), "--set", f"data.corpus_dir={tmp_path / 'none'}")
+    _one_line_error(proc, str(config), needle)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
+def test_unreadable_history_is_one_line(kind, tmp_path):
+    text, needle = UNREADABLE[kind]
+    if kind != "deep nesting":
+        text = '{"steps": [' + "1" * 5000 + '], "mlm_acc": [0.1]}'
+    history = tmp_path / "h.json"
+    history.write_text(text)
+    proc = _run("analyze_100k.py", "--history", str(history), "--n-boot", "5")
+    _one_line_error(proc, str(history), needle)
     assert not (tmp_path / "analysis_result.json").exists()

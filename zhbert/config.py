@@ -286,6 +286,9 @@ def parse_text(tp: Any, text: str, where: str) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
+        except (ValueError, RecursionError):  # an integer of thousands of digits, deep nesting
+            raise UserError(f"{where}: {text[:40]!r}... is too long or too deeply nested to "
+                            "be a value") from None
     if tp is str and not isinstance(value, str):
         value = text  # e.g. data.corpus_dir=123 is a directory name, not a number
     origin = typing.get_origin(tp)
