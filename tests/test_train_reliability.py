@@ -35,7 +35,15 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _set_section(ck: Path, section: str, value) -> None:
+    config = json.loads((ck / "config.json").read_text())
+    (ck / "config.json").write_text(json.dumps({**config, section: value}))
+
+
 DAMAGE = {
+    "model section a list": lambda ck: _set_section(ck, "model", [1, 2]),
+    "optim section a string": lambda ck: _set_section(ck, "optim", "x"),
+    "deeply nested config": lambda ck: (ck / "config.json").write_text("[" * 100000),
     "truncated weights": lambda ck: _truncate(ck / "model.safetensors"),
     "missing config": lambda ck: (ck / "config.json").unlink(),
     "truncated config": lambda ck: _truncate(ck / "config.json"),
@@ -67,6 +75,16 @@ def test_no_usable_checkpoint_is_one_error(finished, tiny_corpus, tmp_path):
         _truncate(run / "checkpoints" / f"step_{step}" / "model.safetensors")
     with pytest.raises(UserError, match="no usable checkpoint.*step_10: model.safetensors is "
                                         "truncated.*step_5"):
+        main_train.main([*_base(tiny_corpus, run), "--resume"])
+
+
+def test_wrong_typed_config_sections_everywhere_is_one_error(finished, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    _set_section(run / "checkpoints" / "step_10", "model", [1, 2])
+    _set_section(run / "checkpoints" / "step_5", "run", 3)
+    with pytest.raises(UserError, match="no usable checkpoint.*step_10: config.json: section "
+                                        "'model' is not a JSON object.*step_5: .*'run'"):
         main_train.main([*_base(tiny_corpus, run), "--resume"])
 
 
