@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,3 +150,16 @@ def test_resume_compares_the_whole_model_section(tiny_corpus, tmp_path):
     assert "model.attention_dropout: 0.1 -> 0.0" in changes
     log = (run / "train.log").read_text()
     assert "config changed since the checkpoint (applied from now on): model.dropout" in log
+
+
+def test_resume_with_a_history_but_no_checkpoint_is_refused(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    base = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", "--run-dir", str(run),
+            "--set", "run.max_steps=2", "--set", "run.export_final=false", "--resume"]
+    assert main_train.main(base) == 0  # --resume on a fresh directory starts from step 0
+    assert "no complete checkpoint" in (run / "train.log").read_text()
+    shutil.rmtree(run / "checkpoints")
+    before = (run / "training_history.json").read_bytes()
+    with pytest.raises(UserError, match="training_history.json but no checkpoint.*--overwrite"):
+        main_train.main(base)
+    assert (run / "training_history.json").read_bytes() == before
