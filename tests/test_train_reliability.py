@@ -6,8 +6,11 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,3 +183,35 @@ def test_corpus_with_damaged_tokenizer_files_is_refused(tiny_corpus, tmp_path, d
     with pytest.raises(UserError, match=needle.replace(".", r"\.")):
         main_train.main(_base(corpus, tmp_path / "run"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_token_id_outside_the_vocabulary_is_one_line(tiny_corpus, tmp_path, train_cli):
+    """A corrupt id stops training and the baselines at load time, naming the file and the id."""
+    from zhbert.corpus.binary import load_corpus_info
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    info = load_corpus_info(corpus)
+    tokens = np.memmap(corpus / "train.tokens.bin", dtype=info.dtype, mode="r+")
+    tokens[7] = bad = info.vocab_size + 3
+    tokens.flush()
+    del tokens
+    needles = ("train.tokens.bin", f"token id {bad}", f"vocabulary size {info.vocab_size}")
+    done = train_cli(_base(corpus, tmp_path / "run"))
+    _one_line_error(done, *needles)
+    assert not (tmp_path / "run" / "training_history.json").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    out = tmp_path / "baselines.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(main_train.ROOT / "examples" / "baselines.py"),
+                           "--corpus", str(corpus), "--preset", "smoke", "--json", str(out)],
+                          capture_output=True, text=True, timeout=180, cwd=main_train.ROOT, env=env)
+    _one_line_error(done, *needles)
+    assert not out.exists()
+
+
+def _one_line_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(n in last for n in needles), last
