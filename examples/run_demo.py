@@ -312,7 +312,7 @@ def train_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--set", override]
     if args.redo:
         cmd.append("--overwrite")
-    elif (args.run_dir / "checkpoints").exists():
+    elif any((args.run_dir / "checkpoints").glob("step_*")):
         cmd.append("--resume")
     elif args.run_dir.exists():
         cmd.append("--overwrite")  # a run that died before its first checkpoint

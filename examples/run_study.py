@@ -103,7 +103,7 @@ def train_arm(arm: str, args: argparse.Namespace) -> Path:
            "--set", f"data.corpus_dir={args.corpus}"]
     for item in arm_overrides(arm, args.preset, args.overrides):
         cmd += ["--set", item]
-    if args.redo or not (run_dir / "checkpoints").exists():
+    if args.redo or not any((run_dir / "checkpoints").glob("step_*")):
         cmd.append("--overwrite")
     else:
         cmd.append("--resume")

@@ -84,6 +84,10 @@ def read_json(path: str | os.PathLike, what: str, *, obj: bool = False, hint: st
         raise UserError(f"{path}: not UTF-8 text ({what})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to read ({what})") from None
+    except ValueError as exc:  # an integer longer than Python's int_max_str_digits
+        raise UserError(f"{path}: unreadable JSON ({what}): {str(exc).split(';')[0]}") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if obj and not isinstance(data, dict):

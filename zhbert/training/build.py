@@ -115,7 +115,8 @@ def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, p
 
 
 def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo, log) -> Path | None:
-    """The newest checkpoint that reads (rank 0 looks, every rank gets the path)."""
+    """The newest checkpoint that reads (rank 0 looks, every rank gets the path); None when
+    the run directory holds no run yet. A history without a checkpoint is refused."""
     ckpt = None
     if dist.is_main and resume:
         clean_partial(run_dir)
@@ -124,6 +125,9 @@ def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo, log) -> Path | N
         if ckpt is None and skipped:
             raise UserError(f"no usable checkpoint in {run_dir} ({'; '.join(skipped)}); "
                             "remove the damaged ones or start again with --overwrite")
+        if ckpt is None and (run_dir / HISTORY_NAME).exists():
+            raise UserError(f"--resume: {run_dir} has a {HISTORY_NAME} but no checkpoint to "
+                            "resume from; start again with --overwrite (it replaces the history)")
         for line in skipped:
             log.warning("warning: skipping damaged checkpoint %s", line)
     found = D.broadcast_object(None if ckpt is None else str(ckpt), dist)

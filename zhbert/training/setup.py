@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import functools
@@ -20,12 +21,14 @@ from zhbert.config import TrainConfig, config_changes
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
 from zhbert.io_utils import require_file
+from zhbert.model import BertConfig
 from zhbert.training.monitor import TB_DIR
 from zhbert.training.precision import PrecisionChoice, choose_precision
 
 LOG_NAME = "train.log"
-_SHAPE_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-               "max_position_embeddings", "type_vocab_size", "tie_word_embeddings", "use_nsp")
+# BertConfig keys a resume may change: regularisation, and initialisation (which the restored
+# weights replace). Every other model key shapes the weights or changes what they compute.
+RESUMABLE_MODEL_KEYS = ("dropout", "attention_dropout", "initializer_range", "position_init")
 
 
 def device_kind(cfg: TrainConfig) -> str:
@@ -203,13 +206,16 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def check_compatible(saved: dict, cfg: TrainConfig, path: Path) -> list[str]:
-    """UserError when the checkpoint's model shape differs; returns other changed keys."""
-    model = saved.get("model", {})
-    for key in _SHAPE_KEYS:
-        if key in model and model[key] != getattr(cfg.model, key):
-            raise UserError(f"checkpoint {path} has model.{key}={model[key]!r} but the config has "
-                            f"{getattr(cfg.model, key)!r}; resume with the original config")
-    return config_changes(saved, cfg.to_dict(), sections=("data", "optim", "run"))
+    """UserError when a model key outside ``RESUMABLE_MODEL_KEYS`` differs from the checkpoint's
+    (a key it lacks counts as its default); returns every other changed key."""
+    old = {**dataclasses.asdict(BertConfig()), **(saved.get("model") or {})}
+    now = dataclasses.asdict(cfg.model)
+    fixed = [k for k in now if k not in RESUMABLE_MODEL_KEYS and old.get(k) != now[k]]
+    if fixed:
+        raise UserError(f"checkpoint {path} has {', '.join(f'model.{k}={old[k]!r}' for k in fixed)}"
+                        f" but the config has {', '.join(repr(now[k]) for k in fixed)}; resume "
+                        "with the original config")
+    return config_changes(saved, cfg.to_dict())
 
 
 # ----------------------------------------------------------------------------- logging
