@@ -138,6 +138,28 @@ def test_accuracies_in_percent_are_read_as_fractions_with_a_warning(tmp_path):
     assert h.train["nsp_acc"].tolist() == nsp["nsp_acc"]
 
 
+@pytest.mark.parametrize(("series", "value"), [("train", 1.2), ("train", -0.1),
+                                               ("eval", 1.2), ("percent", 130.0)])
+def test_one_accuracy_out_of_range_is_refused_not_read_as_percent(tmp_path, series, value):
+    """Issue 25 item 5: one value above 1 in a fraction series (or a negative one, or one above
+    100 in a percent series) is one error naming the file, key, step and value; the series as
+    a whole (its median) decides whether it is in percent, never one value."""
+    good = make_history(n=40, eval_every=4)
+    key = "eval_mlm_acc" if series == "eval" else "mlm_acc"
+    steps = good["eval_steps" if series == "eval" else "steps"]
+    h = {**good, key: list(good[key])}
+    if series == "percent":
+        h[key] = [100 * a for a in h[key]]
+    h[key][5] = value
+    path = _write(tmp_path, "h.json", h)
+    with pytest.raises(UserError) as exc:
+        load_history(path)
+    message = str(exc.value)
+    for needle in (str(path), key, f"step {steps[5]:g}", f"is {value:g}", "fractions"):
+        assert needle in message, (needle, message)
+    assert len(message.splitlines()) == 1
+
+
 def test_cli_label_mismatch_and_eval_missing(tmp_path):
     p = _write(tmp_path, "h.json", make_history(n=50))
     res = _run("analyze_100k.py", "--history", str(p), "--labels", "a", "b")
