@@ -14,7 +14,7 @@ import pytest
 
 from zhbert.analysis import analyze, load_history, select_series
 from zhbert.analysis.synthetic import ORIGINAL_TARGETS, make_history, make_original_like
-from zhbert.errors import UserError
+from zhbert.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,6 +158,32 @@ def test_one_accuracy_out_of_range_is_refused_not_read_as_percent(tmp_path, seri
     for needle in (str(path), key, f"step {steps[5]:g}", f"is {value:g}", "fractions"):
         assert needle in message, (needle, message)
     assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("meta", "needle"), [
+    ([1, 2], "'meta' is a list"), ("run a", "'meta' is a string"),
+    ({"source": "x", "config": [1]}, "'meta.config' is a list"),
+    ({"source": "x", "config": "cfg"}, "'meta.config' is a string")])
+def test_meta_of_the_wrong_type_is_one_warning(tmp_path, meta, needle):
+    """Issue 25 item 13: a ``meta`` (or ``meta.config``) that is not an object is ignored with
+    one warning line, which the analysis front ends print."""
+    path = _write(tmp_path, "h.json", {**make_history(n=40), "meta": meta})
+    h = load_history(path)
+    assert [w for w in h.warnings if "meta" in w] == h.warnings and len(h.warnings) == 1
+    assert needle in h.warnings[0] and str(path) in h.warnings[0]
+    assert h.meta == ({"source": "x"} if isinstance(meta, dict) else {})
+
+
+def test_meta_warning_is_printed_by_the_analysis_cli(tmp_path, capsys):
+    import analyze_100k
+
+    path = _write(tmp_path, "h.json", {**make_history(n=40), "meta": {"config": [1]}})
+    with pytest.raises(SystemExit) as exc:
+        run_cli(analyze_100k.main, ["--history", str(path), "--n-boot", "0",
+                                    "--output", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 0, err
+    assert f"warning: {path}: 'meta.config' is a list, not an object" in err
 
 
 def test_cli_label_mismatch_and_eval_missing(tmp_path):

@@ -176,6 +176,32 @@ def _percent_to_fraction(path: Path, frame: pd.DataFrame, series: str) -> str | 
             f"(divided by 100)")
 
 
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, with its article (``a list``, ``null``)."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", str: "a string", list: "a list", int: "a number",
+             float: "a number"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _meta(path: Path, data: dict, warnings: list[str]) -> dict:
+    """The file's ``meta`` object; a ``meta`` (or ``meta.config``) that is not an object is
+    ignored with a warning, so the analysis falls back to the columns (lr, steps) alone."""
+    meta = data.get(H.META_KEY, {})
+    if not isinstance(meta, dict):
+        warnings.append(f"{path}: '{H.META_KEY}' is {_json_type(meta)}, not an object; "
+                        f"ignored (the run's settings are read from the columns alone)")
+        return {}
+    config = meta.get(H.META_CONFIG, {})
+    if not isinstance(config, dict):
+        warnings.append(f"{path}: '{H.META_KEY}.{H.META_CONFIG}' is {_json_type(config)}, "
+                        f"not an object; ignored (the lr schedule and the planned last step are "
+                        f"read from the columns)")
+        return {k: v for k, v in meta.items() if k != H.META_CONFIG}
+    return meta
+
+
 def load_history(path: str | Path) -> History:
     """Read, validate and clean a history JSON file; raise ``UserError`` on bad input."""
     path = Path(path)
@@ -204,7 +230,7 @@ def load_history(path: str | Path) -> History:
         percent = _percent_to_fraction(path, evaluation, "eval")
         warnings += [percent] if percent else []
         _check_steps(path, evaluation, "eval", 1)
-    meta = data.get(H.META_KEY) if isinstance(data.get(H.META_KEY), dict) else {}
+    meta = _meta(path, data, warnings)
     is_original = set(data) <= H.ORIGINAL_KEYS
     return History(train=train, eval=evaluation, meta=meta, path=path, dropped_nonfinite=dropped,
                    format="original" if is_original else "zhbert", warnings=warnings)
