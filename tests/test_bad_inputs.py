@@ -110,6 +110,21 @@ def test_load_and_analyze_negative_n_boot(tmp_path):
     _one_line_error(proc, "--n-boot")
 
 
+def test_load_and_analyze_n_boot_0_forecasts_without_an_interval(tmp_path, capsys):
+    """Issue 25 item 9: --n-boot 0 means no bootstrap (as in analyze_100k.py): the forecast is
+    printed without an interval instead of a TypeError on the missing one."""
+    from helpers_scripts import load_script
+
+    from zhbert.errors import run_cli
+
+    script = load_script("examples/load_and_analyze.py")
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, ["--history", str(_history(tmp_path)), "--n-boot", "0"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0, err
+    assert "no 95% interval with --n-boot 0, no bootstrap" in out
+
+
 def test_full_disk_is_one_error(tmp_path, monkeypatch):
     """An ENOSPC while writing becomes a UserError naming the file; no temp file is left."""
     import errno

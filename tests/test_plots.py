@@ -213,3 +213,30 @@ def test_cli_uses_a_precomputed_analysis(runs, tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == sorted(f"{n}.pdf" for n in FIGURES)
     assert all((tmp_path / "out" / n).read_bytes().startswith(b"%PDF") for n in names)
+
+
+def test_cli_draws_a_constant_accuracy_history(tmp_path, capsys):
+    """Issue 25 item 9: a constant series' forecast interval sits a rounding error beside its
+    value; the error bars are clipped to zero width instead of matplotlib refusing them."""
+    import json
+
+    import visualize_results
+
+    n = 12
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"steps": list(range(10, 10 * n + 1, 10)), "mlm_acc": [0.05] * n,
+                                "loss": [6.0 - 0.01 * i for i in range(n)], "lr": [1e-3] * n}))
+    with pytest.raises(SystemExit) as exc:
+        run_cli(visualize_results.main, ["--history", str(path), "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 0, err
+    assert (tmp_path / "o" / "learning_curve_fit.png").stat().st_size > 0
+
+
+def test_error_bars_are_never_negative():
+    from zhbert.plots.common import error_bars
+
+    down, up = error_bars(0.05000000000000001, 0.04999999999999984, 0.049999999999999885)
+    assert down.tolist() == [pytest.approx(1.7e-16, abs=1e-16)] and up.tolist() == [0.0]
+    down, up = error_bars([0.5, 0.6], [0.4, 0.61], [0.7, 0.65])
+    assert down.tolist() == pytest.approx([0.1, 0.0]) and up.tolist() == pytest.approx([0.2, 0.05])
