@@ -153,6 +153,37 @@ def test_full_disk_is_one_error(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_tensorboard_png_refuses_a_garbage_event_file(tmp_path, capsys):
+    """Issue 25 item 11: random bytes named like an event file are one error naming the file,
+    and no PNG is written; a real event file whose last record is cut short still draws."""
+    import numpy as np
+    from helpers_scripts import load_script
+    from torch.utils.tensorboard import SummaryWriter
+
+    from zhbert.errors import run_cli
+
+    script = load_script("examples/tensorboard_png.py")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    garbage = bad / "events.out.tfevents.x"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    png = tmp_path / "tb.png"
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, ["--logdir", str(bad), "--out", str(png)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.startswith(f"error: {garbage}: not a TensorBoard event file") and err.count("\n") == 1
+    assert not png.exists() and list(tmp_path.glob("*.png")) == []
+    good = tmp_path / "good"
+    with SummaryWriter(str(good)) as writer:
+        for step in range(20):
+            writer.add_scalar("train/loss", 1.0 / (step + 1), step)
+    event = next(good.glob("events.out.tfevents.*"))
+    event.write_bytes(event.read_bytes()[:-5])  # a run still writing its last record
+    assert script.main(["--logdir", str(good), "--out", str(png), "--dpi", "30"]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
 # ----------------------------------------------------------------------- item 8: file vs dir
 
 
