@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import bz2
+import errno
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers_scripts import load_script
+
+from zhbert.errors import run_cli
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "prepare_dataset.py"
 
@@ -73,3 +77,28 @@ def test_truncated_wiki_warns_and_succeeds(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "warning:" in proc.stderr and "truncated" in proc.stderr
     assert (tmp_path / "w" / "dataset_stats.json").is_file()
+
+
+@pytest.mark.parametrize(("code", "detail"), [(errno.ENOSPC, ""),
+                                              (errno.EDQUOT, " (disk quota exceeded)")])
+def test_full_disk_is_one_error_line(tmp_path, monkeypatch, capsys, code, detail):
+    """Issue 25 item 8: a full disk (or quota) while the splits are written is one line naming
+    the output directory and saying so, exit 2, no traceback; nothing is left behind."""
+    import warnings
+
+    from zhbert.corpus import binary
+
+    def full(*args, **kwargs):
+        raise OSError(code, "No space left on device")
+
+    monkeypatch.setattr(binary, "write_split", full)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main replaces it
+    script = load_script("examples/prepare_dataset.py")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, ["--quiet", "--max-documents", "20", "--min-val-sentences", "5",
+                              "--out-dir", str(out)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err == f"error: cannot write {out}: no space left on device{detail}\n"
+    assert list(tmp_path.iterdir()) == []  # no corpus, no temporary directory

@@ -16,7 +16,12 @@ from zhbert.corpus import vocab as vocab_mod
 from zhbert.corpus.encode import encode_sentences
 from zhbert.corpus.text import normalize_text, sentence_filter_reason, split_sentences
 from zhbert.errors import UserError
-from zhbert.io_utils import atomic_dir, atomic_write_json, require_file
+from zhbert.io_utils import (
+    atomic_dir,
+    atomic_write_json,
+    no_space_is_user_error,
+    require_file,
+)
 
 FILTERS = ("too_short", "too_long", "kana_hangul", "low_han_share", "duplicate")
 #: warn when more than this share of the split sentences is Japanese or Korean
@@ -201,7 +206,9 @@ def _no_data_error(source: str, inputs: Sequence[Path], per_source: dict) -> Use
 def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
                    out_dir: str | Path = "data/demo", options: PrepareOptions | None = None,
                    progress: bool = True) -> dict:
-    """Prepare a corpus directory (layout in docs/DATASET.md) atomically; return dataset_stats."""
+    """Prepare a corpus directory (layout in docs/DATASET.md) atomically; return dataset_stats.
+
+    A full disk (or quota) while writing is one UserError; nothing is left behind."""
     options = options or PrepareOptions()
     options.validate()
     inputs = [Path(p) for p in inputs]
@@ -221,7 +228,7 @@ def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
     if not docs:
         raise _no_data_error(source, inputs, per_source)
     is_val = choose_val_documents([len(d) for d in docs], options)
-    with atomic_dir(out_dir) as tmp:
+    with no_space_is_user_error(out_dir), atomic_dir(out_dir) as tmp:
         stats = _build(tmp, docs, is_val, options, progress, timings)
         stats.update(source=source, inputs=[str(p) for p in inputs], sources=per_source,
                      wiki=wiki_stats or None, warnings=[str(w.message) for w in caught],

@@ -145,7 +145,8 @@ def save_tokenizer(vocab: Sequence[str], out_dir: Path, lowercase: bool = True):
     out_dir = Path(out_dir)
     tok = make_tokenizer(vocab, lowercase)
     (out_dir / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
-    tok.save(str(out_dir / "tokenizer.json"))
+    # written by Python, not tokenizers' own save: a full disk is then an OSError like the rest
+    (out_dir / "tokenizer.json").write_text(tok.to_str(pretty=True), encoding="utf-8")
     names = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"),
                      SPECIAL_TOKENS, strict=True))
     config = {
