@@ -102,3 +102,33 @@ def test_full_disk_is_one_error_line(tmp_path, monkeypatch, capsys, code, detail
     assert exc.value.code == 2
     assert err == f"error: cannot write {out}: no space left on device{detail}\n"
     assert list(tmp_path.iterdir()) == []  # no corpus, no temporary directory
+
+
+def test_overwrite_names_the_files_it_did_not_write_and_keeps_them(tmp_path, monkeypatch, capsys):
+    """Issue 25 item 12: --overwrite replaces a prepared corpus directory whole, so a file (or
+    folder) the preparation did not write is named in a refusal and survives, with the corpus;
+    without them --overwrite goes ahead."""
+    import warnings
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main replaces it
+    script = load_script("examples/prepare_dataset.py")
+    out = tmp_path / "corpus"
+    args = ["--quiet", "--max-documents", "20", "--min-val-sentences", "5", "--out-dir", str(out)]
+    assert script.main(args) == 0
+    written = {p.name for p in out.iterdir()}
+    meta = (out / "corpus_meta.json").read_bytes()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    (out / "runs").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, [*args, "--overwrite", "--seed", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    assert "notes.txt, runs/" in err and "did not write" in err
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me" and (out / "runs").is_dir()
+    assert (out / "corpus_meta.json").read_bytes() == meta
+    (out / "notes.txt").unlink()
+    (out / "runs").rmdir()
+    assert script.main([*args, "--overwrite", "--seed", "1"]) == 0
+    from zhbert.corpus.prepare import OUTPUT_FILES
+
+    assert {p.name for p in out.iterdir()} == written == OUTPUT_FILES  # the pipeline's own files

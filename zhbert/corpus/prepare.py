@@ -26,6 +26,11 @@ from zhbert.io_utils import (
 FILTERS = ("too_short", "too_long", "kana_hangul", "low_han_share", "duplicate")
 #: warn when more than this share of the split sentences is Japanese or Korean
 FOREIGN_WARN_SHARE = 0.2
+#: every file a preparation writes into its directory: all that ``--overwrite`` may replace
+OUTPUT_FILES = frozenset({*vocab_mod.TOKENIZER_FILES, *binary.split_file_names(),
+                          "corpus_meta.json", "dataset_stats.json"})
+#: at most this many foreign names are listed in the refusal of ``--overwrite``
+MAX_NAMED = 5
 
 
 @dataclass
@@ -180,6 +185,21 @@ def _check_inputs(source: str, inputs: Sequence[Path], out_dir: Path, overwrite:
         if not (out_dir / "corpus_meta.json").is_file():
             raise UserError(f"{out_dir}: not a prepared corpus (no corpus_meta.json); --overwrite "
                             "replaces only a corpus directory: choose another --out-dir")
+        _refuse_foreign(out_dir)
+
+
+def _refuse_foreign(out_dir: Path) -> None:
+    """UserError naming what a prepared corpus directory holds beyond :data:`OUTPUT_FILES`:
+    ``--overwrite`` replaces the directory whole, and must not take the user's files with it."""
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir()
+                     if p.name not in OUTPUT_FILES or not p.is_file())
+    if not foreign:
+        return
+    names = ", ".join(foreign[:MAX_NAMED])
+    more = f" and {len(foreign) - MAX_NAMED} more" if len(foreign) > MAX_NAMED else ""
+    raise UserError(f"{out_dir}: holds {len(foreign)} file(s) the corpus preparation did not "
+                    f"write ({names}{more}); --overwrite would delete them with the old corpus: "
+                    "move them out or choose another --out-dir")
 
 
 def _warn_foreign(per_source: dict) -> None:

@@ -138,6 +138,11 @@ def make_tokenizer(vocab: Sequence[str], lowercase: bool = True):
     return tok
 
 
+#: the files :func:`save_tokenizer` writes
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
+
+
 def save_tokenizer(vocab: Sequence[str], out_dir: Path, lowercase: bool = True):
     """Write vocab.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json into
     ``out_dir`` (loadable by ``transformers.BertTokenizerFast.from_pretrained``); return the
