@@ -172,6 +172,9 @@ def test_meta_of_the_wrong_type_is_one_warning(tmp_path, meta, needle):
     assert [w for w in h.warnings if "meta" in w] == h.warnings and len(h.warnings) == 1
     assert needle in h.warnings[0] and str(path) in h.warnings[0]
     assert h.meta == ({"source": "x"} if isinstance(meta, dict) else {})
+    for absent in (None, {"source": "x", "config": None}):  # null is no meta, no warning
+        assert load_history(_write(tmp_path, "n.json", {**make_history(n=40),
+                                                        "meta": absent})).warnings == []
 
 
 def test_meta_warning_is_printed_by_the_analysis_cli(tmp_path, capsys):

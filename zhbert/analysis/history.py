@@ -177,9 +177,7 @@ def _percent_to_fraction(path: Path, frame: pd.DataFrame, series: str) -> str | 
 
 
 def _json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, with its article (``a list``, ``null``)."""
-    if value is None:
-        return "null"
+    """The JSON name of a parsed value's type, with its article (``a list``, ``a string``)."""
     names = {bool: "a boolean", str: "a string", list: "a list", int: "a number",
              float: "a number"}
     return names.get(type(value), f"a {type(value).__name__}")
@@ -187,14 +185,17 @@ def _json_type(value: Any) -> str:
 
 def _meta(path: Path, data: dict, warnings: list[str]) -> dict:
     """The file's ``meta`` object; a ``meta`` (or ``meta.config``) that is not an object is
-    ignored with a warning, so the analysis falls back to the columns (lr, steps) alone."""
-    meta = data.get(H.META_KEY, {})
+    ignored with a warning, so the analysis falls back to the columns (lr, steps) alone.
+    ``null`` counts as absent."""
+    meta = data.get(H.META_KEY)
+    if meta is None:
+        return {}
     if not isinstance(meta, dict):
         warnings.append(f"{path}: '{H.META_KEY}' is {_json_type(meta)}, not an object; "
                         f"ignored (the run's settings are read from the columns alone)")
         return {}
-    config = meta.get(H.META_CONFIG, {})
-    if not isinstance(config, dict):
+    config = meta.get(H.META_CONFIG)
+    if config is not None and not isinstance(config, dict):
         warnings.append(f"{path}: '{H.META_KEY}.{H.META_CONFIG}' is {_json_type(config)}, "
                         f"not an object; ignored (the lr schedule and the planned last step are "
                         f"read from the columns)")
