@@ -79,6 +79,11 @@ def _split_paths(directory: Path, split: str) -> dict[str, Path]:
     }
 
 
+def split_file_names() -> list[str]:
+    """The names of every split's files (what :func:`write_split` writes for each split)."""
+    return [path.name for split in SPLITS for path in _split_paths(Path(), split).values()]
+
+
 def write_split(
     directory,
     split: str,
