@@ -41,3 +41,17 @@ def _monitor_code(forecast: bool) -> str:
 def test_the_monitor_loads_the_forecast_only_when_it_is_on():
     assert loaded_after(_monitor_code(False), STATISTICS) == []
     assert loaded_after(_monitor_code(True), STATISTICS) == list(STATISTICS)
+
+
+def test_the_config_does_not_load_torch():
+    """Configs are read, validated and saved without torch: the model contract
+    (``zhbert.model_config``) is torch-free."""
+    assert loaded_after("import zhbert.config", ("torch",)) == []
+    assert loaded_after("import zhbert.model_config", ("torch",)) == []
+
+
+def test_every_architecture_has_a_model():
+    from zhbert.model_config import ARCHITECTURES
+    from zhbert.models import MODEL_CLASSES
+
+    assert tuple(MODEL_CLASSES) == ARCHITECTURES

@@ -9,7 +9,8 @@ import torch
 from zhbert.config import get_preset
 from zhbert.corpus import load_corpus_info, load_split
 from zhbert.data import NSP_IS_NEXT, NSP_RANDOM, BatchBuilder, BatchStream, build_eval_set
-from zhbert.model import BertConfig, BertForPretraining
+from zhbert.model import BertForPretraining
+from zhbert.model_config import BertConfig
 from zhbert.training.optim import make_optimizer, param_groups
 from zhbert.training.schedule import lr_at, scheduled_lr
 

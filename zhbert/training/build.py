@@ -32,7 +32,7 @@ from zhbert.data import (
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
 from zhbert.io_utils import read_json
-from zhbert.model import build_model
+from zhbert.models import build_model
 from zhbert.provenance import git_state
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
