@@ -134,8 +134,9 @@ def test_setup_is_fixed_and_progress_is_the_state_that_moves(tiny_corpus, tmp_pa
     import dataclasses
 
     from zhbert.config import build_config
-    from zhbert.training.build import Setup, build
+    from zhbert.training.build import build
     from zhbert.training.loop import train_step
+    from zhbert.training.setup import Setup
     from zhbert.training.state import Interval, Progress, checkpoint_state
 
     cfg = build_config("smoke", overrides=[f"data.corpus_dir={tiny_corpus}",

@@ -72,7 +72,7 @@ def _open_writer(log_dir: Path, step: int):
 class Monitor:
     """Forecast at held-out evaluations and the TensorBoard mirror of one run.
 
-    Reads the run's :class:`~zhbert.training.build.Setup` (config, history, rank) and its
+    Reads the run's :class:`~zhbert.training.setup.Setup` (config, history, rank) and its
     :class:`~zhbert.training.state.Progress` (step, clock). Every rank holds one; only rank 0
     forecasts and writes events.
     """
