@@ -1,12 +1,15 @@
-"""What importing a module loads: checked in a fresh interpreter, where nothing else has been
-imported yet (pytest itself has loaded the analysis stack by the time a test runs)."""
+"""What importing a module loads, checked in a fresh interpreter (pytest itself has loaded the
+analysis stack by the time a test runs), and the import contracts of pyproject.toml."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the statistics stack :mod:`zhbert.analysis` loads (and the analysis itself)
@@ -55,3 +58,20 @@ def test_every_architecture_has_a_model():
     from zhbert.models import MODEL_CLASSES
 
     assert tuple(MODEL_CLASSES) == ARCHITECTURES
+
+
+def _lint_imports() -> str | None:
+    """import-linter's ``lint-imports`` beside this interpreter (the venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "lint-imports"
+    return str(beside) if beside.is_file() else shutil.which("lint-imports")
+
+
+def test_the_import_contracts_hold():
+    """``lint-imports`` as ``make lint`` runs it: no cycles, the layers of pyproject.toml."""
+    exe = _lint_imports()
+    if exe is None:
+        pytest.skip("lint-imports is missing: `make install` installs import-linter "
+                    "(requirements-dev.txt)")
+    proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
