@@ -69,12 +69,14 @@ study-reference: install
 test: install
 	$(PYTHON) -m pytest -n 2 tests
 
+# ruff, then the import contracts in pyproject.toml ([tool.importlinter]).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	$(PYTHON) benchmarks/train_throughput.py --arch paper demo efficient --json results/bench_train_throughput.json
 	$(PYTHON) benchmarks/optimizer_step.py --json results/bench_optimizer_step.json
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs .pytest_cache .ruff_cache .import_linter_cache

@@ -1,9 +1,10 @@
 """Training configuration: dataclasses, presets, ``key=value`` overrides and JSON round trips.
 
-A :class:`TrainConfig` is four sections — ``model`` (:class:`zhbert.model.BertConfig`), ``data``,
-``optim`` and ``run``. It is built from a preset, optionally updated from a JSON file and from
-``--set section.key=value`` overrides (each value is parsed and type-checked against the field's
-annotation), validated, and then saved verbatim in the run's history and every checkpoint.
+A :class:`TrainConfig` is four sections — ``model`` (:class:`zhbert.model_config.BertConfig`),
+``data``, ``optim`` and ``run``. It is built from a preset, optionally updated from a JSON file
+and from ``--set section.key=value`` overrides (each value is parsed and type-checked against the
+field's annotation), validated, and then saved verbatim in the run's history and every
+checkpoint. Importing it does not import torch.
 
 >>> cfg = get_preset("smoke")
 >>> apply_overrides(cfg, ["optim.lr=0.01", "max_steps=5"])
@@ -25,7 +26,7 @@ from typing import Any
 
 from zhbert.errors import UserError
 from zhbert.io_utils import read_json
-from zhbert.model import ARCHITECTURES, BertConfig
+from zhbert.model_config import ARCHITECTURES, BertConfig
 
 SECTIONS = ("model", "data", "optim", "run")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")

@@ -1,8 +1,8 @@
 """What a training process builds once: device, corpus, model, optimizer, data, history.
 
-:func:`build` returns a :class:`Setup` (fixed for the whole session) and the loop's
-:class:`zhbert.training.state.Progress`, restored from the newest readable checkpoint on
-``--resume``.
+:func:`build` returns a :class:`zhbert.training.setup.Setup` (fixed for the whole session) and
+the loop's :class:`zhbert.training.state.Progress`, restored from the newest readable checkpoint
+on ``--resume``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from zhbert.data import (
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
 from zhbert.io_utils import read_json
-from zhbert.model import build_model
+from zhbert.models import build_model
 from zhbert.provenance import git_state
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
@@ -40,39 +40,8 @@ from zhbert.training.checkpoint import clean_partial, latest_checkpoint
 from zhbert.training.history import HistoryWriter
 from zhbert.training.optim import make_optimizer
 from zhbert.training.precision import PrecisionChoice
+from zhbert.training.setup import Setup
 from zhbert.training.state import Interval, Progress, restore
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Everything one training process builds once and does not replace while training."""
-
-    cfg: TrainConfig
-    run_dir: Path
-    dist: D.DistInfo
-    device: torch.device
-    log: Any  # logging.Logger (console on rank 0, RUN/train.log)
-    info: CorpusInfo
-    model: torch.nn.Module  # the plain module: checkpoints and eval use it
-    ddp: torch.nn.Module  # DDP wrapper (or the model itself)
-    fwd: Callable  # what the step calls (compiled or not)
-    optimizer: torch.optim.Optimizer
-    scaler: Any  # torch.amp.GradScaler for fp16, else None
-    autocast: Callable | None
-    precision: str
-    stream: BatchStream
-    eval_set: EvalSet
-    history: HistoryWriter
-
-    @property
-    def packed(self) -> bool:
-        """Packed batches have no padding: the model gets no attention mask."""
-        return self.cfg.data.format == "packed"
-
-    def close(self) -> None:
-        self.stream.close()
-        S.close_logger(self.log)
-        D.cleanup()
 
 
 def batch_preparer(cfg: TrainConfig, device: torch.device) -> Callable:
