@@ -203,7 +203,7 @@ def _demo_fp32() -> TrainConfig:
     cfg.data.batch_size = 32  # twice the steps for the tokens the budget allows
     cfg.optim.warmup_steps = 200
     cfg.run.max_steps = 4000
-    cfg.run.eval_interval = 100
+    cfg.run.eval_interval = 200  # about 12 held-out points in the budget (each costs a forward)
     return cfg
 
 
