@@ -11,10 +11,11 @@ STAMP   := $(VENV)/.install-stamp
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
 TORCH_PIN   := $(shell grep -E '^torch==' requirements.txt)
-# The demo's knobs (the tests run the same path with PRESET=smoke).
-PRESET  ?= demo
+# The demo's knobs (the tests run the same path with PRESET=smoke). PRESET=auto picks demo
+# where bf16 is native and faster than fp32, demo_fp32 elsewhere (examples/run_demo.py).
+PRESET  ?= auto
 CORPUS  ?= data/demo
-RUN     ?= runs/$(PRESET)
+RUN     ?= runs/$(if $(filter auto,$(PRESET)),demo,$(PRESET))
 OUT     ?=
 REDO    ?=
 # Training settings for the demo, space separated: make demo SET="run.max_steps=3000"
@@ -68,12 +69,14 @@ study-reference: install
 test: install
 	$(PYTHON) -m pytest -n 2 tests
 
+# ruff, then the import contracts in pyproject.toml ([tool.importlinter]).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	$(PYTHON) benchmarks/train_throughput.py --arch paper demo efficient --json results/bench_train_throughput.json
 	$(PYTHON) benchmarks/optimizer_step.py --json results/bench_optimizer_step.json
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs .pytest_cache .ruff_cache .import_linter_cache

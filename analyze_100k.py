@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.n_boot < 0:
         raise UserError(f"--n-boot must be >= 0 (got {args.n_boot})")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0 (got {args.seed})")
     if args.target_step is not None and args.target_step <= 0:
         raise UserError(f"--target-step must be positive (got {args.target_step:g})")
     if args.target_acc is not None and not 0.0 < args.target_acc < 1.0:

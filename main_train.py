@@ -54,7 +54,7 @@ def dry_run(cfg: TrainConfig) -> int:
 
     from zhbert.corpus.binary import load_corpus_info, load_split
     from zhbert.data import BatchBuilder, build_eval_set
-    from zhbert.model import build_model
+    from zhbert.models import build_model
     from zhbert.training.optim import make_optimizer
 
     corpus = Path(cfg.data.corpus_dir)

@@ -16,6 +16,9 @@ from pathlib import Path
 from zhbert.errors import UserError, run_cli
 from zhbert.io_utils import read_json, run_labels
 
+#: how to get a figure that was skipped, said after the reason
+SKIP_HINTS = {"backtest": " (draw it with --analysis from analyze_100k.py --backtest)"}
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
@@ -63,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Load the inputs, compute the analysis when needed, draw every figure."""
     args = parse_args(argv)
     from zhbert.analysis import analyze, load_history, select_series
-    from zhbert.plots import render_all
+    from zhbert.plots import render_all, skipped_figures
 
     history = load_history(args.history)
     labels = _labels(args)
@@ -87,7 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                        compare=others, label=labels[0])
     for path in paths:
         print(path)
+    for name, reason in skipped_figures(analysis).items():
+        print(_skip_line(Path(args.out_dir) / f"{name}.{args.format}", name, reason))
     return 0
+
+
+def _skip_line(path: Path, name: str, reason: str) -> str:
+    """One line saying that the figure ``path`` was not drawn, why, and how to get it."""
+    stale = "; the file already there is left from an earlier drawing" if path.exists() else ""
+    return f"skipped {path}: {reason}{SKIP_HINTS.get(name, '')}{stale}"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import zhbert.modern as modern  # noqa: E402
-from zhbert.model import BertConfig, build_model  # noqa: E402
+from zhbert.model_config import BertConfig  # noqa: E402
+from zhbert.models import build_model  # noqa: E402
 from zhbert.training.precision import cpu_native_bf16  # noqa: E402
 
 # name -> (hidden, layers, heads, feed-forward units); the first is the reference of the ratios.

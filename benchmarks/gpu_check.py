@@ -204,7 +204,7 @@ def _tiny_batch(cfg, seed: int = 0):
 def graph_breaks(cfg) -> dict:
     """Graphs and graph breaks of the training forward (with its host-built layout)."""
     from zhbert.layout import batch_layout
-    from zhbert.model import build_model
+    from zhbert.models import build_model
 
     model = build_model(cfg.model).train()
     ids, mask, labels, nsp = _tiny_batch(cfg)
@@ -221,7 +221,7 @@ def graph_breaks(cfg) -> dict:
 def memory_estimate(cfg, precision: str) -> dict:
     """Bytes of weights, gradients, AdamW state and one micro-batch's saved activations."""
     from zhbert.layout import batch_layout
-    from zhbert.model import build_model
+    from zhbert.models import build_model
 
     torch.manual_seed(0)
     model = build_model(cfg.model).train()

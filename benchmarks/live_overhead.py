@@ -7,10 +7,11 @@ python benchmarks/live_overhead.py [--history results/training_history.json] [--
 1. **Replay** (always): a recorded demo run (default the committed demo history,
    ``results/training_history.json``: the 2,000-step demo run) is
    replayed evaluation by evaluation; at each one the trainer's live forecast
-   (``zhbert.training.monitor.live_forecast``, the same call with the same config) is made on the
-   held-out points so far and timed in CPU seconds of the calling thread (``time.thread_time``,
-   which other processes on a loaded machine do not inflate the way wall time is) and in wall
-   seconds. Overhead = total forecast time / the recorded run's wall time (``elapsed_s``).
+   (``zhbert.training.live_forecast.live_forecast``, the same call with the same config) is made
+   on the held-out points so far and timed in CPU seconds of the calling thread
+   (``time.thread_time``, which other processes on a loaded machine do not inflate the way wall
+   time is) and in wall seconds. Overhead = total forecast time / the recorded run's wall time
+   (``elapsed_s``).
 2. **A/B** (``--ab N``): N pairs of short demo-shaped training runs (the demo model and data;
    ``--steps`` steps, a held-out evaluation every ``--eval-interval`` steps), one with
    ``run.forecast`` and ``run.tensorboard`` off and one with both on, alternated (the order flips
@@ -59,7 +60,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def replay(path: Path) -> dict:
     """Time the live forecast at every evaluation of the recorded run ``path``."""
     from zhbert.baselines import unigram_floor
-    from zhbert.training.monitor import live_forecast
+    from zhbert.training.live_forecast import live_forecast
 
     try:
         h = json.loads(path.read_text(encoding="utf-8"))

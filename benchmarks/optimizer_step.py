@@ -3,7 +3,7 @@
 python benchmarks/optimizer_step.py [--arch paper demo] [--impl fused foreach default]
        [--threads 2] [--repeats 20] [--warmup 3] [--set KEY=VALUE] [--json OUT]
 
-Each preset's model is built as it trains (``zhbert.model.build_model``: paper with its untied
+Each preset's model is built as it trains (``zhbert.models.build_model``: paper with its untied
 decoder and NSP head, demo modern, the vocabulary as ``benchmarks/train_throughput.py`` sizes it)
 and gets fixed random gradients. One AdamW per implementation is made with
 ``zhbert.training.optim.make_optimizer`` (two weight-decay groups, the preset's lr, betas, eps),
@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def model_with_grads(arch: str, info, overrides, device: torch.device):
     """The preset's model as trained, with fixed random gradients on every parameter."""
-    from zhbert.model import build_model
+    from zhbert.models import build_model
 
     cfg = model_config(arch, info, overrides=overrides, mlm_only=False)
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ Each architecture is compared with the transformers class its export loads into,
 starting from identical weights (copied through ``zhbert.export``'s mapping):
 
 * ``model.arch=bert``: ``BertForPretraining`` vs ``BertForMaskedLM`` (``to_hf_state_dict``).
-* ``model.arch=modern``: ``ModernBertForPretraining`` (``zhbert.model.build_model``) vs
+* ``model.arch=modern``: ``ModernBertForPretraining`` (``zhbert.models.build_model``) vs
   ``ModernBertForMaskedLM`` (``modern_to_hf_state_dict``, ``hf_modern_config``).
 
 transformers' side runs with ``attn_implementation="sdpa"`` (PyTorch's scaled_dot_product_attention;
@@ -71,7 +71,7 @@ def build_pair(cfg, tokenizer_dir: Path, hf_sparse: bool = True):
     ``tokenizer_dir`` holds the corpus's vocab.txt (ModernBERT's config names [CLS]/[SEP] ids).
     The caller seeds the generator before (ours is initialised first, then copied).
     """
-    from zhbert.model import build_model
+    from zhbert.models import build_model
 
     ours = build_model(cfg)
     if cfg.arch == "modern":

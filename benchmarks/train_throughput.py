@@ -12,7 +12,7 @@ repeat). Each preset is compared with the transformers class its export loads in
 ``arch_kind`` says which. One timed step is a full optimizer step over ``--grad-accum`` micro-batches (each side's loss
 divided by it, as the loop does):
 
-* ours: the preset's model from ``zhbert.model.build_model`` (unpadding for BERT, the sparse MLM
+* ours: the preset's model from ``zhbert.models.build_model`` (unpadding for BERT, the sparse MLM
   head for both; the batch trimmed and laid out with ``zhbert.data.prepare_batch`` when it is
   built, as the loop's prefetch thread does) with the steps of ``zhbert.training.loop.train_step``:
   autocast forward (``attention_mask=None`` for packed batches, as the loop does), backward,

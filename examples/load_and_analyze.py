@@ -29,8 +29,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step", type=float, default=None,
                    help="step at which to forecast accuracy (default: the planned last step of "
                         "the lr schedule; a step past it is refused)")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
+    p.add_argument("--n-boot", type=int, default=200,
+                   help="bootstrap replicates of the forecast interval; 0: no bootstrap, the "
+                        "forecast without an interval (default 200)")
     return p.parse_args(argv)
+
+
+def _interval(forecast: dict) -> str:
+    """The forecast's 95% interval as text, or why it has none (no or too few bootstrap refits)."""
+    lo, hi = forecast["ci95"]
+    if lo is not None and hi is not None:
+        return f"95% interval {lo:.4f}..{hi:.4f}"
+    if not forecast["n_boot"]:
+        return "no 95% interval with --n-boot 0, no bootstrap"
+    return f"no 95% interval from {forecast['n_refits']} bootstrap refits, too few: raise --n-boot"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.step is not None and args.step <= 0:
         raise UserError(f"--step must be positive (got {args.step:g})")
     if args.n_boot < 0:
-        raise UserError(f"--n-boot must be >= 0 (got {args.n_boot})")
+        raise UserError(f"--n-boot must be >= 0, 0 for no bootstrap (got {args.n_boot})")
     history = load_history(args.history)           # UserError on bad input
     for w in history.warnings:                     # dropped rows, percentages read as fractions
         print(f"warning: {w}", file=sys.stderr)
@@ -64,10 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        floor=unigram_floor(history.meta))  # no forecast on the unigram plateau
     if not x["ok"]:
         raise UserError(f"{args.history}: no forecast ({x['reason']})")
-    lo, hi = x["ci95"]
+    used = sum(1 for f in x["families"].values() if f["weight"] > 0)
     print(f"forecast accuracy at step {x['target_step']:,.0f} ({x['target_source']}): "
-          f"{x['value']:.4f} (95% interval {lo:.4f}..{hi:.4f}, model-averaged over "
-          f"{sum(1 for f in x['families'].values() if f['weight'] > 0)} curve families)")
+          f"{x['value']:.4f} ({_interval(x)}; model-averaged over {used} curve families)")
     return 0
 
 

@@ -9,11 +9,17 @@ interrupted run is resumed) unless ``--redo`` is given. A finished run whose set
 the ones asked for is refused with the differing keys (retrain it with ``--redo``, or pick
 another ``--run-dir``).
 
+``--preset auto`` (the default) trains the ``demo`` preset where the machine computes bf16
+natively and faster than fp32, and ``demo_fp32`` (the recipe tuned for fp32 speed) elsewhere;
+both stop at their step bound or after ``run.time_budget_s`` seconds of training, whichever
+comes first, so the demo ends in about ten minutes on any 2-core CPU. The choice and its reason
+are printed and kept in the summary (``preset_choice``).
+
 The committed reference results (``results/`` and README.md's results table) change only with
 the explicit ``--update-reference`` (``make reference``), which refuses a run made from, or a
 work tree holding, uncommitted code.
 
-    python examples/run_demo.py                                 # the full demo (preset "demo")
+    python examples/run_demo.py                                 # the full demo (preset "auto")
     python examples/run_demo.py --set run.max_steps=3000 --run-dir runs/demo3000
     python examples/run_demo.py --update-reference              # make reference
     python examples/run_demo.py --preset smoke --max-documents 300 --run-dir /tmp/r
@@ -47,6 +53,18 @@ from zhbert.provenance import check_clean  # noqa: E402
 
 FILL_MASK_TEXTS = ("今天天气很[MASK]。", "中国的首都是北[MASK]。", "这个手机的质量非常[MASK]。")
 README_START, README_END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+#: where ``make reference`` keeps each demo preset's committed run, and its README block
+REFERENCES = {"demo": ("results", "demo-results"),
+              "demo_fp32": ("results/demo_fp32", "demo-fp32-results")}
+
+
+def readme_markers(block: str) -> tuple[str, str]:
+    """The README's start and end markers of results block ``block``.
+
+    >>> readme_markers("demo-fp32-results")[0]
+    '<!-- demo-fp32-results:start -->'
+    """
+    return f"<!-- {block}:start -->", f"<!-- {block}:end -->"
 # Config keys taken from the corpus at run time: not a setting the user chose.
 CORPUS_KEYS = {"model.vocab_size", "model.pad_token_id"}
 
@@ -64,6 +82,15 @@ def _code_state(meta: dict) -> str:
     state = {False: "clean work tree", True: "UNCOMMITTED CHANGES"}.get(
         meta.get("git_dirty"), "work-tree state not recorded")
     return f"commit {str(meta.get('git_commit'))[:7]} ({state})"
+
+
+def _precision_row(summary: dict, meta: dict) -> str:
+    """``demo, bf16 (CPU with native bf16, ...)``: which recipe ran, in which precision, why."""
+    reason = (meta.get("precision_choice") or {}).get("reason")
+    pace = summary.get("median_tokens_per_s")
+    return (f"`{summary.get('preset', meta.get('preset'))}`, {meta.get('precision')}"
+            + (f" ({reason})" if reason else "")
+            + (f"; median {pace:,.0f} training tokens/s" if pace else ""))
 
 
 def results_table(results: Path) -> str:
@@ -104,6 +131,7 @@ def results_table(results: Path) -> str:
          f"{rest:.0f} s)"),
         ("machine", f"{summary['machine']['cpu']}, {summary['machine']['logical_cpus']} cores, "
                     f"torch {history[H.META_KEY]['torch_version']}"),
+        ("preset and precision", _precision_row(summary, history[H.META_KEY])),
         ("code", _code_state(history[H.META_KEY])),
     ]
     probes = summary.get("cloze_probes")
@@ -123,18 +151,19 @@ def results_table(results: Path) -> str:
     )
 
 
-def update_readme(readme: Path, results: Path) -> None:
-    """Replace the block between the README markers with :func:`results_table`."""
+def update_readme(readme: Path, results: Path, block: str = "demo-results") -> None:
+    """Replace README block ``block`` (between its markers) with :func:`results_table`."""
     table = results_table(results)  # missing results fail first, naming the files
+    start, end = readme_markers(block)
     try:
         text = readme.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot read {readme}: {exc.strerror or exc}") from None
-    if README_START not in text or README_END not in text:
-        raise UserError(f"{readme} has no {README_START} ... {README_END} block")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    atomic_write_text(readme, f"{head}{README_START}\n{table}\n{README_END}{tail}")
+    if start not in text or end not in text:
+        raise UserError(f"{readme} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    atomic_write_text(readme, f"{head}{start}\n{table}\n{end}{tail}")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -144,7 +173,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("--preset", default="demo", help="training preset (default: demo)")
+    p.add_argument("--preset", default="auto",
+                   help="training preset; auto (default): demo where bf16 is native and faster "
+                        "than fp32 here, demo_fp32 elsewhere")
     p.add_argument("--corpus", type=Path, default=Path("data/demo"),
                    help="prepared demo corpus directory (built when missing)")
     p.add_argument("--run-dir", type=Path, default=None,
@@ -163,8 +194,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                           "--reference and rewrite README.md's results table (make reference)")
     ref.add_argument("--update-readme", action="store_true",
                      help="only rewrite README.md's results table from --reference, then exit")
-    p.add_argument("--reference", type=Path, default=ROOT / "results",
-                   help="the committed reference results folder (default: results/)")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="the committed reference results folder (default: results/ for the "
+                        "demo preset, results/demo_fp32/ for demo_fp32)")
+    p.add_argument("--readme-block", default=None,
+                   help="README results block to rewrite (default: demo-results for the demo "
+                        "preset, demo-fp32-results for demo_fp32)")
     p.add_argument("--readme", type=Path, default=ROOT / "README.md",
                    help="README whose results table --update-reference/--update-readme rewrites")
     p.add_argument("--allow-dirty", action="store_true",
@@ -173,9 +208,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_documents is not None and args.max_documents < 1:
         p.error(f"--max-documents must be >= 1 (got {args.max_documents})")
-    args.run_dir = args.run_dir or Path("runs") / args.preset
+    args.preset_choice = None
+    if args.preset == "auto":
+        args.preset, args.preset_choice = choose_demo_preset(
+            [f"data.corpus_dir={args.corpus}", *args.overrides])
+    # both demo presets share runs/demo (the settings check names what differs)
+    args.run_dir = args.run_dir or Path("runs") / (
+        "demo" if args.preset_choice else args.preset)
     args.out_dir = args.out_dir or args.run_dir / "results"
+    folder, block = REFERENCES.get(args.preset, REFERENCES["demo"])
+    args.reference = args.reference or ROOT / folder
+    args.readme_block = args.readme_block or block
     return args
+
+
+def choose_demo_preset(overrides: list[str], choose=None) -> tuple[str, dict]:
+    """``("demo" | "demo_fp32", record)``: the demo preset for this machine.
+
+    ``demo`` where ``run.precision`` (after ``overrides``) resolves to bf16 here, ``demo_fp32``
+    where it resolves to fp32 (a CPU without native bf16, or one where the probe finds bf16 no
+    faster, or ``run.precision=fp32`` asked for). ``choose`` replaces
+    ``zhbert.training.setup.resolve_precision`` (tests).
+    """
+    import torch
+
+    from zhbert.config import build_config
+    from zhbert.training import setup as S
+
+    cfg = build_config("demo", None, overrides)
+    device = torch.device(S.device_kind(cfg))
+    choice = (choose or S.resolve_precision)(cfg, device)
+    preset = "demo_fp32" if choice.precision == "fp32" else "demo"
+    record = {"preset": preset, "precision": choice.precision, "reason": choice.reason}
+    print(f"==> [preset] {preset}: precision {choice.precision} here ({choice.reason})",
+          flush=True)
+    return preset, record
 
 
 def _not_a_file(path: Path, flag: str) -> None:
@@ -275,7 +342,7 @@ def train_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--set", override]
     if args.redo:
         cmd.append("--overwrite")
-    elif (args.run_dir / "checkpoints").exists():
+    elif any((args.run_dir / "checkpoints").glob("step_*")):
         cmd.append("--resume")
     elif args.run_dir.exists():
         cmd.append("--overwrite")  # a run that died before its first checkpoint
@@ -344,6 +411,19 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _median(values: list) -> float | None:
+    """The median of ``values`` (None when empty).
+
+    >>> _median([3.0, 1.0, 2.0]), _median([])
+    (2.0, None)
+    """
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+
+
 def summarize(demo: Demo) -> dict:
     """The run's summary. A reused step's time is the one its own output recorded (the corpus's
     ``elapsed_s``, the history's last ``elapsed_s``), so the total is the demo's full cost."""
@@ -358,7 +438,9 @@ def summarize(demo: Demo) -> dict:
     steps = {name: steps[name] for name, _ in STEPS if name in steps}
     probes = _read_json(demo.probes) if demo.probes.exists() else None
     return {
-        "preset": a.preset, "overrides": a.overrides,
+        "preset": a.preset, "preset_choice": a.preset_choice, "overrides": a.overrides,
+        "precision": meta.get("precision"), "median_tokens_per_s": _median(
+            history.get(H.TOKENS_PER_S) or []),
         "total_s": round(sum(steps.values()), 1), "steps_s": steps, "reused": demo.reused,
         "held_out": {"step": history[H.EVAL_STEPS][-1], "mlm_acc": history[H.EVAL_MLM_ACC][-1],
                      "stderr": history[H.EVAL_STDERR][-1],
@@ -382,6 +464,7 @@ def update_reference(demo: Demo) -> None:
     a, ref = demo.args, demo.args.reference
     check_clean({"demo run": _read_json(demo.history).get(H.META_KEY, {})}, a.allow_dirty)
     _not_a_file(ref, "--reference")
+    ref.mkdir(parents=True, exist_ok=True)
     for old in ref.glob("*.png"):
         if not (a.out_dir / old.name).exists():
             old.unlink()  # a figure the current code no longer draws
@@ -389,7 +472,7 @@ def update_reference(demo: Demo) -> None:
                *sorted(a.out_dir.glob("*.png"))]
     for src in sources:
         atomic_write_bytes(ref / src.name, src.read_bytes())
-    update_readme(a.readme, ref)
+    update_readme(a.readme, ref, a.readme_block)
     print(f"==> [reference] {len(sources)} files copied to {ref}; {a.readme} updated")
 
 
@@ -407,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.update_readme:
         _not_a_file(args.reference, "--reference")
-        update_readme(args.readme, args.reference)
+        update_readme(args.readme, args.reference, args.readme_block)
         return 0
     for path, flag in ((args.corpus, "--corpus"), (args.run_dir, "--run-dir"),
                        (args.out_dir, "--out-dir"), (args.reference, "--reference")):

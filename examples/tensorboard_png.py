@@ -8,6 +8,7 @@ TensorBoard where no browser is at hand; the values are read with TensorBoard's 
 from __future__ import annotations
 
 import argparse
+import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,10 @@ PANELS = (
 )
 
 
+#: bytes before a record's data: its length (8) and the length's checksum (4)
+RECORD_HEAD = 12
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -40,16 +45,62 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def event_file_problem(data: bytes) -> str | None:
+    """Why ``data`` is not the content of a TensorBoard event file, or None when it is.
+
+    An event file is a sequence of records: an 8-byte length, its masked CRC-32C, the data and
+    the data's masked CRC-32C. Every record must pass both checks (TensorBoard's reader stops
+    silently at the first that does not); a last record cut short, as a run still writing leaves
+    it, and an empty file (a writer just opened) are accepted.
+
+    >>> event_file_problem(b""), event_file_problem(b"not an event file at all")
+    (None, 'record 1, at byte 0, fails its length checksum')
+    """
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    pos = records = 0
+    while len(data) - pos >= RECORD_HEAD:
+        (length,) = struct.unpack_from("<Q", data, pos)
+        if masked_crc32c(data[pos:pos + 8]) != struct.unpack_from("<I", data, pos + 8)[0]:
+            return f"record {records + 1}, at byte {pos}, fails its length checksum"
+        end = pos + RECORD_HEAD + length + 4
+        if end > len(data):
+            break  # the last record is still being written
+        if masked_crc32c(data[pos + RECORD_HEAD:end - 4]) != struct.unpack_from("<I", data,
+                                                                               end - 4)[0]:
+            return f"record {records + 1}, at byte {pos}, fails its data checksum"
+        pos, records = end, records + 1
+    if data and not records:
+        return "no complete event record"
+    return None
+
+
+def check_event_files(logdir: Path) -> None:
+    """UserError naming the first file in ``logdir`` that is not a TensorBoard event file."""
+    for path in sorted(p for p in logdir.iterdir() if "tfevents" in p.name and p.is_file()):
+        try:
+            problem = event_file_problem(path.read_bytes())
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if problem:
+            raise UserError(f"{path}: not a TensorBoard event file ({problem})")
+
+
 def read_scalars(logdir: Path) -> dict[str, tuple[list[int], list[float]]]:
-    """``{tag: (steps, values)}`` of every scalar, as TensorBoard shows them (purged on resume)."""
+    """``{tag: (steps, values)}`` of every scalar, as TensorBoard shows them (purged on resume);
+    a damaged event file, or none holding a scalar, is a UserError."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not logdir.is_dir() or not any(logdir.glob("events.out.tfevents.*")):
         raise UserError(f"{logdir}: no TensorBoard event files (events.out.tfevents.*) there")
+    check_event_files(logdir)
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
     acc.Reload()
-    return {tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)])
-            for tag in acc.Tags()["scalars"]}
+    scalars = {tag: ([e.step for e in acc.Scalars(tag)], [e.value for e in acc.Scalars(tag)])
+               for tag in acc.Tags()["scalars"]}
+    if not scalars:
+        raise UserError(f"{logdir}: the TensorBoard event files hold no scalars")
+    return scalars
 
 
 def draw(scalars: dict, title: str, out: Path, dpi: int) -> Path:

@@ -31,7 +31,7 @@ def vocab_size_of(path: Path) -> int:
 
 def tiny_config(vocab_size: int, **overrides):
     """A 2-layer, 32-wide config for fast tests."""
-    from zhbert.model import BertConfig
+    from zhbert.model_config import BertConfig
 
     kwargs = dict(
         vocab_size=vocab_size,

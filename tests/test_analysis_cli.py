@@ -14,7 +14,7 @@ import pytest
 
 from zhbert.analysis import analyze, load_history, select_series
 from zhbert.analysis.synthetic import ORIGINAL_TARGETS, make_history, make_original_like
-from zhbert.errors import UserError
+from zhbert.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,6 +136,57 @@ def test_accuracies_in_percent_are_read_as_fractions_with_a_warning(tmp_path):
     nsp = {**pct, "nsp_acc": [0.5 + 0.001 * i for i in range(len(pct["mlm_acc"]))]}
     h = load_history(_write(tmp_path, "n.json", nsp))
     assert h.train["nsp_acc"].tolist() == nsp["nsp_acc"]
+
+
+@pytest.mark.parametrize(("series", "value"), [("train", 1.2), ("train", -0.1),
+                                               ("eval", 1.2), ("percent", 130.0)])
+def test_one_accuracy_out_of_range_is_refused_not_read_as_percent(tmp_path, series, value):
+    """Issue 25 item 5: one value above 1 in a fraction series (or a negative one, or one above
+    100 in a percent series) is one error naming the file, key, step and value; the series as
+    a whole (its median) decides whether it is in percent, never one value."""
+    good = make_history(n=40, eval_every=4)
+    key = "eval_mlm_acc" if series == "eval" else "mlm_acc"
+    steps = good["eval_steps" if series == "eval" else "steps"]
+    h = {**good, key: list(good[key])}
+    if series == "percent":
+        h[key] = [100 * a for a in h[key]]
+    h[key][5] = value
+    path = _write(tmp_path, "h.json", h)
+    with pytest.raises(UserError) as exc:
+        load_history(path)
+    message = str(exc.value)
+    for needle in (str(path), key, f"step {steps[5]:g}", f"is {value:g}", "fractions"):
+        assert needle in message, (needle, message)
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("meta", "needle"), [
+    ([1, 2], "'meta' is a list"), ("run a", "'meta' is a string"),
+    ({"source": "x", "config": [1]}, "'meta.config' is a list"),
+    ({"source": "x", "config": "cfg"}, "'meta.config' is a string")])
+def test_meta_of_the_wrong_type_is_one_warning(tmp_path, meta, needle):
+    """Issue 25 item 13: a ``meta`` (or ``meta.config``) that is not an object is ignored with
+    one warning line, which the analysis front ends print."""
+    path = _write(tmp_path, "h.json", {**make_history(n=40), "meta": meta})
+    h = load_history(path)
+    assert [w for w in h.warnings if "meta" in w] == h.warnings and len(h.warnings) == 1
+    assert needle in h.warnings[0] and str(path) in h.warnings[0]
+    assert h.meta == ({"source": "x"} if isinstance(meta, dict) else {})
+    for absent in (None, {"source": "x", "config": None}):  # null is no meta, no warning
+        assert load_history(_write(tmp_path, "n.json", {**make_history(n=40),
+                                                        "meta": absent})).warnings == []
+
+
+def test_meta_warning_is_printed_by_the_analysis_cli(tmp_path, capsys):
+    import analyze_100k
+
+    path = _write(tmp_path, "h.json", {**make_history(n=40), "meta": {"config": [1]}})
+    with pytest.raises(SystemExit) as exc:
+        run_cli(analyze_100k.main, ["--history", str(path), "--n-boot", "0",
+                                    "--output", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 0, err
+    assert f"warning: {path}: 'meta.config' is a list, not an object" in err
 
 
 def test_cli_label_mismatch_and_eval_missing(tmp_path):

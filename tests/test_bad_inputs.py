@@ -81,7 +81,8 @@ def test_steps_near_1e18_draw_or_give_one_line(tmp_path):
     proc = _run("visualize_results.py", "--history", str(spread), "--out-dir",
                 str(tmp_path / "figs"))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert sorted(p.stem for p in (tmp_path / "figs").glob("*.png")) == sorted(FIGURES)
+    assert sorted(p.stem for p in (tmp_path / "figs").glob("*.png")) == sorted(
+        set(FIGURES) - {"backtest"})  # no backtest in the analysis: no backtest.png
     close = _history(tmp_path, "close.json", steps=[10**18 + 100 * i for i in range(30)])
     proc = _run("visualize_results.py", "--history", str(close), "--out-dir",
                 str(tmp_path / "figs2"))
@@ -110,6 +111,21 @@ def test_load_and_analyze_negative_n_boot(tmp_path):
     _one_line_error(proc, "--n-boot")
 
 
+def test_load_and_analyze_n_boot_0_forecasts_without_an_interval(tmp_path, capsys):
+    """Issue 25 item 9: --n-boot 0 means no bootstrap (as in analyze_100k.py): the forecast is
+    printed without an interval instead of a TypeError on the missing one."""
+    from helpers_scripts import load_script
+
+    from zhbert.errors import run_cli
+
+    script = load_script("examples/load_and_analyze.py")
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, ["--history", str(_history(tmp_path)), "--n-boot", "0"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0, err
+    assert "no 95% interval with --n-boot 0, no bootstrap" in out
+
+
 def test_full_disk_is_one_error(tmp_path, monkeypatch):
     """An ENOSPC while writing becomes a UserError naming the file; no temp file is left."""
     import errno
@@ -135,6 +151,37 @@ def test_full_disk_is_one_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"cannot write .*a\.json: No space left on device"):
         io_utils.atomic_write_json(tmp_path / "a.json", {"x": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorboard_png_refuses_a_garbage_event_file(tmp_path, capsys):
+    """Issue 25 item 11: random bytes named like an event file are one error naming the file,
+    and no PNG is written; a real event file whose last record is cut short still draws."""
+    import numpy as np
+    from helpers_scripts import load_script
+    from torch.utils.tensorboard import SummaryWriter
+
+    from zhbert.errors import run_cli
+
+    script = load_script("examples/tensorboard_png.py")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    garbage = bad / "events.out.tfevents.x"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    png = tmp_path / "tb.png"
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, ["--logdir", str(bad), "--out", str(png)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.startswith(f"error: {garbage}: not a TensorBoard event file") and err.count("\n") == 1
+    assert not png.exists() and list(tmp_path.glob("*.png")) == []
+    good = tmp_path / "good"
+    with SummaryWriter(str(good)) as writer:
+        for step in range(20):
+            writer.add_scalar("train/loss", 1.0 / (step + 1), step)
+    event = next(good.glob("events.out.tfevents.*"))
+    event.write_bytes(event.read_bytes()[:-5])  # a run still writing its last record
+    assert script.main(["--logdir", str(good), "--out", str(png), "--dpi", "30"]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 # ----------------------------------------------------------------------- item 8: file vs dir

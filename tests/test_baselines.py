@@ -252,7 +252,7 @@ def test_every_accuracy_panel_draws_the_baselines(tmp_path, monkeypatch):
     analysis = analyze(history, n_boot=20)
     assert analysis[B.BASELINES_KEY]["acc"] == acc
     paths = render_all(history, analysis, tmp_path / "figs", compare=[("same", history)])
-    assert len(paths) == 7  # the six registered figures (backtest included) + the comparison
+    assert len(paths) == 6  # the registered figures (no backtest analysed) + the comparison
     # training_curves, correlation_analysis, learning_curve_fit, phases, comparison
     assert drawn == [sorted(acc.values())] * 5
     drawn.clear()

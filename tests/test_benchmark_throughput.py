@@ -69,7 +69,7 @@ def test_benchmark_accumulates_micro_batches_in_fp16(tiny_corpus, tmp_path, monk
 def test_step_flops_sum_the_micro_batches(tiny_corpus):
     bench = load_script("benchmarks/train_throughput.py")
     from zhbert.corpus import load_corpus_info
-    from zhbert.model import build_model
+    from zhbert.models import build_model
 
     info = load_corpus_info(tiny_corpus)
     tcfg = bench.preset("smoke")
@@ -153,7 +153,7 @@ def test_modern_loss_check_holds_on_padded_batches(tiny_corpus):
 
 def test_local_attention_flops_count_the_band():
     from benchmarks.throughput_models import attention_pairs, band_pairs, model_flops
-    from zhbert.model import BertConfig
+    from zhbert.model_config import BertConfig
     from zhbert.modern import band_mask
 
     for n in (1, 2, 5, 9, 33):
@@ -173,7 +173,7 @@ def test_local_attention_flops_count_the_band():
 
 def test_optimizer_step_benchmark_writes_records(tiny_corpus, tmp_path, capsys):
     from zhbert.corpus import load_corpus_info
-    from zhbert.model import build_model
+    from zhbert.models import build_model
 
     bench = load_script("benchmarks/optimizer_step.py")
     out = tmp_path / "opt.json"

@@ -77,7 +77,7 @@ def test_model_flops_count_the_mlm_head_only_at_masked_positions():
 
     import torch
 
-    from zhbert.model import BertConfig
+    from zhbert.model_config import BertConfig
 
     spec = importlib.util.spec_from_file_location("train_throughput",
                                                   ROOT / "benchmarks" / "train_throughput.py")

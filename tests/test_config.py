@@ -146,11 +146,12 @@ def test_old_demo_history_has_no_setting_changes(tmp_path):
     from helpers_scripts import load_script
 
     demo = load_script("examples/run_demo.py")
-    saved = build_config("demo").to_dict()
+    no_budget = ["run.time_budget_s=0"]  # the demo preset has a budget since; its default is 0
+    saved = build_config("demo", overrides=no_budget).to_dict()
     del saved["run"]["time_budget_s"]
     saved["run"]["step_delay_s"] = 0.0
     (tmp_path / "training_history.json").write_text(json.dumps({"meta": {"config": saved}}))
-    wanted = build_config("demo").to_dict()
+    wanted = build_config("demo", overrides=no_budget).to_dict()
     assert demo.settings_changes(tmp_path, wanted) == []
     wanted["run"]["time_budget_s"] = 60.0
     assert demo.settings_changes(tmp_path, wanted) == ["run.time_budget_s: 0.0 -> 60.0"]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import bz2
+import errno
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers_scripts import load_script
+
+from zhbert.errors import run_cli
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "prepare_dataset.py"
 
@@ -73,3 +77,58 @@ def test_truncated_wiki_warns_and_succeeds(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "warning:" in proc.stderr and "truncated" in proc.stderr
     assert (tmp_path / "w" / "dataset_stats.json").is_file()
+
+
+@pytest.mark.parametrize(("code", "detail"), [(errno.ENOSPC, ""),
+                                              (errno.EDQUOT, " (disk quota exceeded)")])
+def test_full_disk_is_one_error_line(tmp_path, monkeypatch, capsys, code, detail):
+    """Issue 25 item 8: a full disk (or quota) while the splits are written is one line naming
+    the output directory and saying so, exit 2, no traceback; nothing is left behind."""
+    import warnings
+
+    from zhbert.corpus import binary
+
+    def full(*args, **kwargs):
+        raise OSError(code, "No space left on device")
+
+    monkeypatch.setattr(binary, "write_split", full)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main replaces it
+    script = load_script("examples/prepare_dataset.py")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, ["--quiet", "--max-documents", "20", "--min-val-sentences", "5",
+                              "--out-dir", str(out)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err == f"error: cannot write {out}: no space left on device{detail}\n"
+    assert list(tmp_path.iterdir()) == []  # no corpus, no temporary directory
+
+
+def test_overwrite_names_the_files_it_did_not_write_and_keeps_them(tmp_path, monkeypatch, capsys):
+    """Issue 25 item 12: --overwrite replaces a prepared corpus directory whole, so a file (or
+    folder) the preparation did not write is named in a refusal and survives, with the corpus;
+    without them --overwrite goes ahead."""
+    import warnings
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main replaces it
+    script = load_script("examples/prepare_dataset.py")
+    out = tmp_path / "corpus"
+    args = ["--quiet", "--max-documents", "20", "--min-val-sentences", "5", "--out-dir", str(out)]
+    assert script.main(args) == 0
+    written = {p.name for p in out.iterdir()}
+    meta = (out / "corpus_meta.json").read_bytes()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    (out / "runs").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(script.main, [*args, "--overwrite", "--seed", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    assert "notes.txt, runs/" in err and "did not write" in err
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me" and (out / "runs").is_dir()
+    assert (out / "corpus_meta.json").read_bytes() == meta
+    (out / "notes.txt").unlink()
+    (out / "runs").rmdir()
+    assert script.main([*args, "--overwrite", "--seed", "1"]) == 0
+    from zhbert.corpus.prepare import OUTPUT_FILES
+
+    assert {p.name for p in out.iterdir()} == written == OUTPUT_FILES  # the pipeline's own files

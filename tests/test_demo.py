@@ -174,3 +174,43 @@ def test_make_demo_passes_settings_and_never_writes_results():
     ref = subprocess.run(["make", "-n", "reference", "PYTHON=python"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert "--update-reference" in ref
+
+
+# ----------------------------------------------------------------------------- the demo's preset
+
+
+def _choice(precision):
+    from zhbert.training.precision import PrecisionChoice
+
+    return lambda cfg, device: PrecisionChoice(precision, f"mocked {precision}", "auto")
+
+
+def test_auto_preset_follows_the_precision_decision(capsys):
+    demo = _run_demo_module()
+    preset, record = demo.choose_demo_preset([], choose=_choice("fp32"))
+    assert preset == "demo_fp32" and record == {"preset": "demo_fp32", "precision": "fp32",
+                                                "reason": "mocked fp32"}
+    assert demo.choose_demo_preset([], choose=_choice("bf16"))[0] == "demo"
+    assert "demo_fp32: precision fp32" in capsys.readouterr().out
+    # asking for fp32 picks the fp32 recipe on any machine (no probe involved)
+    assert demo.choose_demo_preset(["run.precision=fp32"])[0] == "demo_fp32"
+
+
+def test_auto_preset_on_a_cpu_without_native_bf16_is_demo_fp32(monkeypatch):
+    from zhbert.training import precision as P
+
+    monkeypatch.setattr(P, "cpu_native_bf16", lambda: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    args = _run_demo_module().parse_args(["--corpus", "data/demo"])
+    assert args.preset == "demo_fp32" and args.run_dir == Path("runs/demo")
+    assert "without native bf16" in args.preset_choice["reason"]
+
+
+def test_both_demo_presets_end_inside_the_budget():
+    from zhbert.config import DEMO_BUDGET_S, get_preset
+
+    for name in ("demo", "demo_fp32"):
+        run = get_preset(name).run
+        assert run.time_budget_s == DEMO_BUDGET_S and run.max_steps >= 2000
+    fp32, bf16 = get_preset("demo_fp32"), get_preset("demo")
+    assert fp32.model == bf16.model  # one architecture: the export and probes do not change

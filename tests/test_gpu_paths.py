@@ -18,7 +18,9 @@ import zhbert.training.loop as loop
 from zhbert.config import build_config
 from zhbert.errors import UserError
 from zhbert.layout import batch_layout
-from zhbert.model import BertConfig, BertForPretraining, build_model
+from zhbert.model import BertForPretraining
+from zhbert.model_config import BertConfig
+from zhbert.models import build_model
 from zhbert.training import setup as S
 from zhbert.training.build import batch_preparer
 from zhbert.training.checkpoint import list_checkpoints

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers_model import tiny_config
-from zhbert.model import BertConfig, BertForPretraining, paper_parameter_counts
+from zhbert.model import BertForPretraining, paper_parameter_counts
+from zhbert.model_config import BertConfig
 
 ORIGINAL_PARAMETERS = 48_398_152  # the original study's reported count
 V = 40

@@ -12,7 +12,7 @@ from tests.helpers_model import make_tokenizer_dir, tiny_config, vocab_size_of
 from zhbert.config import build_config
 from zhbert.errors import UserError
 from zhbert.export import export_hf, import_hf
-from zhbert.model import build_model
+from zhbert.models import build_model
 from zhbert.modern import ModernBertForPretraining, band_mask, modern_parameter_count, rotate
 from zhbert.predict import fill_mask, load_for_inference
 

@@ -18,12 +18,8 @@ from zhbert.baselines import read_baselines
 from zhbert.errors import UserError
 from zhbert.history_schema import FORECAST_KEYS
 from zhbert.plots import figures_training as ft
-from zhbert.training.monitor import (
-    MIN_FORECAST_POINTS,
-    format_duration,
-    live_forecast,
-    remaining_seconds,
-)
+from zhbert.training.live_forecast import MIN_FORECAST_POINTS, live_forecast
+from zhbert.training.monitor import format_duration, remaining_seconds
 
 BASE = ["--preset", "smoke", "--set", "run.export_final=false", "--set", "run.tensorboard=true",
         "--set", "run.log_interval=2", "--set", "run.eval_interval=2"]

@@ -48,7 +48,7 @@ def test_every_figure_is_a_valid_small_png(case, runs, tmp_path):
     histories, analyses, other = runs
     compare = [("half", other)] if case == "original" else None
     paths = render_all(histories[case], analyses[case], tmp_path, compare=compare, label="main")
-    expected = {f"{name}.png" for name in FIGURES}
+    expected = {f"{name}.png" for name in FIGURES if name != "backtest"}  # no backtest analysed
     expected |= {"comparison_50k_100k.png"} if compare else set()
     assert {p.name for p in paths} == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)  # no temp files left
@@ -152,7 +152,8 @@ def test_cli_draws_all_figures_with_compare(tmp_path):
                "--out-dir", str(tmp_path / "out"), "--format", "svg", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted([f"{n}.svg" for n in FIGURES] + ["comparison_50k_100k.svg"])
+    assert names == sorted([f"{n}.svg" for n in FIGURES if n != "backtest"]
+                           + ["comparison_50k_100k.svg"])
     assert "run B" in (tmp_path / "out" / "comparison_50k_100k.svg").read_text(encoding="utf-8")
 
 
@@ -211,5 +212,61 @@ def test_cli_uses_a_precomputed_analysis(runs, tmp_path, capsys):
                                          "--out-dir", str(tmp_path / "out")])
     assert exc.value.code == 0, capsys.readouterr().err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(f"{n}.pdf" for n in FIGURES)
+    assert names == sorted(f"{n}.pdf" for n in FIGURES if n != "backtest")
     assert all((tmp_path / "out" / n).read_bytes().startswith(b"%PDF") for n in names)
+
+
+def test_cli_draws_a_constant_accuracy_history(tmp_path, capsys):
+    """Issue 25 item 9: a constant series' forecast interval sits a rounding error beside its
+    value; the error bars are clipped to zero width instead of matplotlib refusing them."""
+    import json
+
+    import visualize_results
+
+    n = 12
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"steps": list(range(10, 10 * n + 1, 10)), "mlm_acc": [0.05] * n,
+                                "loss": [6.0 - 0.01 * i for i in range(n)], "lr": [1e-3] * n}))
+    with pytest.raises(SystemExit) as exc:
+        run_cli(visualize_results.main, ["--history", str(path), "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 0, err
+    assert (tmp_path / "o" / "learning_curve_fit.png").stat().st_size > 0
+
+
+def test_error_bars_are_never_negative():
+    from zhbert.plots.common import error_bars
+
+    down, up = error_bars(0.05000000000000001, 0.04999999999999984, 0.049999999999999885)
+    assert down.tolist() == [pytest.approx(1.7e-16, abs=1e-16)] and up.tolist() == [0.0]
+    down, up = error_bars([0.5, 0.6], [0.4, 0.61], [0.7, 0.65])
+    assert down.tolist() == pytest.approx([0.1, 0.0]) and up.tolist() == pytest.approx([0.2, 0.05])
+
+
+def test_no_backtest_figure_without_a_backtest(runs, tmp_path, capsys):
+    """Issue 25 item 10: without a backtest in the analysis no backtest.png is written (it used
+    to be an empty placeholder); the command line says so in one line. With one, it is drawn."""
+    import json
+
+    import visualize_results
+
+    histories, analyses, _ = runs
+    h, a = histories["original"], analyses["original"]
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(a), encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        run_cli(visualize_results.main, ["--history", str(h.path), "--analysis", str(path),
+                                         "--out-dir", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert not (tmp_path / "out" / "backtest.png").exists()
+    assert [line for line in out.splitlines() if "backtest.png" in line] == [
+        f"skipped {tmp_path / 'out' / 'backtest.png'}: the analysis has no backtest "
+        "(draw it with --analysis from analyze_100k.py --backtest)"]
+    from zhbert.plots import skipped_figures
+
+    assert skipped_figures(a) == {"backtest": "the analysis has no backtest"}
+    with_bt = analyze(h, n_boot=N_BOOT, label="main", backtest_cuts=[0.5])
+    assert skipped_figures(with_bt) == {}
+    paths = render_all(h, with_bt, tmp_path / "bt")
+    assert tmp_path / "bt" / "backtest.png" in paths

@@ -13,7 +13,7 @@ import torch
 from tests.helpers_model import make_tokenizer_dir, tiny_config, vocab_size_of
 from zhbert.errors import UserError
 from zhbert.export import export_hf
-from zhbert.model import build_model
+from zhbert.models import build_model
 from zhbert.predict import fill_mask, load_for_inference
 from zhbert.probes import Probe, load_probes, score_probes, seen_in_corpus
 

@@ -9,7 +9,8 @@ import torch
 from zhbert.config import get_preset
 from zhbert.corpus import load_corpus_info, load_split
 from zhbert.data import NSP_IS_NEXT, NSP_RANDOM, BatchBuilder, BatchStream, build_eval_set
-from zhbert.model import BertConfig, BertForPretraining
+from zhbert.model import BertForPretraining
+from zhbert.model_config import BertConfig
 from zhbert.training.optim import make_optimizer, param_groups
 from zhbert.training.schedule import lr_at, scheduled_lr
 
@@ -133,8 +134,9 @@ def test_setup_is_fixed_and_progress_is_the_state_that_moves(tiny_corpus, tmp_pa
     import dataclasses
 
     from zhbert.config import build_config
-    from zhbert.training.build import Setup, build
+    from zhbert.training.build import build
     from zhbert.training.loop import train_step
+    from zhbert.training.setup import Setup
     from zhbert.training.state import Interval, Progress, checkpoint_state
 
     cfg = build_config("smoke", overrides=[f"data.corpus_dir={tiny_corpus}",

@@ -6,8 +6,11 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,7 +38,15 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _set_section(ck: Path, section: str, value) -> None:
+    config = json.loads((ck / "config.json").read_text())
+    (ck / "config.json").write_text(json.dumps({**config, section: value}))
+
+
 DAMAGE = {
+    "model section a list": lambda ck: _set_section(ck, "model", [1, 2]),
+    "optim section a string": lambda ck: _set_section(ck, "optim", "x"),
+    "deeply nested config": lambda ck: (ck / "config.json").write_text("[" * 100000),
     "truncated weights": lambda ck: _truncate(ck / "model.safetensors"),
     "missing config": lambda ck: (ck / "config.json").unlink(),
     "truncated config": lambda ck: _truncate(ck / "config.json"),
@@ -67,6 +78,16 @@ def test_no_usable_checkpoint_is_one_error(finished, tiny_corpus, tmp_path):
         _truncate(run / "checkpoints" / f"step_{step}" / "model.safetensors")
     with pytest.raises(UserError, match="no usable checkpoint.*step_10: model.safetensors is "
                                         "truncated.*step_5"):
+        main_train.main([*_base(tiny_corpus, run), "--resume"])
+
+
+def test_wrong_typed_config_sections_everywhere_is_one_error(finished, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    _set_section(run / "checkpoints" / "step_10", "model", [1, 2])
+    _set_section(run / "checkpoints" / "step_5", "run", 3)
+    with pytest.raises(UserError, match="no usable checkpoint.*step_10: config.json: section "
+                                        "'model' is not a JSON object.*step_5: .*'run'"):
         main_train.main([*_base(tiny_corpus, run), "--resume"])
 
 
@@ -162,3 +183,35 @@ def test_corpus_with_damaged_tokenizer_files_is_refused(tiny_corpus, tmp_path, d
     with pytest.raises(UserError, match=needle.replace(".", r"\.")):
         main_train.main(_base(corpus, tmp_path / "run"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_token_id_outside_the_vocabulary_is_one_line(tiny_corpus, tmp_path, train_cli):
+    """A corrupt id stops training and the baselines at load time, naming the file and the id."""
+    from zhbert.corpus.binary import load_corpus_info
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    info = load_corpus_info(corpus)
+    tokens = np.memmap(corpus / "train.tokens.bin", dtype=info.dtype, mode="r+")
+    tokens[7] = bad = info.vocab_size + 3
+    tokens.flush()
+    del tokens
+    needles = ("train.tokens.bin", f"token id {bad}", f"vocabulary size {info.vocab_size}")
+    done = train_cli(_base(corpus, tmp_path / "run"))
+    _one_line_error(done, *needles)
+    assert not (tmp_path / "run" / "training_history.json").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    out = tmp_path / "baselines.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(main_train.ROOT / "examples" / "baselines.py"),
+                           "--corpus", str(corpus), "--preset", "smoke", "--json", str(out)],
+                          capture_output=True, text=True, timeout=180, cwd=main_train.ROOT, env=env)
+    _one_line_error(done, *needles)
+    assert not out.exists()
+
+
+def _one_line_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(n in last for n in needles), last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,3 +123,43 @@ def test_resume_applies_changed_schedule_and_optimizer_settings(tiny_corpus, tmp
     assert h["meta"]["config"]["optim"]["lr"] == 0.002
     state = torch.load(run / "checkpoints" / "step_8" / "state.pt", weights_only=True)
     assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [0.05, 0.0]
+
+
+REFUSED_MODEL_CHANGES = ["model.local_window=8", "model.rope_theta=500", "model.global_every=2",
+                         "model.layer_norm_eps=1e-6", "model.tie_word_embeddings=false",
+                         "model.arch=bert"]
+
+
+def test_resume_compares_the_whole_model_section(tiny_corpus, tmp_path):
+    """Keys that change what the weights compute are refused; dropout is applied and recorded."""
+    run = tmp_path / "run"
+    base = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", "--run-dir", str(run),
+            "--set", "model.arch=modern", "--set", "run.max_steps=2",
+            "--set", "run.export_final=false"]
+    assert main_train.main(base) == 0
+    before = (run / "training_history.json").read_bytes()
+    for item in REFUSED_MODEL_CHANGES:
+        key = item.split("=")[0]
+        with pytest.raises(UserError, match=f"{key}=.*resume with the original config"):
+            main_train.main([*base, "--resume", "--set", item, "--set", "run.max_steps=3"])
+    assert (run / "training_history.json").read_bytes() == before
+    assert main_train.main([*base, "--resume", "--set", "run.max_steps=4", "--set",
+                            "model.dropout=0.0", "--set", "model.attention_dropout=0.0"]) == 0
+    changes = _history(run)["meta"]["resumed"][-1]["config_changes"]
+    assert "model.dropout: 0.1 -> 0.0" in changes
+    assert "model.attention_dropout: 0.1 -> 0.0" in changes
+    log = (run / "train.log").read_text()
+    assert "config changed since the checkpoint (applied from now on): model.dropout" in log
+
+
+def test_resume_with_a_history_but_no_checkpoint_is_refused(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    base = ["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}", "--run-dir", str(run),
+            "--set", "run.max_steps=2", "--set", "run.export_final=false", "--resume"]
+    assert main_train.main(base) == 0  # --resume on a fresh directory starts from step 0
+    assert "no complete checkpoint" in (run / "train.log").read_text()
+    shutil.rmtree(run / "checkpoints")
+    before = (run / "training_history.json").read_bytes()
+    with pytest.raises(UserError, match="training_history.json but no checkpoint.*--overwrite"):
+        main_train.main(base)
+    assert (run / "training_history.json").read_bytes() == before

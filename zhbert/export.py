@@ -20,7 +20,9 @@ from safetensors.torch import load_file, save_file
 
 from zhbert.errors import UserError
 from zhbert.io_utils import atomic_dir, read_json
-from zhbert.model import BertConfig, BertForPretraining, build_model
+from zhbert.model import BertForPretraining
+from zhbert.model_config import BertConfig
+from zhbert.models import build_model
 
 TOKENIZER_FILES = (
     "vocab.txt",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -12,6 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
+
+#: errno values of a full disk and of an exhausted disk quota
+NO_SPACE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e)
+
+
+@contextlib.contextmanager
+def no_space_is_user_error(target: str | os.PathLike) -> Iterator[None]:
+    """Turn an OSError of a full disk (ENOSPC) or quota (EDQUOT) raised in the block into one
+    UserError naming ``target``; any other error passes through unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE_ERRNOS:
+            raise
+        detail = " (disk quota exceeded)" if exc.errno != errno.ENOSPC else ""
+        raise UserError(f"cannot write {target}: no space left on device{detail}") from None
 
 
 def _default_mode(kind: str) -> int:
@@ -84,6 +101,10 @@ def read_json(path: str | os.PathLike, what: str, *, obj: bool = False, hint: st
         raise UserError(f"{path}: not UTF-8 text ({what})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to read ({what})") from None
+    except ValueError as exc:  # an integer longer than Python's int_max_str_digits
+        raise UserError(f"{path}: unreadable JSON ({what}): {str(exc).split(';')[0]}") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if obj and not isinstance(data, dict):

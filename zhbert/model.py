@@ -32,8 +32,7 @@ from torch import Tensor, nn
 
 from zhbert.fastops import Dropout, GatherRows, ScatterRows, attention_with_dropout
 from zhbert.layout import IGNORE_INDEX, BatchLayout, batch_layout, trim_to
-
-ARCHITECTURES = ("bert", "modern")
+from zhbert.model_config import BertConfig
 
 
 def top1_hits(logits: Tensor, target: Tensor) -> Tensor:
@@ -48,48 +47,6 @@ def top1_hits(logits: Tensor, target: Tensor) -> Tensor:
     logits = logits.float()
     best = logits.amax(-1)
     return (logits.gather(-1, target[:, None]).squeeze(-1) >= best).sum()
-
-
-@dataclass
-class BertConfig:
-    """Model hyper-parameters; the defaults are the original study's ("paper") configuration."""
-
-    vocab_size: int = 10054  # 10,049 characters + 5 specials (the original's vocabulary)
-    hidden_size: int = 512
-    num_layers: int = 12
-    num_heads: int = 8
-    intermediate_size: int = 2048
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    dropout: float = 0.1  # hidden dropout
-    attention_dropout: float = 0.1
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = True
-    use_nsp: bool = False
-    pad_token_id: int = 0
-    # "normal" (BERT) or "sinusoidal": the Transformer's sine/cosine table scaled to
-    # initializer_range, still a learned embedding (exports unchanged). Dot products of such
-    # rows depend on the relative offset, so attention to neighbours is easy to find early.
-    position_init: str = "normal"
-    # "bert" (post-LN, learned absolute positions: the original's) or "modern" (pre-LN, rotary,
-    # gated GELU, no biases; zhbert/modern.py, exported as transformers' ModernBertForMaskedLM).
-    arch: str = "bert"
-    rope_theta: float = 10000.0  # modern: rotary base
-    local_window: int = 0  # modern: tokens in a local layer's attention band (0: all global)
-    global_every: int = 3  # modern, with local_window > 0: every n-th layer attends globally
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch {self.arch!r} is not one of {', '.join(ARCHITECTURES)}")
-        if self.local_window < 0 or self.global_every < 1 or self.rope_theta <= 0:
-            raise ValueError("local_window must be >= 0, global_every >= 1, rope_theta > 0")
-        if self.position_init not in ("normal", "sinusoidal"):
-            raise ValueError(f"position_init {self.position_init!r} is not normal or sinusoidal")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
-            )
 
 
 @dataclass
@@ -355,15 +312,6 @@ class BertForPretraining(nn.Module):
             out.nsp_count = torch.full((), labels.numel(), device=h_cls.device)
 
 
-def build_model(config: BertConfig) -> nn.Module:
-    """The pretraining model ``config.arch`` names (same forward contract for both)."""
-    if config.arch == "modern":
-        from zhbert.modern import ModernBertForPretraining
-
-        return ModernBertForPretraining(config)
-    return BertForPretraining(config)
-
-
 def paper_parameter_counts() -> dict[str, int]:
     """Parameter counts of the default (paper) configuration, computed without allocating it."""
     c = BertConfig()
@@ -383,9 +331,8 @@ def paper_parameter_counts() -> dict[str, int]:
 
 __all__ = [
     "IGNORE_INDEX",
-    "BertConfig",
     "BertForPretraining",
     "PretrainOutput",
-    "build_model",
     "paper_parameter_counts",
+    "top1_hits",
 ]

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zhbert.layout import IGNORE_INDEX, BatchLayout
-from zhbert.model import BertConfig, PretrainOutput, top1_hits
+from zhbert.model import PretrainOutput, top1_hits
+from zhbert.model_config import BertConfig
 
 
 def rotary_table(num_positions: int, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:

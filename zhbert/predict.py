@@ -14,7 +14,8 @@ import torch
 from zhbert.errors import UserError
 from zhbert.export import WEIGHTS_NAME, import_hf, read_safetensors
 from zhbert.io_utils import read_json
-from zhbert.model import BertConfig, build_model
+from zhbert.model_config import BertConfig
+from zhbert.models import build_model
 
 
 def _load_checkpoint_model(directory: Path, config_json: dict):

@@ -11,6 +11,10 @@ Two formats are accepted:
 (the eval frame's step column is ``eval_steps``). Rows holding a non-finite value in a core
 column are dropped (counted, with a warning) when they are few, and the file is refused when
 they are many: a history that is mostly NaN is broken.
+
+Accuracies are fractions in [0, 1]. A series whose median is above 1 is read as percentages
+(divided by 100, with a warning; :func:`in_percent`): the series as a whole decides, so one
+stray value above 1 in a fraction series is refused, naming its key, step and value.
 """
 
 from __future__ import annotations
@@ -109,30 +113,94 @@ def _check_steps(path: Path, frame: pd.DataFrame, series: str, minimum: int) -> 
         i = int(np.argmax(diffs <= 0))
         raise UserError(f"{path}: {series} steps are not strictly increasing (step {steps[i]:g} "
                         f"is followed by {steps[i + 1]:g}; two runs concatenated?)")
-    acc = frame[H.acc_key(series)].to_numpy()
-    if acc.size and (acc.min() < 0 or acc.max() > 1):
-        raise UserError(f"{path}: {series} accuracies must be fractions in [0, 1] "
-                        f"(found {acc.min():g}..{acc.max():g})")
+
+
+def in_percent(values: np.ndarray) -> bool:
+    """Whether a series of accuracies is given in percent: its median is above 1.
+
+    The series as a whole decides, never one value: a fraction series with one stray value
+    above 1 stays a fraction series (and that value is refused), while a percent series whose
+    first points lie below 1 % is still read as percentages.
+
+    >>> in_percent(np.array([0.2, 0.3, 1.2])), in_percent(np.array([0.5, 12.5, 40.0]))
+    (False, True)
+    """
+    return bool(values.size) and float(np.median(values)) > 1
+
+
+def _check_range(path: Path, frame: pd.DataFrame, series: str, percent: bool) -> None:
+    """UserError naming the file, key, step and value of the first accuracy out of range:
+    [0, 100] for a percent series, [0, 1] for a fraction series."""
+    key = H.acc_key(series)
+    acc = frame[key].to_numpy()
+    top = 100.0 if percent else 1.0
+    bad = np.flatnonzero((acc < 0) | (acc > top))
+    if not bad.size:
+        return
+    i = int(bad[0])
+    step = frame[H.step_key(series)].iloc[i]
+    more = f" ({bad.size - 1} more out of range)" if bad.size > 1 else ""
+    median = float(np.median(acc))
+    why = (f"read as percentages (their median {median:.4g} is above 1); accuracies must be "
+           f"fractions in [0, 1] or percentages in [0, 100]" if percent else
+           f"fractions (their median {median:.4g} is not above 1, so they are not read as "
+           f"percentages)")
+    raise UserError(f"{path}: {key} at step {step:g} is {acc[i]:g}{more}, outside "
+                    f"[0, {top:g}]: the {series} accuracies are {why}")
 
 
 def _percent_to_fraction(path: Path, frame: pd.DataFrame, series: str) -> str | None:
-    """Accuracies given in percent (every value in [0, 100], some above 1) are read as
-    fractions, with their NSP accuracy and standard error; returns the warning, or None.
+    """Check the accuracies' range and read a percent series (:func:`in_percent`) as fractions,
+    with its NSP accuracy and standard error; returns the warning, or None.
+
+    An accuracy out of range (above 1 or negative in a fraction series, above 100 or negative
+    in a percent series) is a UserError naming its key, step and value.
 
     >>> f = pd.DataFrame({"steps": [1, 2], "mlm_acc": [12.5, 40.0]})
     >>> _percent_to_fraction(Path("h.json"), f, "train"), f["mlm_acc"].tolist()
     ('h.json: train accuracies 12.5..40 read as percentages (divided by 100)', [0.125, 0.4])
     """
     acc = frame[H.acc_key(series)].to_numpy()
-    if not (acc.size and acc.max() > 1 and acc.min() >= 0 and acc.max() <= 100):
+    percent = in_percent(acc)
+    _check_range(path, frame, series, percent)
+    if not percent:
         return None
-    scaled = [H.acc_key(series), H.EVAL_NSP_ACC if series == "eval" else H.NSP_ACC]
-    scaled += [H.EVAL_STDERR] if series == "eval" else []
-    for key in scaled:  # an NSP column is scaled only when it is in percent too (max above 1)
-        if key in frame.columns and (key != scaled[1] or frame[key].max() > 1):
+    scaled = [H.acc_key(series), H.EVAL_STDERR] if series == "eval" else [H.acc_key(series)]
+    nsp = H.EVAL_NSP_ACC if series == "eval" else H.NSP_ACC
+    if nsp in frame.columns and in_percent(frame[nsp].dropna().to_numpy()):
+        scaled.append(nsp)  # an NSP column is scaled only when it is in percent too
+    for key in scaled:
+        if key in frame.columns:
             frame[key] = frame[key] / 100.0
     return (f"{path}: {series} accuracies {acc.min():g}..{acc.max():g} read as percentages "
             f"(divided by 100)")
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, with its article (``a list``, ``a string``)."""
+    names = {bool: "a boolean", str: "a string", list: "a list", int: "a number",
+             float: "a number"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _meta(path: Path, data: dict, warnings: list[str]) -> dict:
+    """The file's ``meta`` object; a ``meta`` (or ``meta.config``) that is not an object is
+    ignored with a warning, so the analysis falls back to the columns (lr, steps) alone.
+    ``null`` counts as absent."""
+    meta = data.get(H.META_KEY)
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        warnings.append(f"{path}: '{H.META_KEY}' is {_json_type(meta)}, not an object; "
+                        f"ignored (the run's settings are read from the columns alone)")
+        return {}
+    config = meta.get(H.META_CONFIG)
+    if config is not None and not isinstance(config, dict):
+        warnings.append(f"{path}: '{H.META_KEY}.{H.META_CONFIG}' is {_json_type(config)}, "
+                        f"not an object; ignored (the lr schedule and the planned last step are "
+                        f"read from the columns)")
+        return {k: v for k, v in meta.items() if k != H.META_CONFIG}
+    return meta
 
 
 def load_history(path: str | Path) -> History:
@@ -163,7 +231,7 @@ def load_history(path: str | Path) -> History:
         percent = _percent_to_fraction(path, evaluation, "eval")
         warnings += [percent] if percent else []
         _check_steps(path, evaluation, "eval", 1)
-    meta = data.get(H.META_KEY) if isinstance(data.get(H.META_KEY), dict) else {}
+    meta = _meta(path, data, warnings)
     is_original = set(data) <= H.ORIGINAL_KEYS
     return History(train=train, eval=evaluation, meta=meta, path=path, dropped_nonfinite=dropped,
                    format="original" if is_original else "zhbert", warnings=warnings)

@@ -79,6 +79,11 @@ def _split_paths(directory: Path, split: str) -> dict[str, Path]:
     }
 
 
+def split_file_names() -> list[str]:
+    """The names of every split's files (what :func:`write_split` writes for each split)."""
+    return [path.name for split in SPLITS for path in _split_paths(Path(), split).values()]
+
+
 def write_split(
     directory,
     split: str,
@@ -165,8 +170,19 @@ def load_corpus_info(directory) -> CorpusInfo:
     )
 
 
+def _check_token_ids(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
+    """UserError naming ``path`` and the first id when any token id is not below ``vocab_size``
+    (one vectorised pass over the memory-mapped ids)."""
+    if tokens.size == 0 or int(tokens.max()) < vocab_size:
+        return
+    where = int(np.argmax(tokens >= vocab_size))
+    raise UserError(f"{path}: token id {int(tokens[where])} at position {where} is not below the "
+                    f"vocabulary size {vocab_size} (corpus_meta.json); prepare the corpus again")
+
+
 def load_split(directory, split: str) -> CorpusSplit:
-    """Memory-map one split; UserError when files are missing or inconsistent."""
+    """Memory-map one split; UserError when files are missing or inconsistent, or a token id
+    is outside the vocabulary."""
     directory = Path(directory)
     info = load_corpus_info(directory)
     paths = _split_paths(directory, split)
@@ -195,8 +211,10 @@ def load_split(directory, split: str) -> CorpusSplit:
             return np.zeros(0, dtype=dt)
         return np.memmap(path, dtype=dt, mode="r", shape=(n_tokens,))
 
+    tokens = memmap(paths["tokens"], dtype)
+    _check_token_ids(paths["tokens"], tokens, info.vocab_size)
     return CorpusSplit(
-        tokens=memmap(paths["tokens"], dtype),
+        tokens=tokens,
         offsets=offsets.astype(np.int64, copy=False),
         docs=docs.astype(np.int32, copy=False),
         word_starts=memmap(paths["word_starts"], np.uint8),

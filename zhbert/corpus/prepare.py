@@ -16,11 +16,21 @@ from zhbert.corpus import vocab as vocab_mod
 from zhbert.corpus.encode import encode_sentences
 from zhbert.corpus.text import normalize_text, sentence_filter_reason, split_sentences
 from zhbert.errors import UserError
-from zhbert.io_utils import atomic_dir, atomic_write_json, require_file
+from zhbert.io_utils import (
+    atomic_dir,
+    atomic_write_json,
+    no_space_is_user_error,
+    require_file,
+)
 
 FILTERS = ("too_short", "too_long", "kana_hangul", "low_han_share", "duplicate")
 #: warn when more than this share of the split sentences is Japanese or Korean
 FOREIGN_WARN_SHARE = 0.2
+#: every file a preparation writes into its directory: all that ``--overwrite`` may replace
+OUTPUT_FILES = frozenset({*vocab_mod.TOKENIZER_FILES, *binary.split_file_names(),
+                          "corpus_meta.json", "dataset_stats.json"})
+#: at most this many foreign names are listed in the refusal of ``--overwrite``
+MAX_NAMED = 5
 
 
 @dataclass
@@ -175,6 +185,21 @@ def _check_inputs(source: str, inputs: Sequence[Path], out_dir: Path, overwrite:
         if not (out_dir / "corpus_meta.json").is_file():
             raise UserError(f"{out_dir}: not a prepared corpus (no corpus_meta.json); --overwrite "
                             "replaces only a corpus directory: choose another --out-dir")
+        _refuse_foreign(out_dir)
+
+
+def _refuse_foreign(out_dir: Path) -> None:
+    """UserError naming what a prepared corpus directory holds beyond :data:`OUTPUT_FILES`:
+    ``--overwrite`` replaces the directory whole, and must not take the user's files with it."""
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir()
+                     if p.name not in OUTPUT_FILES or not p.is_file())
+    if not foreign:
+        return
+    names = ", ".join(foreign[:MAX_NAMED])
+    more = f" and {len(foreign) - MAX_NAMED} more" if len(foreign) > MAX_NAMED else ""
+    raise UserError(f"{out_dir}: holds {len(foreign)} file(s) the corpus preparation did not "
+                    f"write ({names}{more}); --overwrite would delete them with the old corpus: "
+                    "move them out or choose another --out-dir")
 
 
 def _warn_foreign(per_source: dict) -> None:
@@ -201,7 +226,9 @@ def _no_data_error(source: str, inputs: Sequence[Path], per_source: dict) -> Use
 def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
                    out_dir: str | Path = "data/demo", options: PrepareOptions | None = None,
                    progress: bool = True) -> dict:
-    """Prepare a corpus directory (layout in docs/DATASET.md) atomically; return dataset_stats."""
+    """Prepare a corpus directory (layout in docs/DATASET.md) atomically; return dataset_stats.
+
+    A full disk (or quota) while writing is one UserError; nothing is left behind."""
     options = options or PrepareOptions()
     options.validate()
     inputs = [Path(p) for p in inputs]
@@ -221,7 +248,7 @@ def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
     if not docs:
         raise _no_data_error(source, inputs, per_source)
     is_val = choose_val_documents([len(d) for d in docs], options)
-    with atomic_dir(out_dir) as tmp:
+    with no_space_is_user_error(out_dir), atomic_dir(out_dir) as tmp:
         stats = _build(tmp, docs, is_val, options, progress, timings)
         stats.update(source=source, inputs=[str(p) for p in inputs], sources=per_source,
                      wiki=wiki_stats or None, warnings=[str(w.message) for w in caught],

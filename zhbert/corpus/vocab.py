@@ -138,6 +138,11 @@ def make_tokenizer(vocab: Sequence[str], lowercase: bool = True):
     return tok
 
 
+#: the files :func:`save_tokenizer` writes
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
+
+
 def save_tokenizer(vocab: Sequence[str], out_dir: Path, lowercase: bool = True):
     """Write vocab.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json into
     ``out_dir`` (loadable by ``transformers.BertTokenizerFast.from_pretrained``); return the
@@ -145,7 +150,8 @@ def save_tokenizer(vocab: Sequence[str], out_dir: Path, lowercase: bool = True):
     out_dir = Path(out_dir)
     tok = make_tokenizer(vocab, lowercase)
     (out_dir / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
-    tok.save(str(out_dir / "tokenizer.json"))
+    # written by Python, not tokenizers' own save: a full disk is then an OSError like the rest
+    (out_dir / "tokenizer.json").write_text(tok.to_str(pretty=True), encoding="utf-8")
     names = dict(zip(("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"),
                      SPECIAL_TOKENS, strict=True))
     config = {

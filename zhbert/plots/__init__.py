@@ -1,7 +1,8 @@
 """Figures for training histories and their analysis (matplotlib, pyplot-free, deterministic).
 
 Each figure function takes ``(history, analysis, path, *, dpi=150)`` and returns the written path;
-:func:`render_all` draws the full set. Importing this package has no side effects: the CJK font is
+:func:`render_all` draws the full set (less the figures the analysis has nothing for,
+:func:`skipped_figures`). Importing this package has no side effects: the CJK font is
 found and registered on the first draw (see :mod:`zhbert.plots.fonts`).
 """
 
@@ -9,11 +10,12 @@ from zhbert.plots.figures_backtest import backtest
 from zhbert.plots.figures_compare import comparison
 from zhbert.plots.figures_fits import correlation_analysis, learning_curve_fit
 from zhbert.plots.figures_training import loss_analysis, phases, training_curves
-from zhbert.plots.render import COMPARISON_NAME, FIGURES, render_all
+from zhbert.plots.render import COMPARISON_NAME, FIGURES, NEEDS, render_all, skipped_figures
 
 __all__ = [
     "COMPARISON_NAME",
     "FIGURES",
+    "NEEDS",
     "backtest",
     "comparison",
     "correlation_analysis",
@@ -21,5 +23,6 @@ __all__ = [
     "loss_analysis",
     "phases",
     "render_all",
+    "skipped_figures",
     "training_curves",
 ]

@@ -106,6 +106,16 @@ def get(mapping: Any, *keys: str, default: Any = None) -> Any:
     return cur
 
 
+def error_bars(values, low, high) -> list[np.ndarray]:
+    """``yerr`` for ``errorbar``: the distances from ``values`` down to ``low`` and up to
+    ``high``, never negative (the interval of a constant series can sit a rounding error to one
+    side of its own value; matplotlib refuses a negative bar, a zero-width one draws nothing)."""
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    down = np.clip(v - np.atleast_1d(np.asarray(low, dtype=float)), 0.0, None)
+    up = np.clip(np.atleast_1d(np.asarray(high, dtype=float)) - v, 0.0, None)
+    return [down, up]
+
+
 def fmt_num(value: Any, digits: int = 4) -> str:
     """Compact number formatting; "n/a" for missing or non-finite values."""
     if value is None or isinstance(value, bool):

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from zhbert.plots.common import drawing, get, note, series_for, step_axis
+from zhbert.plots.common import drawing, error_bars, get, note, series_for, step_axis
 from zhbert.plots.style import COLORS, DEFAULT_DPI, new_figure, save_figure, text
 
 
@@ -48,7 +48,7 @@ def backtest(history, analysis: Mapping | None, path: str | os.PathLike,
             lo, hi = row["ci95"]
             ok = row["covered"]
             ax_f.errorbar([row["cut"]], [row["forecast"]],
-                          yerr=[[row["forecast"] - lo], [hi - row["forecast"]]], capsize=4,
+                          yerr=error_bars(row["forecast"], lo, hi), capsize=4,
                           marker="o", markersize=7, color=COLORS["best" if ok else "change"],
                           markerfacecolor=COLORS["best"] if ok else "white")
         ax_f.errorbar([], [], yerr=[], marker="o", color=COLORS["best"], label=text("forecast", cjk))

@@ -17,6 +17,7 @@ from zhbert.plots.common import (
     acc_label,
     baseline_lines,
     drawing,
+    error_bars,
     evaluate,
     fmt_num,
     fmt_p,
@@ -189,7 +190,7 @@ def _band(ax, extrap: Mapping | None, cjk: bool) -> None:
         ci = get(extrap, "ci95", default=None)
         yerr = None
         if ci and None not in ci:
-            yerr = [[value - ci[0]], [ci[1] - value]]
+            yerr = error_bars(value, ci[0], ci[1])
         ax.errorbar([target], [value], yerr=yerr, color=COLORS["best"], marker="D", markersize=6,
                     capsize=4, label=f"{text('target', cjk)} {int(target):,}: {value:.3f}")
 

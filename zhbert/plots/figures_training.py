@@ -13,6 +13,7 @@ from zhbert.plots.common import (
     baseline_lines,
     drawing,
     ema,
+    error_bars,
     eval_col,
     evaluate,
     get,
@@ -65,8 +66,9 @@ def _forecast_overlay(ax, history, cjk) -> None:
     last = target[made][-1] if target is not None and np.isfinite(target[made][-1]) else None
     label = text("live_forecast", cjk) + (f" ({last:,.0f})" if last is not None else "")
     v = value[made]
-    ax.errorbar(steps[made], v, yerr=[v - low[made], high[made] - v], color=COLORS["forecast"],
-                marker="s", markersize=3, linestyle="--", linewidth=1.0, capsize=2, label=label)
+    ax.errorbar(steps[made], v, yerr=error_bars(v, low[made], high[made]),
+                color=COLORS["forecast"], marker="s", markersize=3, linestyle="--", linewidth=1.0,
+                capsize=2, label=label)
 
 
 def _second_panel(ax, history, steps, cjk) -> None:

@@ -21,8 +21,17 @@ FIGURES = {
     "phases": phases,
     "backtest": backtest,
 }
+#: figures drawn only when the analysis holds what they show: name -> (analysis key, reason)
+NEEDS = {"backtest": ("backtest", "the analysis has no backtest")}
 #: name kept from the original study for continuity; drawn only when other runs are given
 COMPARISON_NAME = "comparison_50k_100k"
+
+
+def skipped_figures(analysis: Mapping | None) -> dict[str, str]:
+    """The FIGURES that ``analysis`` has nothing for (:data:`NEEDS`), each with the reason;
+    :func:`render_all` leaves them out rather than writing a placeholder."""
+    return {name: reason for name, (key, reason) in NEEDS.items()
+            if not (analysis or {}).get(key)}
 
 
 def render_all(history, analysis: Mapping, out_dir: str | os.PathLike, *, fmt: str = "png",
@@ -31,13 +40,16 @@ def render_all(history, analysis: Mapping, out_dir: str | os.PathLike, *, fmt: s
                label: str = "main") -> list[Path]:
     """Write every figure into ``out_dir`` as ``<name>.<fmt>``; returns the written paths.
 
-    ``compare`` holds ``(label, History)`` of other runs; the comparison figure is drawn only
-    when it is non-empty, with this run (``label``) first.
+    A figure the analysis has nothing for (:func:`skipped_figures`, e.g. ``backtest`` without
+    a backtest) is not written. ``compare`` holds ``(label, History)`` of other runs; the
+    comparison figure is drawn only when it is non-empty, with this run (``label``) first.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}")
     out = Path(out_dir)
-    paths = [fn(history, analysis, out / f"{name}.{fmt}", dpi=dpi) for name, fn in FIGURES.items()]
+    skipped = skipped_figures(analysis)
+    paths = [fn(history, analysis, out / f"{name}.{fmt}", dpi=dpi)
+             for name, fn in FIGURES.items() if name not in skipped]
     if compare:
         runs = [(label, history), *compare]
         paths.append(comparison(runs, analysis, out / f"{COMPARISON_NAME}.{fmt}", dpi=dpi))

@@ -1,8 +1,8 @@
 """What a training process builds once: device, corpus, model, optimizer, data, history.
 
-:func:`build` returns a :class:`Setup` (fixed for the whole session) and the loop's
-:class:`zhbert.training.state.Progress`, restored from the newest readable checkpoint on
-``--resume``.
+:func:`build` returns a :class:`zhbert.training.setup.Setup` (fixed for the whole session) and
+the loop's :class:`zhbert.training.state.Progress`, restored from the newest readable checkpoint
+on ``--resume``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from zhbert.data import (
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
 from zhbert.io_utils import read_json
-from zhbert.model import build_model
+from zhbert.models import build_model
 from zhbert.provenance import git_state
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
@@ -40,39 +40,8 @@ from zhbert.training.checkpoint import clean_partial, latest_checkpoint
 from zhbert.training.history import HistoryWriter
 from zhbert.training.optim import make_optimizer
 from zhbert.training.precision import PrecisionChoice
+from zhbert.training.setup import Setup
 from zhbert.training.state import Interval, Progress, restore
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Everything one training process builds once and does not replace while training."""
-
-    cfg: TrainConfig
-    run_dir: Path
-    dist: D.DistInfo
-    device: torch.device
-    log: Any  # logging.Logger (console on rank 0, RUN/train.log)
-    info: CorpusInfo
-    model: torch.nn.Module  # the plain module: checkpoints and eval use it
-    ddp: torch.nn.Module  # DDP wrapper (or the model itself)
-    fwd: Callable  # what the step calls (compiled or not)
-    optimizer: torch.optim.Optimizer
-    scaler: Any  # torch.amp.GradScaler for fp16, else None
-    autocast: Callable | None
-    precision: str
-    stream: BatchStream
-    eval_set: EvalSet
-    history: HistoryWriter
-
-    @property
-    def packed(self) -> bool:
-        """Packed batches have no padding: the model gets no attention mask."""
-        return self.cfg.data.format == "packed"
-
-    def close(self) -> None:
-        self.stream.close()
-        S.close_logger(self.log)
-        D.cleanup()
 
 
 def batch_preparer(cfg: TrainConfig, device: torch.device) -> Callable:
@@ -115,7 +84,8 @@ def _meta(cfg: TrainConfig, info: CorpusInfo, model, dist: D.DistInfo, device, p
 
 
 def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo, log) -> Path | None:
-    """The newest checkpoint that reads (rank 0 looks, every rank gets the path)."""
+    """The newest checkpoint that reads (rank 0 looks, every rank gets the path); None when
+    the run directory holds no run yet. A history without a checkpoint is refused."""
     ckpt = None
     if dist.is_main and resume:
         clean_partial(run_dir)
@@ -124,6 +94,9 @@ def _find_resume(run_dir: Path, resume: bool, dist: D.DistInfo, log) -> Path | N
         if ckpt is None and skipped:
             raise UserError(f"no usable checkpoint in {run_dir} ({'; '.join(skipped)}); "
                             "remove the damaged ones or start again with --overwrite")
+        if ckpt is None and (run_dir / HISTORY_NAME).exists():
+            raise UserError(f"--resume: {run_dir} has a {HISTORY_NAME} but no checkpoint to "
+                            "resume from; start again with --overwrite (it replaces the history)")
         for line in skipped:
             log.warning("warning: skipping damaged checkpoint %s", line)
     found = D.broadcast_object(None if ckpt is None else str(ckpt), dist)

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from zhbert.config import SECTIONS
 from zhbert.errors import UserError
 from zhbert.io_utils import atomic_dir, atomic_write_json
 
@@ -73,10 +74,13 @@ def checkpoint_problem(path: Path) -> str | None:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         return "config.json is missing"
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return f"config.json is unreadable ({_short(exc)})"
     if not isinstance(config, dict):
         return "config.json is not a JSON object"
+    wrong = [k for k in SECTIONS if not isinstance(config.get(k, {}), dict)]
+    if wrong:
+        return f"config.json: section {wrong[0]!r} is not a JSON object"
     problem = _safetensors_problem(path / "model.safetensors")
     if problem:
         return problem

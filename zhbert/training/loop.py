@@ -1,6 +1,6 @@
 """The hand-written pretraining loop (no Trainer, no accelerate).
 
-:func:`train` builds a :class:`~zhbert.training.build.Setup` (what is built once) and a
+:func:`train` builds a :class:`~zhbert.training.setup.Setup` (what is built once) and a
 :class:`~zhbert.training.state.Progress` (what changes every step), then alternates
 ``train_step`` (gradient accumulation, clipping, AdamW with the lr computed from the config at
 every step, autocast, DDP ``no_sync``)
@@ -23,11 +23,12 @@ from zhbert.config import TrainConfig
 from zhbert.errors import UserError
 from zhbert.training import distributed as D
 from zhbert.training import setup as S
-from zhbert.training.build import Setup, build
+from zhbert.training.build import build
 from zhbert.training.checkpoint import rotate, save_checkpoint
 from zhbert.training.evaluate import evaluate
 from zhbert.training.monitor import Monitor
 from zhbert.training.schedule import advance, plan_steps, scheduled_lr, set_lr
+from zhbert.training.setup import Setup
 from zhbert.training.state import Interval, Progress, checkpoint_state, weights_finite
 
 

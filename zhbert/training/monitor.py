@@ -6,6 +6,9 @@ an estimated finish time, and mirrors every history row to TensorBoard event fil
 ``RUN/tensorboard`` (rank 0 only, flushed at every log point). A resumed run writes its events
 with ``purge_step`` = the checkpoint's step + 1, so TensorBoard drops what the interrupted
 session logged after that checkpoint and the curves continue without duplicated steps.
+
+The forecast is the analysis library's (:mod:`zhbert.training.live_forecast`); it is imported
+only when ``run.forecast`` is on, so importing the trainer does not load the statistics stack.
 """
 
 from __future__ import annotations
@@ -13,20 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from zhbert import history_schema as H
-from zhbert.analysis.forecast import LIVE_N_BOOT, MIN_POINTS, forecast_final
-from zhbert.analysis.schedule import planned_schedule
 from zhbert.baselines import read_baselines, unigram_floor
 
 TB_DIR = "tensorboard"
-#: held-out points needed before the first forecast, and its bootstrap size (the analysis' own
-#: live settings: each resample refits every curve family)
-MIN_FORECAST_POINTS = MIN_POINTS
 TRAIN_TAGS = {H.MLM_ACC: "train/mlm_acc", H.LOSS: "train/loss", H.NSP_ACC: "train/nsp_acc",
               H.LR: "train/lr", H.GRAD_NORM: "train/grad_norm",
               H.SKIPPED_STEPS: "train/skipped_steps",
@@ -35,34 +32,6 @@ EVAL_TAGS = {H.EVAL_MLM_ACC: "eval/mlm_acc", H.EVAL_LOSS: "eval/loss",
              H.EVAL_STDERR: "eval/mlm_acc_stderr", H.EVAL_NSP_ACC: "eval/nsp_acc",
              H.EVAL_FORECAST_ACC: "forecast/final_acc", H.EVAL_FORECAST_LOW: "forecast/final_acc_low",
              H.EVAL_FORECAST_HIGH: "forecast/final_acc_high", H.EVAL_ETA_S: "forecast/eta_s"}
-
-
-def live_forecast(steps, acc, config: dict, seed: int = 0, time_budget: dict | None = None,
-                  floor: float | None = None) -> dict | None:
-    """Forecast of the held-out accuracy at the planned final step ``config["run"]["max_steps"]``
-    (or the current plan of a time-budget run, ``time_budget`` = ``meta.time_budget``) from the
-    held-out points so far (``config`` is a ``TrainConfig.to_dict()``; ``floor`` the unigram
-    baseline, below whose plateau nothing is forecast).
-
-    The schedule-aware, model-averaged forecast of :func:`zhbert.analysis.forecast.forecast_final`
-    with its small live bootstrap. Returns ``{"step", "acc", "low", "high"}`` (95% interval of the
-    expected accuracy) or None when it gives no value with an interval (too few points, a curve
-    still on the unigram plateau or still accelerating, no family fitted).
-    """
-    steps, acc = np.asarray(steps, float), np.asarray(acc, float)
-    ok = np.isfinite(acc) & (steps > 0)
-    if ok.sum() < MIN_FORECAST_POINTS:
-        return None
-    schedule = planned_schedule({H.META_CONFIG: config, H.META_TIME_BUDGET: time_budget})
-    target = schedule.end if schedule is not None and schedule.warp else int(
-        config["run"]["max_steps"])
-    if schedule is not None:  # the trainer holds the lr of the schedule's last step after it
-        schedule = schedule.with_continuation("constant")
-    fc = forecast_final(steps[ok], acc[ok], schedule, target, n_boot=LIVE_N_BOOT, seed=seed,
-                        floor=floor)
-    if not fc["ok"] or None in fc["ci95"]:
-        return None
-    return {"step": target, "acc": fc["value"], "low": fc["ci95"][0], "high": fc["ci95"][1]}
 
 
 def remaining_seconds(step: int, max_steps: int, mark: tuple[int, float], elapsed: float
@@ -84,6 +53,14 @@ def format_duration(seconds: float) -> str:
     return f"{s}s"
 
 
+def load_forecaster() -> Callable[..., dict | None]:
+    """:func:`zhbert.training.live_forecast.live_forecast`, imported on first use (it loads
+    scipy, pandas and statsmodels through :mod:`zhbert.analysis`)."""
+    from zhbert.training.live_forecast import live_forecast
+
+    return live_forecast
+
+
 def _open_writer(log_dir: Path, step: int):
     """A SummaryWriter; when earlier sessions left events, purge those after ``step``."""
     from torch.utils.tensorboard import SummaryWriter
@@ -95,7 +72,7 @@ def _open_writer(log_dir: Path, step: int):
 class Monitor:
     """Forecast at held-out evaluations and the TensorBoard mirror of one run.
 
-    Reads the run's :class:`~zhbert.training.build.Setup` (config, history, rank) and its
+    Reads the run's :class:`~zhbert.training.setup.Setup` (config, history, rank) and its
     :class:`~zhbert.training.state.Progress` (step, clock). Every rank holds one; only rank 0
     forecasts and writes events.
     """
@@ -103,7 +80,8 @@ class Monitor:
     def __init__(self, setup, progress):
         self.setup, self.progress = setup, progress
         main = setup.dist.is_main
-        self.forecasting = main and setup.cfg.run.forecast
+        # rank 0 with run.forecast on: the analysis loads here, not at the first evaluation
+        self.forecaster = load_forecaster() if main and setup.cfg.run.forecast else None
         self.writer = _open_writer(setup.run_dir / TB_DIR, progress.step) if (
             main and setup.cfg.run.tensorboard) else None
         self.mark = (progress.step, progress.elapsed())
@@ -123,14 +101,14 @@ class Monitor:
         self.mark = (p.step, elapsed)
         out[H.EVAL_ETA_S] = None if eta is None else round(eta, 1)
         self.last = out
-        if not self.forecasting:
+        if self.forecaster is None:
             return out
         h = s.history.data
-        fc = live_forecast(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
-                           h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], s.cfg.to_dict(),
-                           seed=s.cfg.run.seed,
-                           time_budget=h[H.META_KEY].get(H.META_TIME_BUDGET),
-                           floor=unigram_floor(h[H.META_KEY]))
+        fc = self.forecaster(h[H.EVAL_STEPS] + [row[H.EVAL_STEPS]],
+                             h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], s.cfg.to_dict(),
+                             seed=s.cfg.run.seed,
+                             time_budget=h[H.META_KEY].get(H.META_TIME_BUDGET),
+                             floor=unigram_floor(h[H.META_KEY]))
         if fc is not None:
             out.update({H.EVAL_FORECAST_STEP: fc["step"], H.EVAL_FORECAST_ACC: fc["acc"],
                         H.EVAL_FORECAST_LOW: fc["low"], H.EVAL_FORECAST_HIGH: fc["high"]})

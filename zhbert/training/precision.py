@@ -113,8 +113,8 @@ def choose_precision(requested: str, device: torch.device, model_cfg=None, token
                      *, native=None, probe=None) -> PrecisionChoice:
     """Resolve ``requested`` (``run.precision``) on ``device``.
 
-    ``model_cfg`` (a :class:`zhbert.model.BertConfig`) and ``tokens`` (tokens per micro-batch)
-    size the CPU probe; ``native`` and ``probe`` replace :func:`cpu_native_bf16` and
+    ``model_cfg`` (a :class:`zhbert.model_config.BertConfig`) and ``tokens`` (tokens per
+    micro-batch) size the CPU probe; ``native`` and ``probe`` replace :func:`cpu_native_bf16` and
     :func:`probe_bf16_speedup` (tests).
 
     >>> choose_precision("auto", torch.device("cpu"), native=lambda: False).precision

@@ -1,8 +1,12 @@
-"""Everything the loop needs before step 1: device, precision, corpus, run directory, logging."""
+"""Everything the loop needs before step 1: device, precision, corpus, run directory, logging,
+and :class:`Setup`, which holds what a training process builds once
+(:func:`zhbert.training.build.build` fills it; :mod:`zhbert.training.state` and the loop read it).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import functools
@@ -12,7 +16,9 @@ import shutil
 import socket
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,12 +26,52 @@ from zhbert.config import TrainConfig, config_changes
 from zhbert.errors import UserError
 from zhbert.history_schema import HISTORY_NAME
 from zhbert.io_utils import require_file
+from zhbert.model_config import BertConfig
+from zhbert.training import distributed as D
 from zhbert.training.monitor import TB_DIR
 from zhbert.training.precision import PrecisionChoice, choose_precision
 
+if TYPE_CHECKING:
+    from zhbert.corpus.binary import CorpusInfo
+    from zhbert.data import BatchStream, EvalSet
+    from zhbert.training.history import HistoryWriter
+
 LOG_NAME = "train.log"
-_SHAPE_KEYS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-               "max_position_embeddings", "type_vocab_size", "tie_word_embeddings", "use_nsp")
+# BertConfig keys a resume may change: regularisation, and initialisation (which the restored
+# weights replace). Every other model key shapes the weights or changes what they compute.
+RESUMABLE_MODEL_KEYS = ("dropout", "attention_dropout", "initializer_range", "position_init")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything one training process builds once and does not replace while training."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    dist: D.DistInfo
+    device: torch.device
+    log: logging.Logger  # console on rank 0, RUN/train.log
+    info: CorpusInfo
+    model: torch.nn.Module  # the plain module: checkpoints and eval use it
+    ddp: torch.nn.Module  # DDP wrapper (or the model itself)
+    fwd: Callable  # what the step calls (compiled or not)
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # torch.amp.GradScaler for fp16, else None
+    autocast: Callable | None
+    precision: str
+    stream: BatchStream
+    eval_set: EvalSet
+    history: HistoryWriter
+
+    @property
+    def packed(self) -> bool:
+        """Packed batches have no padding: the model gets no attention mask."""
+        return self.cfg.data.format == "packed"
+
+    def close(self) -> None:
+        self.stream.close()
+        close_logger(self.log)
+        D.cleanup()
 
 
 def device_kind(cfg: TrainConfig) -> str:
@@ -203,13 +249,16 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def check_compatible(saved: dict, cfg: TrainConfig, path: Path) -> list[str]:
-    """UserError when the checkpoint's model shape differs; returns other changed keys."""
-    model = saved.get("model", {})
-    for key in _SHAPE_KEYS:
-        if key in model and model[key] != getattr(cfg.model, key):
-            raise UserError(f"checkpoint {path} has model.{key}={model[key]!r} but the config has "
-                            f"{getattr(cfg.model, key)!r}; resume with the original config")
-    return config_changes(saved, cfg.to_dict(), sections=("data", "optim", "run"))
+    """UserError when a model key outside ``RESUMABLE_MODEL_KEYS`` differs from the checkpoint's
+    (a key it lacks counts as its default); returns every other changed key."""
+    old = {**dataclasses.asdict(BertConfig()), **(saved.get("model") or {})}
+    now = dataclasses.asdict(cfg.model)
+    fixed = [k for k in now if k not in RESUMABLE_MODEL_KEYS and old.get(k) != now[k]]
+    if fixed:
+        raise UserError(f"checkpoint {path} has {', '.join(f'model.{k}={old[k]!r}' for k in fixed)}"
+                        f" but the config has {', '.join(repr(now[k]) for k in fixed)}; resume "
+                        "with the original config")
+    return config_changes(saved, cfg.to_dict())
 
 
 # ----------------------------------------------------------------------------- logging

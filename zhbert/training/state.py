@@ -1,7 +1,7 @@
 """The small state that changes every step, and how it goes into and out of ``state.pt``.
 
 What is built once per process (model, optimizer, data, config) is
-:class:`zhbert.training.build.Setup`; what the loop advances is :class:`Progress` (counters and
+:class:`zhbert.training.setup.Setup`; what the loop advances is :class:`Progress` (counters and
 the clock) holding one :class:`Interval` (the running sums of the current log interval).
 """
 
@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -22,9 +22,7 @@ from zhbert.errors import UserError
 from zhbert.training import distributed as D
 from zhbert.training.checkpoint import load_state, load_weights, rng_state, set_rng_state
 from zhbert.training.optim import load_optimizer_state
-
-if TYPE_CHECKING:
-    from zhbert.training.build import Setup
+from zhbert.training.setup import Setup
 
 
 class Interval:
