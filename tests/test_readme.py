@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.helpers_scripts import load_script
@@ -13,12 +14,17 @@ def _run_demo_module():
     return load_script("examples/run_demo.py")
 
 
-def test_readme_results_table_matches_committed_results():
+def test_readme_results_tables_match_committed_results():
+    """Each demo preset's README block is the table of its committed reference run."""
     run_demo = _run_demo_module()
-    table = run_demo.results_table(ROOT / "results")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split(run_demo.README_START, 1)[1].split(run_demo.README_END, 1)[0]
-    assert block.strip() == table.strip()
+    for preset, (folder, name) in run_demo.REFERENCES.items():
+        start, end = run_demo.readme_markers(name)
+        block = readme.split(start, 1)[1].split(end, 1)[0]
+        assert block.strip() == run_demo.results_table(ROOT / folder).strip(), preset
+        meta = json.loads((ROOT / folder / "training_history.json").read_text())["meta"]
+        assert meta["preset"] == preset
+    assert run_demo.readme_markers("demo-results") == (run_demo.README_START, run_demo.README_END)
 
 
 def test_readme_shows_every_committed_figure():
