@@ -35,6 +35,7 @@ from zhbert.io_utils import atomic_write_json, read_json  # noqa: E402
 PRESET = "demo"
 #: every arm: a 400-step cosine schedule, 25 % training masks, held-out points every 50 steps
 BASE = ["run.max_steps=400", "run.time_budget_s=0", "run.eval_interval=50", "data.mask_rate=0.25",
+        "data.batch_size=64", "optim.warmup_steps=100",
         "run.export_final=false", "run.progress=false", "run.tensorboard=false",
         "run.save_interval=100000", "run.milestones=[]"]
 #: name -> (the table's label, overrides on top of BASE)

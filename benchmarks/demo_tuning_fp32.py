@@ -36,7 +36,7 @@ from zhbert.io_utils import atomic_write_json  # noqa: E402
 PRESET = "demo"
 #: every arm: fp32, 1,000 steps of 64 x 64 tokens, held-out points every 100 steps
 BASE = ["run.precision=fp32", "run.max_steps=1000", "run.time_budget_s=0",
-        "run.eval_interval=100",
+        "run.eval_interval=100", "data.batch_size=64", "optim.warmup_steps=100",
         "run.export_final=false", "run.progress=false", "run.tensorboard=false",
         "run.save_interval=100000", "run.milestones=[]"]
 #: name -> (the table's label, overrides on top of BASE); same tokens in every arm

@@ -38,16 +38,22 @@ from zhbert.io_utils import atomic_write_bytes, atomic_write_json, read_json  # 
 from zhbert.provenance import check_clean, in_results  # noqa: E402
 
 # Overrides of the demo preset that make each arm (the demo preset itself is the modern recipe).
-# Both arms train a fixed number of steps (equal tokens), not the demo's wall-clock budget.
+# Overrides of the demo preset that make each arm (the demo preset itself is the modern recipe).
 ARMS: dict[str, list[str]] = {
-    "original": ["run.time_budget_s=0", "model.arch=bert", "model.intermediate_size=1024", "model.position_init=normal",
+    "original": ["model.arch=bert", "model.intermediate_size=1024", "model.position_init=normal",
                  "model.dropout=0.1",
                  "model.attention_dropout=0.1", "model.layer_norm_eps=1e-12",
                  "data.mask_rate=0.15", "optim.lr=5e-5", "optim.beta2=0.999", "optim.eps=1e-8",
                  "optim.weight_decay=0.01", "optim.schedule=cosine"],
     # The demo preset already is the modern recipe; these make the arm modern on any preset.
-    "modern": ["run.time_budget_s=0", "model.arch=modern", "model.dropout=0", "model.attention_dropout=0",
+    "modern": ["model.arch=modern", "model.dropout=0", "model.attention_dropout=0",
                "model.layer_norm_eps=1e-5"],
+}
+# Both arms of the committed study train 2,000 steps of 64 x 64 tokens (equal tokens), not the
+# demo preset's batch-32 run under a wall-clock budget; applied before the arms' own overrides.
+PRESET_BASE: dict[str, list[str]] = {
+    "demo": ["run.time_budget_s=0", "data.batch_size=64", "run.max_steps=2000",
+             "run.eval_interval=100", "optim.warmup_steps=100"],
 }
 WARMUP_SHARE = {"original": 0.02}  # of run.max_steps; the modern arm keeps the preset's warmup
 
@@ -83,10 +89,11 @@ def arm_overrides(arm: str, preset: str, shared: list[str]) -> list[str]:
     """The arm's overrides, then the shared ones; warmup from the share of the final steps."""
     from zhbert.config import build_config
 
-    steps = build_config(preset, overrides=shared).run.max_steps
+    own = PRESET_BASE.get(preset, []) + ARMS[arm] + shared
+    steps = build_config(preset, overrides=own).run.max_steps
     warm = [f"optim.warmup_steps={max(1, round(WARMUP_SHARE[arm] * steps))}"] \
         if arm in WARMUP_SHARE else []
-    return ARMS[arm] + shared + warm
+    return own + warm
 
 
 def finished(arm: str, args: argparse.Namespace) -> bool:
