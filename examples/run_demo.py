@@ -54,7 +54,7 @@ from zhbert.provenance import check_clean  # noqa: E402
 FILL_MASK_TEXTS = ("今天天气很[MASK]。", "中国的首都是北[MASK]。", "这个手机的质量非常[MASK]。")
 README_START, README_END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 #: where ``make reference`` keeps each demo preset's committed run, and its README block
-REFERENCES = {"demo": ("results", "demo-results"),
+REFERENCES = {"demo": ("results/demo_bf16", "demo-results"),
               "demo_fp32": ("results/demo_fp32", "demo-fp32-results")}
 
 
@@ -195,8 +195,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ref.add_argument("--update-readme", action="store_true",
                      help="only rewrite README.md's results table from --reference, then exit")
     p.add_argument("--reference", type=Path, default=None,
-                   help="the committed reference results folder (default: results/ for the "
-                        "demo preset, results/demo_fp32/ for demo_fp32)")
+                   help="the committed reference results folder (default: results/demo_bf16/ "
+                        "for the demo preset, results/demo_fp32/ for demo_fp32)")
     p.add_argument("--readme-block", default=None,
                    help="README results block to rewrite (default: demo-results for the demo "
                         "preset, demo-fp32-results for demo_fp32)")

@@ -141,3 +141,21 @@ def test_backtest_keeps_a_stated_continuation(tmp_path):
     plan = Schedule(1e-3, 300, 11_000, "cosine").with_continuation("2e-4")
     bt = backtest(h, select_series(h, "train"), plan, cuts=(0.5,), n_boot=20)
     assert bt["schedule"]["continue_lr"] == pytest.approx(2e-4)
+
+
+def test_a_cut_before_the_first_held_out_point_is_a_row_without_forecast(tmp_path):
+    """Held-out points every 200 steps of a 1,987-step run: the 10 % cut (198.7) holds none;
+    it is reported as such, and the other cuts still forecast (this crashed make demo)."""
+    from zhbert.analysis.history import load_history as load
+
+    steps = list(range(200, 1801, 200)) + [1987]
+    acc = [0.13 + 0.3 * (1 - np.exp(-s / 700)) for s in steps]
+    h = {"meta": {}, "steps": steps, "mlm_acc": acc, "loss": [3.0] * len(steps),
+         "eval_steps": steps, "eval_mlm_acc": acc, "eval_stderr": [0.005] * len(steps)}
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(h))
+    history = load(path)
+    out = backtest(history, select_series(history), None, cuts=(0.1, 0.5), n_boot=20)
+    first, half = out["rows"]
+    assert first["n_points"] == 0 and first["forecast"] is None and "no point" in first["reason"]
+    assert half["n_points"] == 4

@@ -29,8 +29,8 @@ def test_readme_results_tables_match_committed_results():
 
 def test_readme_shows_every_committed_figure():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    figures = sorted(p.name for p in (ROOT / "results").glob("*.png"))
-    assert figures, "the demo figures are committed in results/"
+    figures = sorted(p.name for p in (ROOT / "results" / "demo_bf16").glob("*.png"))
+    assert figures, "the demo figures are committed in results/demo_bf16/"
     for name in figures:
         if name != "comparison_50k_100k.png":
-            assert f"results/{name}" in readme, name
+            assert f"results/demo_bf16/{name}" in readme, name

@@ -57,6 +57,11 @@ def backtest(history: History, series: Series, schedule: Schedule | None,
     rows = []
     for q in cuts:
         m = series.steps <= q * last
+        if not m.any():  # the first held-out point comes after this cut: nothing to fit
+            rows.append({"cut": float(q), "cut_step": None, "n_points": 0, "forecast": None,
+                         "ci95": [None, None], "error": None, "covered": None,
+                         "reason": "no point at or before the cut", "weights": {}})
+            continue
         f = forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
                            seed=seed, measurement_sd=actual["stderr"],
                            floor=unigram_floor(history.meta))
