@@ -93,6 +93,14 @@ def _precision_row(summary: dict, meta: dict) -> str:
             + (f"; median {pace:,.0f} training tokens/s" if pace else ""))
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def results_table(results: Path) -> str:
     """The README's results table, computed from the reference files in ``results``.
 
@@ -147,7 +155,8 @@ def results_table(results: Path) -> str:
     lines = ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + (
         "\n\nProduced by `make reference` (`python examples/run_demo.py --update-reference`), "
-        "which copies a finished demo run into `results/` and writes this table from those files."
+        f"which copies a finished demo run into `{_shown(results)}/` and writes this table from "
+        "those files."
     )
 
 
