@@ -402,6 +402,83 @@ def resolve_target(steps: np.ndarray, schedule: Schedule | None,
     return target, "given"
 
 
+def _positive_steps(steps, acc) -> tuple[np.ndarray, np.ndarray]:
+    """The series as float arrays, without its points at step 0 or before."""
+    steps = np.asarray(steps, dtype=np.float64)
+    acc = np.asarray(acc, dtype=np.float64)
+    keep = steps > 0
+    return steps[keep], acc[keep]
+
+
+def _empty_result(n_points: int, target: float, source: str, schedule: Schedule | None, *,
+                  n_boot: int, seed: int, measurement_sd: float | None) -> dict:
+    """The result's every key, as for a series that cannot be forecast (``ok`` False)."""
+    return {"ok": False, "reason": None, "target_step": target, "target_source": source,
+            "value": None, "ci95": [None, None], "n_points": int(n_points),
+            "interval_for": "one measured point" if measurement_sd else "curve",
+            "measurement_sd": measurement_sd,
+            "time_axis": "lr_area" if schedule is not None else "steps",
+            "schedule": schedule.to_dict() if schedule is not None else None,
+            "weights_method": "tail-predictive likelihood weights (refit on first 80%, scored on "
+                              "last 20%, tempered to 1 effective observation); mixture of every "
+                              "family's bootstrap refits + extrapolation allowance",
+            "families": {}, "n_boot": int(n_boot), "n_refits": 0, "block_length": None,
+            "seed": int(seed), "band": None}
+
+
+def _too_early(acc: np.ndarray, floor: float | None) -> str | None:
+    """Why the series is not forecast before any fit (None: it is): fewer than ``MIN_POINTS``
+    points, or its last third still under ``PLATEAU_MARGIN`` x the unigram ``floor``."""
+    if len(acc) < MIN_POINTS:
+        return f"only {len(acc)} points (at least {MIN_POINTS} are needed)"
+    level = float(np.mean(acc[2 * len(acc) // 3:]))
+    if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
+        return (f"the curve has not left the unigram plateau yet (its last third of "
+                f"points averages {level:.2%}, under {PLATEAU_MARGIN:g} x the unigram "
+                f"baseline {floor:.2%}): too early for a forecast")
+    return None
+
+
+ACCELERATING = ("the curve is still accelerating (its slope over the last third of the points "
+                "exceeds the middle third's): too early for a forecast")
+
+
+def _candidates(families, X: np.ndarray, X_at: np.ndarray, scheduled: bool,
+                ) -> dict[str, Candidate]:
+    """The candidates named in ``families`` (None: all of :func:`forecast_families`) that apply:
+    a schedule is known if they need one, and the data support them."""
+    cands = forecast_families()
+    return {name: cands[name] for name in (cands if families is None else families)
+            if (scheduled or not cands[name].needs_schedule)
+            and (cands[name].supported is None or cands[name].supported(X, X_at))}
+
+
+def _weighted_value(fits: dict, weights: dict, cands: dict[str, Candidate], X_at: np.ndarray,
+                    y: np.ndarray) -> np.ndarray:
+    """The weighted families' value at every column of ``X_at``, each clipped into
+    :func:`value_range` of ``y``."""
+    lo, hi = value_range(y)
+    return sum(w * np.clip(cands[k].family.func(X_at, *fits[k]["popt"]), lo, hi)
+               for k, w in weights.items())
+
+
+#: an interval needs at least this many refits
+MIN_REFITS = 10
+
+
+def _interval(preds: np.ndarray, wts: np.ndarray, value: np.ndarray, extra: np.ndarray) -> dict:
+    """``ci95`` at the target and, for band steps ``extra``, the ``band``: the ``LEVEL``
+    interval of the pooled refits (nothing from fewer than ``MIN_REFITS``)."""
+    if len(preds) < MIN_REFITS:
+        return {}
+    lo, hi = weighted_quantiles(preds, wts, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    out = {"ci95": [float(lo[0]), float(hi[0])]}
+    if extra.size:
+        out["band"] = {"steps": extra.tolist(), "value": value[1:].tolist(),
+                       "low": lo[1:].tolist(), "high": hi[1:].tolist()}
+    return out
+
+
 def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: float | None = None,
                    *, n_boot: int = LIVE_N_BOOT, seed: int = 0, measurement_sd: float | None = None,
                    band_steps=None, families=None, floor: float | None = None) -> dict:
@@ -415,8 +492,8 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
             None fits in step units only.
         target_step: default the schedule's planned last step (else 2x the last step). A target
             past the plan raises UserError unless ``schedule.continue_lr`` is set.
-        n_boot: bootstrap resamples (each refits every family): ~40 costs well under a second on
-            a few hundred points, for live use during training; the analysis uses 200.
+        n_boot: bootstrap resamples (each refits every family): the default ``LIVE_N_BOOT`` is
+            the small count for live use during training; the analysis uses ``DEFAULT_N_BOOT``.
         measurement_sd: standard error of ONE measurement at the target; given, the interval is
             for that measured point (curve uncertainty + this noise), else for the curve.
         band_steps: optional steps at which to return the mixture's value and interval too.
@@ -434,62 +511,33 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
     family), ``weights_method``, ``n_boot``, ``n_refits``, ``block_length``, ``band`` (or None),
     ``ok`` (False with ``reason`` when no family could be used).
     """
-    steps = np.asarray(steps, dtype=np.float64)
-    acc = np.asarray(acc, dtype=np.float64)
-    keep = steps > 0
-    steps, acc = steps[keep], acc[keep]
+    steps, acc = _positive_steps(steps, acc)
     target, source = resolve_target(steps, schedule, target_step)
-    out = {"ok": False, "reason": None, "target_step": target, "target_source": source,
-           "value": None, "ci95": [None, None], "n_points": int(len(acc)),
-           "interval_for": "one measured point" if measurement_sd else "curve",
-           "measurement_sd": measurement_sd,
-           "time_axis": "lr_area" if schedule is not None else "steps",
-           "schedule": schedule.to_dict() if schedule is not None else None,
-           "weights_method": "tail-predictive likelihood weights (refit on first 80%, scored on "
-                             "last 20%, tempered to 1 effective observation); mixture of every "
-                             "family's bootstrap refits + extrapolation allowance",
-           "families": {}, "n_boot": int(n_boot), "n_refits": 0, "block_length": None,
-           "seed": int(seed), "band": None}
-    if len(acc) < MIN_POINTS:
-        out["reason"] = f"only {len(acc)} points (at least {MIN_POINTS} are needed)"
-        return out
-    level = float(np.mean(acc[2 * len(acc) // 3:]))
-    if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
-        out["reason"] = (f"the curve has not left the unigram plateau yet (its last third of "
-                         f"points averages {level:.2%}, under {PLATEAU_MARGIN:g} x the unigram "
-                         f"baseline {floor:.2%}): too early for a forecast")
+    out = _empty_result(len(acc), target, source, schedule, n_boot=n_boot, seed=seed,
+                        measurement_sd=measurement_sd)
+    out["reason"] = _too_early(acc, floor)
+    if out["reason"]:
         return out
     bs, by = bin_series(steps, acc, FORECAST_MAX_POINTS)
     X = design(bs, schedule, float(bs[-1]))
     extra = np.asarray(band_steps if band_steps is not None else [], dtype=np.float64)
     X_at = design(np.concatenate([[target], extra]), schedule, float(bs[-1]))
     if accelerating(bs, by):
-        out["reason"] = ("the curve is still accelerating (its slope over the last third of the "
-                         "points exceeds the middle third's): too early for a forecast")
+        out["reason"] = ACCELERATING
         return out
-    cands = forecast_families()
-    use = {f: cands[f] for f in (cands if families is None else families)
-           if (schedule is not None or not cands[f].needs_schedule)
-           and (cands[f].supported is None or cands[f].supported(X, X_at))}
+    cands = _candidates(families, X, X_at, schedule is not None)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        fits, weights, drift = _fit_block(X, by, use)
-        out["families"] = _family_report(fits, weights, X_at, by, use)
+        fits, weights, drift = _fit_block(X, by, cands)
+        out["families"] = _family_report(fits, weights, X_at, by, cands)
         if not weights:
             out["reason"] = "no family fitted without a parameter at its bound"
             return out
         rng = np.random.default_rng(seed)
-        preds, wts, block = _bootstrap(X, by, fits, weights, drift, X_at, n_boot, rng, use)
-    lo, hi = value_range(by)
-    value = [sum(w * np.clip(use[k].family.func(X_at, *fits[k]["popt"]), lo, hi)
-                 for k, w in weights.items())]
+        preds, wts, block = _bootstrap(X, by, fits, weights, drift, X_at, n_boot, rng, cands)
+    value = _weighted_value(fits, weights, cands, X_at, by)
     if measurement_sd and len(preds):
         preds = preds + rng.normal(0.0, measurement_sd, size=(len(preds), 1))
-    out.update(ok=True, value=float(value[0][0]), n_refits=int(len(preds)), block_length=block)
-    if len(preds) >= 10:
-        lo, hi = weighted_quantiles(preds, wts, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        out["ci95"] = [float(lo[0]), float(hi[0])]
-        if extra.size:
-            out["band"] = {"steps": extra.tolist(), "value": value[0][1:].tolist(),
-                           "low": lo[1:].tolist(), "high": hi[1:].tolist()}
+    out.update(ok=True, value=float(value[0]), n_refits=int(len(preds)), block_length=block,
+               **_interval(preds, wts, value, extra))
     return out
