@@ -210,7 +210,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 
 
 def accuracy_families() -> tuple[str, ...]:
-    """Names of the families fitted to an accuracy curve by default, in registry order."""
+    """Names of the families fitted to an accuracy curve by default, in registry order.
+
+    >>> accuracy_families()
+    ('linear', 'log_linear', 'power_law', 'weibull')
+    """
     return tuple(name for name, fam in FAMILIES.items() if fam.accuracy)
 
 

@@ -176,7 +176,11 @@ DESIGN_FAMILIES = (
 
 def forecast_families() -> dict[str, Candidate]:
     """The candidates by name, in order: every ``forecast`` family of ``FAMILIES`` in lr area,
-    the same in steps (``*_steps``; only with a schedule), then ``DESIGN_FAMILIES``."""
+    the same in steps (``*_steps``; only with a schedule), then ``DESIGN_FAMILIES``.
+
+    >>> print(*forecast_families())
+    log_linear power_law weibull log_linear_steps power_law_steps weibull_steps power_law_anneal
+    """
     base = [fam for fam in FAMILIES.values() if fam.forecast]
     return {c.family.name: c for c in (
         *(Candidate(_on_row(fam, 0, "")) for fam in base),
