@@ -177,3 +177,42 @@ def test_a_new_curve_family_without_start_values_fails_loudly():
         fit_params(fam, t, 0.1 + 0.001 * t**3)
     assert fit_params(fam, t, 0.1 + 0.001 * t**3, p0=[0.0, 0.0],
                       bounds=([-1, -1], [1, 1])) is not None
+
+
+def _exp_saturation_family():
+    """A throwaway family ``a - b exp(-r ts)``: curve, start values, bounds and refit parts."""
+    from zhbert.analysis.curves import Family
+    from zhbert.analysis.refit import Refit, intercept_ok, log_grid
+
+    def start(ts, y):
+        return [y.max(), y.max() - y.min(), 3.0 / ts.max()], ([-np.inf, 0, 1e-6], [1, np.inf, 1e3])
+
+    def basis(x, grid):
+        e = np.exp(-grid[0][:, None] * x[None, :])
+        return np.stack([np.ones_like(e), e], axis=1)
+
+    return Family("exp_saturation", lambda ts, a, b, r: a - b * np.exp(-r * ts), ("a", "b", "r"),
+                  "a", start=start, accuracy=True, forecast=True, refit=Refit(
+                      grid=lambda popt, lo, hi: [log_grid(popt[2], lo[2], hi[2], 21)],
+                      basis=basis, valid=lambda c, lo, hi: intercept_ok(c, lo, hi) & (c[:, 1] <= 0)))
+
+
+def test_a_new_curve_family_is_one_registry_entry(monkeypatch):
+    """Issue 25 item 17: one FAMILIES entry is fitted, scored, forecast in both time units and
+    refitted on every bootstrap resample, with no other edit."""
+    from zhbert.analysis import curves
+    from zhbert.analysis.forecast import forecast_families
+
+    monkeypatch.setitem(curves.FAMILIES, "exp_saturation", _exp_saturation_family())
+    steps = np.arange(10, 1001, 10, dtype=float)
+    acc = 0.6 - 0.5 * np.exp(-3 * steps / 1000) + np.random.default_rng(0).normal(0, 0.002, 100)
+    fit = fit_all(steps, acc)["exp_saturation"]
+    assert fit["converged"] and fit["asymptote"] == pytest.approx(0.6, abs=0.01)
+    assert choose_best({"exp_saturation": fit})["family"] == "exp_saturation"
+    assert {"exp_saturation", "exp_saturation_steps"} <= set(forecast_families())
+    only = forecast_final(steps, acc, None, n_boot=30, families=("exp_saturation",))
+    assert only["ok"] and only["families"]["exp_saturation"]["weight"] == 1.0
+    assert only["n_refits"] == 30 and only["value"] == pytest.approx(0.6 - 0.5 * math.exp(-6),
+                                                                     abs=0.01)
+    assert only["ci95"][0] <= only["value"] <= only["ci95"][1]
+    assert forecast_final(steps, acc, None, n_boot=10)["families"]["exp_saturation"]["weight"] > 0

@@ -1,10 +1,13 @@
 """Curve families for accuracy (and loss) against training step, robust fitting and scoring.
 
 Every family is evaluated on a scaled step ``ts = t / t_scale`` (``t_scale`` is stored in the
-params, so ``evaluate_family(name, params, t)`` takes raw steps). Starting values come from
-variable projection: for a grid of the non-linear parameters the model is linear in the rest,
-which is solved in closed form for the whole grid at once; the best grid point is then polished
-by ``scipy.optimize.curve_fit`` within bounds. A fit that fails is marked ``converged: false``.
+params, so ``evaluate_family(name, params, t)`` takes raw steps). A family is one entry of
+``FAMILIES`` and brings everything the fits need (:class:`Family`): its curve, its start values
+and bounds, and, for a forecast candidate, its refit parts (``zhbert.analysis.refit.Refit``).
+Starting values come from variable projection: for a grid of the non-linear parameters the model
+is linear in the rest, which is solved in closed form for the whole grid at once; the best grid
+point is then polished by ``scipy.optimize.curve_fit`` within bounds. A fit that fails is marked
+``converged: false``.
 """
 
 from __future__ import annotations
@@ -17,63 +20,40 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from zhbert.analysis.refit import Refit, intercept_ok, log_grid, no_grid
+
 #: above this many points the fits run on equal-count bin means (scores still use every point)
 FIT_MAX_POINTS = 2000
 TAIL_FRACTION = 0.2
-
-
-def _linear(ts, a, b):
-    return a + b * ts
-
-
-def _log_linear(ts, a, b):
-    return a + b * np.log(ts)
-
-
-def _power_law(ts, a, b, c):
-    return a - b * ts ** (-c)
-
-
-def _weibull(ts, a, d, lam, k):
-    return a - (a - d) * np.exp(-((ts / lam) ** k))
-
-
-def _loss_power_law(ts, E, A, alpha):  # noqa: N803 - names follow the scaling-law literature
-    return E + A * ts ** (-alpha)
+#: refit grids: points for a power law's exponent, for Weibull's scale and shape, and the
+#: log-span of the shape's grid (the others span ``zhbert.analysis.refit.SPAN``)
+GRID_C = 31
+GRID_LAM, GRID_K = 15, 11
+SPAN_K = 0.8
 
 
 @dataclass(frozen=True)
 class Family:
-    """A named model ``y = func(t / t_scale, *params)``; ``asymptote_param`` names the parameter
-    that is the curve's asymptote (None for families that grow without bound)."""
+    """A named model ``y = func(t / t_scale, *params)`` and what fitting it needs.
+
+    * ``asymptote_param``: the parameter that is the curve's asymptote (None for families that
+      grow without bound);
+    * ``start(ts, y)``: starting values and bounds ``(p0, (lo, hi))`` for a fit to (ts, y); None
+      makes a fit without explicit ``p0`` and ``bounds`` raise NotImplementedError;
+    * ``refit``: the parts for refitting many resamples at once (``zhbert.analysis.refit``);
+    * ``accuracy``: fitted to an accuracy curve by default (:func:`accuracy_families`);
+    * ``forecast``: a forecast candidate (``zhbert.analysis.forecast``, in lr area and in
+      steps); needs ``start`` and ``refit``.
+    """
 
     name: str
     func: Callable
     params: tuple[str, ...]
     asymptote_param: str | None = None
-
-
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("linear", _linear, ("a", "b")),
-    Family("log_linear", _log_linear, ("a", "b")),
-    Family("power_law", _power_law, ("a", "b", "c"), "a"),
-    Family("weibull", _weibull, ("a", "d", "lam", "k"), "a"),
-    Family("loss_power_law", _loss_power_law, ("E", "A", "alpha"), "E"),
-)}
-ACC_FAMILIES = ("linear", "log_linear", "power_law", "weibull")
-
-
-def evaluate_family(name: str, params: dict, t: np.ndarray) -> np.ndarray:
-    """Evaluate family ``name`` with fitted ``params`` (as in the JSON) at raw steps ``t``."""
-    fam = FAMILIES[name]
-    ts = np.asarray(t, dtype=np.float64) / float(params.get("t_scale", 1.0))
-    with np.errstate(all="ignore"):
-        return fam.func(ts, *(float(params[p]) for p in fam.params))
-
-
-def choose_t_scale(steps: np.ndarray) -> float:
-    """1000 (params read per 1K steps) for runs of at least 1K steps, else 1."""
-    return 1000.0 if float(np.max(steps)) >= 1000 else 1.0
+    start: Callable | None = None
+    refit: Refit | None = None
+    accuracy: bool = False
+    forecast: bool = False
 
 
 def _linear_grid(y: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,36 +70,173 @@ def _linear_grid(y: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return alpha, beta, np.where(np.isfinite(rss), rss, np.inf)
 
 
-def _start_and_bounds(name: str, ts: np.ndarray, y: np.ndarray):
-    """Starting values (variable projection on a grid) and bounds for family ``name``."""
-    inf = np.inf
-    a_hi = 1.0 if y.max() <= 1.0 else inf  # an accuracy cannot saturate above 1
-    if name in ("linear", "log_linear"):
-        x = ts if name == "linear" else np.log(ts)
-        b, a = np.polyfit(x, y, 1)
-        return [a, b], ([-inf, -inf], [inf, inf])
-    if name in ("power_law", "loss_power_law"):
-        cs = np.geomspace(0.01, 3.0, 48)
-        alpha, beta, rss = _linear_grid(y, ts[None, :] ** (-cs[:, None]))
-        j = int(np.argmin(rss))
-        if name == "power_law":
-            return [alpha[j], -beta[j], cs[j]], ([-inf, 0.0, 1e-4], [a_hi, inf, 10.0])
-        return [alpha[j], beta[j], cs[j]], ([0.0, 0.0, 1e-4], [inf, inf, 10.0])
-    if name != "weibull":  # a family added to FAMILIES must bring its own start values here
-        raise NotImplementedError(f"curve family {name!r} has no start values and bounds in "
-                                  "zhbert.analysis.curves._start_and_bounds")
+def accuracy_cap(y: np.ndarray) -> float:
+    """Upper bound of an asymptote fitted to ``y``: 1 for an accuracy (it cannot saturate above
+    1), unbounded for anything else."""
+    return 1.0 if y.max() <= 1.0 else np.inf
+
+
+# -- linear, log_linear: a + b x ------------------------------------------------------------------
+
+def _linear(ts, a, b):
+    return a + b * ts
+
+
+def _log_linear(ts, a, b):
+    return a + b * np.log(ts)
+
+
+def _line_start(x: np.ndarray, y: np.ndarray):
+    """Least-squares line ``y = a + b x`` as start values; unbounded."""
+    b, a = np.polyfit(x, y, 1)
+    return [a, b], ([-np.inf, -np.inf], [np.inf, np.inf])
+
+
+def _log_linear_start(ts: np.ndarray, y: np.ndarray):
+    """:func:`_line_start` in ``ln ts``."""
+    return _line_start(np.log(ts), y)
+
+
+def _log_linear_basis(x: np.ndarray, grid: list) -> np.ndarray:
+    """Basis (1, ln x) for the one (empty) grid point."""
+    return np.stack([np.ones_like(x), np.log(x)])[None]
+
+
+# -- power_law a - b ts^-c, loss_power_law E + A ts^-alpha ----------------------------------------
+
+def _power_law(ts, a, b, c):
+    return a - b * ts ** (-c)
+
+
+def _loss_power_law(ts, E, A, alpha):  # noqa: N803 - names follow the scaling-law literature
+    return E + A * ts ** (-alpha)
+
+
+def _exponent_start(ts: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """The best exponent c on a log grid and the least-squares ``y = alpha + beta ts^-c`` there:
+    ``(alpha, beta, c)``."""
+    cs = np.geomspace(0.01, 3.0, 48)
+    alpha, beta, rss = _linear_grid(y, ts[None, :] ** (-cs[:, None]))
+    j = int(np.argmin(rss))
+    return alpha[j], beta[j], cs[j]
+
+
+def _power_law_start(ts: np.ndarray, y: np.ndarray):
+    """Start values and bounds of ``power_law``: b >= 0, the asymptote within :func:`accuracy_cap`."""
+    a_hi = accuracy_cap(y)
+    alpha, beta, c = _exponent_start(ts, y)
+    return [alpha, -beta, c], ([-np.inf, 0.0, 1e-4], [a_hi, np.inf, 10.0])
+
+
+def _loss_power_law_start(ts: np.ndarray, y: np.ndarray):
+    """Start values and bounds of ``loss_power_law``: E, A >= 0."""
+    alpha, beta, c = _exponent_start(ts, y)
+    return [alpha, beta, c], ([0.0, 0.0, 1e-4], [np.inf, np.inf, 10.0])
+
+
+def power_law_grid(popt: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Refit grid of a power law's exponent (parameter 2): ``GRID_C`` log-spaced values."""
+    return [np.unique(log_grid(popt[2], lo[2], hi[2], GRID_C))]
+
+
+def power_law_basis(x: np.ndarray, grid: list[np.ndarray]) -> np.ndarray:
+    """Basis (1, x^-c) at every exponent c of the grid."""
+    one = np.ones_like(x)
+    return np.stack([np.broadcast_to(one, (len(grid[0]), len(x))),
+                     x[None, :] ** (-grid[0][:, None])], axis=1)
+
+
+def power_law_valid(coef: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The asymptote within its bounds and b >= 0 (the basis is +x^-c, its coefficient -b)."""
+    return intercept_ok(coef, lo, hi) & (coef[:, 1] <= 0)
+
+
+# -- weibull a - (a - d) exp(-(ts/lam)^k) ---------------------------------------------------------
+
+def _weibull(ts, a, d, lam, k):
+    return a - (a - d) * np.exp(-((ts / lam) ** k))
+
+
+def _weibull_start(ts: np.ndarray, y: np.ndarray):
+    """Start values on a (lam, k) grid; bounds keep an accuracy's d in [0, 1] and lam near the
+    observed range (else a power-law-shaped curve drives it to a degenerate corner: slow and
+    meaningless)."""
+    a_hi = accuracy_cap(y)
     lams = np.geomspace(ts.min(), ts.max() * 3, 24)
     ks = np.array([0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0])
     lam_g, k_g = (m.ravel() for m in np.meshgrid(lams, ks))
     e = np.exp(-((ts[None, :] / lam_g[:, None]) ** k_g[:, None]))
     alpha, beta, rss = _linear_grid(y, e)
     j = int(np.argmin(rss))
-    # d is the value at step 0: an accuracy there lies in [0, 1]; lam is kept near the observed
-    # range, otherwise a power-law-shaped curve drives it to a degenerate corner (slow, meaningless)
-    d_lo, d_hi = (0.0, 1.0) if a_hi == 1.0 and y.min() >= 0 else (-inf, inf)
-    lo = [-inf, d_lo, ts.min() * 0.1, 0.05]
+    d_lo, d_hi = (0.0, 1.0) if a_hi == 1.0 and y.min() >= 0 else (-np.inf, np.inf)
+    lo = [-np.inf, d_lo, ts.min() * 0.1, 0.05]
     p0 = [alpha[j], alpha[j] + beta[j], lam_g[j], k_g[j]]
     return p0, (lo, [a_hi, d_hi, ts.max() * 100, 10.0])
+
+
+def _weibull_grid(popt: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Refit grid of (lam, k): ``GRID_LAM`` x ``GRID_K`` log-spaced values."""
+    lam = log_grid(popt[2], lo[2], hi[2], GRID_LAM)
+    k = log_grid(popt[3], lo[3], hi[3], GRID_K, SPAN_K)
+    lam_g, k_g = (m.ravel() for m in np.meshgrid(lam, k))
+    return [lam_g, k_g]
+
+
+def _weibull_basis(x: np.ndarray, grid: list[np.ndarray]) -> np.ndarray:
+    """Basis (1, exp(-(x/lam)^k)) at every grid point; the coefficients are (a, d - a)."""
+    e = np.exp(-((x[None, :] / grid[0][:, None]) ** grid[1][:, None]))
+    return np.stack([np.broadcast_to(np.ones_like(x), e.shape), e], axis=1)
+
+
+def _weibull_valid(coef: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The asymptote a and the start value d = a + (d - a) within their bounds."""
+    d = coef[:, 0] + coef[:, 1]
+    return intercept_ok(coef, lo, hi) & (d >= lo[1]) & (d <= hi[1])
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("linear", _linear, ("a", "b"), start=_line_start, accuracy=True),
+    Family("log_linear", _log_linear, ("a", "b"), start=_log_linear_start,
+           refit=Refit(no_grid, _log_linear_basis, intercept_ok), accuracy=True, forecast=True),
+    Family("power_law", _power_law, ("a", "b", "c"), "a", start=_power_law_start,
+           refit=Refit(power_law_grid, power_law_basis, power_law_valid), accuracy=True,
+           forecast=True),
+    Family("weibull", _weibull, ("a", "d", "lam", "k"), "a", start=_weibull_start,
+           refit=Refit(_weibull_grid, _weibull_basis, _weibull_valid), accuracy=True,
+           forecast=True),
+    Family("loss_power_law", _loss_power_law, ("E", "A", "alpha"), "E",
+           start=_loss_power_law_start),
+)}
+
+
+def accuracy_families() -> tuple[str, ...]:
+    """Names of the families fitted to an accuracy curve by default, in registry order.
+
+    >>> accuracy_families()
+    ('linear', 'log_linear', 'power_law', 'weibull')
+    """
+    return tuple(name for name, fam in FAMILIES.items() if fam.accuracy)
+
+
+def evaluate_family(name: str, params: dict, t: np.ndarray) -> np.ndarray:
+    """Evaluate family ``name`` with fitted ``params`` (as in the JSON) at raw steps ``t``."""
+    fam = FAMILIES[name]
+    ts = np.asarray(t, dtype=np.float64) / float(params.get("t_scale", 1.0))
+    with np.errstate(all="ignore"):
+        return fam.func(ts, *(float(params[p]) for p in fam.params))
+
+
+def choose_t_scale(steps: np.ndarray) -> float:
+    """1000 (params read per 1K steps) for runs of at least 1K steps, else 1."""
+    return 1000.0 if float(np.max(steps)) >= 1000 else 1.0
+
+
+def start_and_bounds(fam: Family, x: np.ndarray, y: np.ndarray):
+    """``fam.start(x, y)``: starting values and bounds; NotImplementedError without a ``start``."""
+    if fam.start is None:  # a family added to FAMILIES must bring its own start values
+        raise NotImplementedError(f"curve family {fam.name!r} has no start values and bounds "
+                                  "(zhbert.analysis.curves.Family.start)")
+    return fam.start(x, y)
 
 
 def clip_into(p0, bounds) -> np.ndarray:
@@ -133,11 +250,12 @@ def clip_into(p0, bounds) -> np.ndarray:
 def fit_params(name: str | Family, ts: np.ndarray, y: np.ndarray, p0=None,
                bounds=None) -> np.ndarray | None:
     """Fit family ``name`` (a name in FAMILIES, or a Family) to (ts, y); None when the optimiser
-    fails or returns non-finite values. A Family object needs ``p0`` and ``bounds``."""
+    fails or returns non-finite values. Without ``p0`` and ``bounds`` they come from the family's
+    ``start`` (NotImplementedError for a family without one)."""
     fam = FAMILIES[name] if isinstance(name, str) else name
     if p0 is None or bounds is None:
         try:
-            p0, bounds = _start_and_bounds(fam.name, ts, y)
+            p0, bounds = start_and_bounds(fam, ts, y)
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             return None
     try:
@@ -152,7 +270,7 @@ def fit_params(name: str | Family, ts: np.ndarray, y: np.ndarray, p0=None,
 
 
 def bin_series(steps: np.ndarray, y: np.ndarray, max_points: int = FIT_MAX_POINTS):
-    """Equal-count bin means when longer than ``max_points`` (keeps fits fast on 100K points)."""
+    """Equal-count bin means when longer than ``max_points`` (keeps fits fast on long series)."""
     n = len(y)
     if n <= max_points:
         return steps, y
@@ -196,7 +314,7 @@ def fit_family(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float | Non
         return out
     bs, by = bin_series(steps, y)
     ts = bs / t_scale
-    p0, bounds = _start_and_bounds(name, ts, by)
+    p0, bounds = start_and_bounds(fam, ts, by)
     popt = fit_params(name, ts, by, p0, bounds)
     if popt is None:
         return out
@@ -214,7 +332,8 @@ def fit_family(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float | Non
 
 
 def tail_rmse(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float) -> float | None:
-    """Fit on the first 80% of points, return the RMSE on the last 20% (an extrapolation score)."""
+    """Fit on all but the last ``TAIL_FRACTION`` of the points, return the RMSE on that tail
+    (an extrapolation score)."""
     cut = int(round(len(y) * (1 - TAIL_FRACTION)))
     if cut < len(FAMILIES[name].params) + 2 or cut >= len(y):
         return None
@@ -226,8 +345,10 @@ def tail_rmse(name: str, steps: np.ndarray, y: np.ndarray, t_scale: float) -> fl
     return float(math.sqrt(np.mean(err**2)))
 
 
-def fit_all(steps: np.ndarray, y: np.ndarray, families=ACC_FAMILIES) -> dict:
-    """``curve_fits``: every family in ``families`` fitted to (steps, y)."""
+def fit_all(steps: np.ndarray, y: np.ndarray, families=None) -> dict:
+    """``curve_fits``: every family in ``families`` (default :func:`accuracy_families`) fitted
+    to (steps, y)."""
+    families = accuracy_families() if families is None else families
     t_scale = choose_t_scale(steps)
     return {name: fit_family(name, steps, y, t_scale) for name in families}
 
@@ -237,8 +358,8 @@ TIE_MARGIN = 0.02
 
 
 def choose_best(fits: dict) -> dict | None:
-    """Lowest tail RMSE among converged fits with no parameter at a bound; near-ties (within 2%)
-    go to the lowest BIC. A fit at a bound is never chosen (its estimate is the bound's)."""
+    """Lowest tail RMSE among converged fits with no parameter at a bound; near-ties (within
+    ``TIE_MARGIN``) go to the lowest BIC. A fit at a bound is never chosen (its estimate is the bound's)."""
     free = {k: v for k, v in fits.items() if v["converged"] and not v["at_bound"]}
     ok = {k: v for k, v in free.items() if v["tail_rmse"] is not None}
     if not ok:

@@ -2,13 +2,15 @@
 
 Time axes: the learning-rate area ``x = S1(step) / S1(last observed step)`` when the planned
 schedule is known (``zhbert.analysis.schedule``), and the step ``step / last step``. Candidate
-families, each fitted in both units (``*_steps`` in steps):
+families (:func:`forecast_families`):
 
-* ``log_linear`` a + b ln x, ``power_law`` a - b x^-c, ``weibull`` a - (a-d) exp(-(x/lam)^k);
-* ``power_law_anneal`` a - b x^-c + C z, with ``z = S2 / S1(last)`` the annealing area (under a
-  decaying lr the accuracy keeps rising while S1 barely moves; Tissue et al. 2024). Used only
-  when C is identifiable (at least twice its standard error) and the data's annealing area is at
-  least 1/4 of the target's.
+* every ``zhbert.analysis.curves.FAMILIES`` entry marked ``forecast`` (``log_linear`` a + b ln x,
+  ``power_law`` a - b x^-c, ``weibull`` a - (a-d) exp(-(x/lam)^k)), fitted in both units
+  (``*_steps`` in steps) with the start values and refit parts its ``Family`` carries;
+* ``DESIGN_FAMILIES``, on the whole design: ``power_law_anneal`` a - b x^-c + C z, with
+  ``z = S2 / S1(last)`` the annealing area (under a decaying lr the accuracy keeps rising while
+  S1 barely moves; Tissue et al. 2024). Used only when C is identifiable (at least twice its
+  standard error) and the data's annealing area is at least 1/``ANNEAL_REACH`` of the target's.
 
 Under a decaying schedule the lr-area fits miss the annealing gain and the step fits climb too
 long; the truth has lain between them in every calibration run (docs/ANALYSIS.md), so both
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,12 +41,16 @@ from zhbert.analysis.bootstrap import block_length, circular_block_indices
 from zhbert.analysis.curves import (
     FAMILIES,
     Family,
-    _start_and_bounds,
+    accuracy_cap,
     bin_series,
     fit_params,
     params_at_bound,
+    power_law_basis,
+    power_law_grid,
+    power_law_valid,
+    start_and_bounds,
 )
-from zhbert.analysis.refit import grid_refit
+from zhbert.analysis.refit import Refit, grid_refit
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.trend import effective_n, lag1_autocorr
 
@@ -66,22 +74,39 @@ ANNEAL_REACH = 4.0
 BAND_POINTS = 60
 
 
-def _anneal(X, a, b, c, C):  # noqa: N803 - C as in Tissue et al.
-    return a - b * X[0] ** (-c) + C * X[1]
+@dataclass(frozen=True)
+class Candidate:
+    """A forecast family: ``family`` evaluated on the (3, n) :func:`design`, and its checks.
+
+    * ``needs_schedule``: a candidate only when the schedule is known (without one the lr-area
+      and step rows of the design are the same);
+    * ``supported(X, X_at)``: whether the data support a forecast at ``X_at`` (None: always);
+    * ``unidentified(fam, X, y, popt)``: why a converged fit cannot be used although no
+      parameter is at a bound (a string), None when it can (None: always usable).
+    """
+
+    family: Family
+    needs_schedule: bool = False
+    supported: Callable | None = None
+    unidentified: Callable | None = None
 
 
 def _on_row(base: Family, row: int, suffix: str) -> Family:
-    """``base`` evaluated on row ``row`` of the (3, n) design (x, z, steps)."""
-    return Family(base.name + suffix, lambda X, *p: base.func(X[row], *p), base.params,
-                  base.asymptote_param)
+    """``base`` on row ``row`` of the (3, n) design (x, z, steps): its curve, start values and
+    refit basis read that row; named ``base.name + suffix``."""
+    if base.start is None or base.refit is None:
+        raise NotImplementedError(f"forecast family {base.name!r} needs start values and refit "
+                                  "parts (zhbert.analysis.curves.Family.start, .refit)")
+    parts = base.refit
+    return replace(base, name=base.name + suffix, func=lambda X, *p: base.func(X[row], *p),
+                   start=lambda X, y: base.start(X[row], y),
+                   refit=replace(parts, basis=lambda X, grid: parts.basis(X[row], grid)))
 
 
-BASE_FAMILIES = ("log_linear", "power_law", "weibull")
-FORECAST_FAMILIES: dict[str, Family] = {
-    **{n: _on_row(FAMILIES[n], 0, "") for n in BASE_FAMILIES},
-    **{n + "_steps": _on_row(FAMILIES[n], 2, "_steps") for n in BASE_FAMILIES},
-    "power_law_anneal": Family("power_law_anneal", _anneal, ("a", "b", "c", "C"), "a"),
-}
+# -- power_law_anneal a - b x^-c + C z (Tissue et al. 2024) ---------------------------------------
+
+def _anneal(X, a, b, c, C):  # noqa: N803 - C as in Tissue et al.
+    return a - b * X[0] ** (-c) + C * X[1]
 
 
 def _anneal_start(X: np.ndarray, y: np.ndarray):
@@ -93,16 +118,18 @@ def _anneal_start(X: np.ndarray, y: np.ndarray):
         rss = float(np.sum((design @ coef - y) ** 2))
         if best is None or rss < best[0]:
             best = (rss, [coef[0], max(coef[1], 1e-6), c, max(coef[2], 1e-9)])
-    a_hi = 1.0 if y.max() <= 1.0 else np.inf
-    return best[1], ([-np.inf, 0.0, 1e-4, 0.0], [a_hi, np.inf, 10.0, np.inf])
+    return best[1], ([-np.inf, 0.0, 1e-4, 0.0], [accuracy_cap(y), np.inf, 10.0, np.inf])
 
 
-def start_and_bounds(name: str, X: np.ndarray, y: np.ndarray):
-    """Starting values and bounds of forecast family ``name`` on the design ``X = (x, z)``."""
-    if name == "power_law_anneal":
-        return _anneal_start(X, y)
-    base = name.removesuffix("_steps")
-    return _start_and_bounds(base, X[2] if name.endswith("_steps") else X[0], y)
+def _anneal_basis(X: np.ndarray, grid: list[np.ndarray]) -> np.ndarray:
+    """The power law's basis (1, x^-c) on the lr-area row, and the annealing area z."""
+    pl = power_law_basis(X[0], grid)
+    return np.concatenate([pl, np.broadcast_to(X[1], (pl.shape[0], 1, X.shape[1]))], axis=1)
+
+
+def _anneal_valid(coef: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The power law's bounds, and C >= 0."""
+    return power_law_valid(coef, lo, hi) & (coef[:, 2] >= 0)
 
 
 def _rel_se_ok(fam: Family, X: np.ndarray, y: np.ndarray, popt: np.ndarray, i: int) -> bool:
@@ -124,26 +151,13 @@ def _rel_se_ok(fam: Family, X: np.ndarray, y: np.ndarray, popt: np.ndarray, i: i
     return se > 0 and popt[i] >= 2 * se
 
 
-def fit_one(name: str, X: np.ndarray, y: np.ndarray) -> dict:
-    """Fit one forecast family: ``{converged, popt, bounds, at_bound, identifiable, rss}``."""
-    fam = FORECAST_FAMILIES[name]
-    out = {"converged": False, "popt": None, "bounds": None, "at_bound": [],
-           "identifiable": True, "rss": None}
-    if len(y) < len(fam.params) + 2:
-        return out
-    try:
-        p0, bounds = start_and_bounds(name, X, y)
-    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
-        return out
-    popt = fit_params(fam, X, y, p0, bounds)
-    if popt is None:
-        return out
-    resid = y - fam.func(X, *popt)
-    out.update(converged=True, popt=popt, bounds=bounds, rss=float(resid @ resid),
-               at_bound=params_at_bound(fam.params, popt, bounds))
-    if name == "power_law_anneal":
-        out["identifiable"] = bool(np.ptp(X[1]) > 0 and _rel_se_ok(fam, X, y, popt, 3))
-    return out
+def _anneal_unidentified(fam: Family, X: np.ndarray, y: np.ndarray, popt: np.ndarray,
+                         ) -> str | None:
+    """The annealing term needs a varying annealing area and C at least twice its standard
+    error."""
+    if np.ptp(X[1]) > 0 and _rel_se_ok(fam, X, y, popt, 3):
+        return None
+    return "annealing term not identifiable (C < 2 standard errors)"
 
 
 def anneal_supported(X: np.ndarray, X_at: np.ndarray) -> bool:
@@ -152,15 +166,62 @@ def anneal_supported(X: np.ndarray, X_at: np.ndarray) -> bool:
     return bool(np.max(X[1]) > 0 and np.max(X[1]) * ANNEAL_REACH >= X_at[1, 0])
 
 
-def _tail_errors(name: str, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """Refit on the first 80% of points; the errors ``y - fit`` on the last 20% (None: no fit)."""
+#: forecast families defined on the whole design rather than on one time axis
+DESIGN_FAMILIES = (
+    Candidate(Family("power_law_anneal", _anneal, ("a", "b", "c", "C"), "a", start=_anneal_start,
+                     refit=Refit(power_law_grid, _anneal_basis, _anneal_valid)),
+              supported=anneal_supported, unidentified=_anneal_unidentified),
+)
+
+
+def forecast_families() -> dict[str, Candidate]:
+    """The candidates by name, in order: every ``forecast`` family of ``FAMILIES`` in lr area,
+    the same in steps (``*_steps``; only with a schedule), then ``DESIGN_FAMILIES``.
+
+    >>> print(*forecast_families())
+    log_linear power_law weibull log_linear_steps power_law_steps weibull_steps power_law_anneal
+    """
+    base = [fam for fam in FAMILIES.values() if fam.forecast]
+    return {c.family.name: c for c in (
+        *(Candidate(_on_row(fam, 0, "")) for fam in base),
+        *(Candidate(_on_row(fam, 2, "_steps"), needs_schedule=True) for fam in base),
+        *DESIGN_FAMILIES)}
+
+
+def fit_one(cand: Candidate, X: np.ndarray, y: np.ndarray) -> dict:
+    """Fit one forecast family: ``{converged, popt, bounds, at_bound, identifiable,
+    unidentified, rss}``."""
+    fam = cand.family
+    out = {"converged": False, "popt": None, "bounds": None, "at_bound": [],
+           "identifiable": True, "unidentified": None, "rss": None}
+    if len(y) < len(fam.params) + 2:
+        return out
+    try:
+        p0, bounds = start_and_bounds(fam, X, y)
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+        return out
+    popt = fit_params(fam, X, y, p0, bounds)
+    if popt is None:
+        return out
+    resid = y - fam.func(X, *popt)
+    out.update(converged=True, popt=popt, bounds=bounds, rss=float(resid @ resid),
+               at_bound=params_at_bound(fam.params, popt, bounds))
+    if cand.unidentified is not None:
+        why = cand.unidentified(fam, X, y, popt)
+        out.update(identifiable=why is None, unidentified=why)
+    return out
+
+
+def _tail_errors(cand: Candidate, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Refit on all but the last ``TAIL_FRACTION`` of the points; the errors ``y - fit`` on that
+    tail (None: no fit)."""
     cut = int(round(len(y) * (1 - TAIL_FRACTION)))
     if cut >= len(y):
         return None
-    fit = fit_one(name, X[:, :cut], y[:cut])
+    fit = fit_one(cand, X[:, :cut], y[:cut])
     if not fit["converged"]:
         return None
-    return y[cut:] - FORECAST_FAMILIES[name].func(X[:, cut:], *fit["popt"])
+    return y[cut:] - cand.family.func(X[:, cut:], *fit["popt"])
 
 
 def tail_drift(err: np.ndarray, x: np.ndarray, noise_sd: float, rho: float,
@@ -185,11 +246,6 @@ def allowance(drift: tuple[float, float], reach: np.ndarray) -> np.ndarray:
     if bias <= 0 or dist <= 0:
         return np.zeros_like(reach)
     return bias * (np.maximum(reach, 0.0) / dist) ** DRIFT_GROWTH
-
-
-def _time_row(name: str) -> int:
-    """Row of the design that is the family's time axis (lr area or steps)."""
-    return 2 if name.endswith("_steps") else 0
 
 
 def tail_weights(mse: dict[str, float], n_eff: float) -> dict[str, float]:
@@ -225,17 +281,18 @@ def design(steps: np.ndarray, schedule: Schedule | None, last: float) -> np.ndar
     return np.vstack([s1 / ref, s2 / ref, steps / last])
 
 
-def _fit_block(X: np.ndarray, y: np.ndarray, families) -> tuple[dict, dict, tuple]:
-    """Every family fitted and tail-scored; returns ``(fits, weights, tail drift)``."""
-    fits = {name: fit_one(name, X, y) for name in families}
+def _fit_block(X: np.ndarray, y: np.ndarray, cands: dict[str, Candidate],
+               ) -> tuple[dict, dict, tuple]:
+    """Every candidate fitted and tail-scored; returns ``(fits, weights, tail drift)``."""
+    fits = {name: fit_one(c, X, y) for name, c in cands.items()}
     usable = [k for k, f in fits.items()
               if f["converged"] and not f["at_bound"] and f["identifiable"]]
-    errors = {k: _tail_errors(k, X, y) for k in usable}
+    errors = {k: _tail_errors(cands[k], X, y) for k in usable}
     mse = {k: float(np.mean(e**2)) if e is not None else None for k, e in errors.items()}
     weights, drift = {}, (0.0, 0.0)
     if usable:
         best = min(usable, key=lambda k: fits[k]["rss"])
-        resid = y - FORECAST_FAMILIES[best].func(X, *fits[best]["popt"])
+        resid = y - cands[best].family.func(X, *fits[best]["popt"])
         rho = lag1_autocorr(resid)
         n_tail = len(y) - int(round(len(y) * (1 - TAIL_FRACTION)))
         weights = tail_weights(mse, min(effective_n(n_tail, rho), WEIGHT_MAX_N))
@@ -284,11 +341,11 @@ def value_range(y: np.ndarray) -> tuple[float, float]:
 
 def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, drift: tuple,
                at: np.ndarray, n_boot: int, rng: np.random.Generator,
-               ) -> tuple[np.ndarray, np.ndarray, int]:
+               cands: dict[str, Candidate]) -> tuple[np.ndarray, np.ndarray, int]:
     """Pooled predictions ``(m, len(at))`` and their weights; every family refitted per resample
-    (``zhbert.analysis.refit.grid_refit``)."""
+    (``zhbert.analysis.refit.grid_refit`` with the family's refit parts)."""
     names = list(weights)
-    base = sum(weights[k] * FORECAST_FAMILIES[k].func(X, *fits[k]["popt"]) for k in names)
+    base = sum(weights[k] * cands[k].family.func(X, *fits[k]["popt"]) for k in names)
     resid = y - base
     resid = resid - resid.mean()
     block = block_length(resid)
@@ -296,7 +353,7 @@ def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, drift: t
     lo, hi = value_range(y)
     preds, wts = [], []
     for k in names:
-        p = grid_refit(k, X, Y, fits[k]["popt"], fits[k]["bounds"], at)
+        p = grid_refit(cands[k].family.refit, X, Y, fits[k]["popt"], fits[k]["bounds"], at)
         p = p[np.isfinite(p).all(axis=1)]
         # extrapolation allowance, growing with the log-distance in lr area past the data
         sd = allowance(drift, np.log(np.maximum(at[0], 1.0)))
@@ -309,17 +366,24 @@ def _bootstrap(X: np.ndarray, y: np.ndarray, fits: dict, weights: dict, drift: t
     return np.concatenate(preds), np.concatenate(wts), block
 
 
-def _family_report(fits: dict, weights: dict, X_at: np.ndarray, y: np.ndarray) -> dict:
+def _excluded(f: dict) -> str | None:
+    """Why a fit gets no weight (None: it may get some)."""
+    if not f["converged"]:
+        return "did not converge"
+    if f["at_bound"]:
+        return f"parameter(s) at a bound: {', '.join(f['at_bound'])}"
+    return f["unidentified"]
+
+
+def _family_report(fits: dict, weights: dict, X_at: np.ndarray, y: np.ndarray,
+                   cands: dict[str, Candidate]) -> dict:
     """JSON block per family: weight, value at the target, flags, and why it got no weight."""
     out = {}
     for k, f in fits.items():
-        fam = FORECAST_FAMILIES[k]
+        fam = cands[k].family
         value = (float(np.clip(fam.func(X_at[:, :1], *f["popt"])[0], *value_range(y)))
                  if f["converged"] else None)
-        why = ("did not converge" if not f["converged"] else
-               f"parameter(s) at a bound: {', '.join(f['at_bound'])}" if f["at_bound"] else
-               "annealing term not identifiable (C < 2 standard errors)"
-               if not f["identifiable"] else None)
+        why = _excluded(f)
         params = dict(zip(fam.params, map(float, f["popt"]), strict=True)) if f["converged"] else None
         asym = params.get(fam.asymptote_param) if params and fam.asymptote_param and not why else None
         out[k] = {"weight": weights.get(k, 0.0), "value": value, "params": params,
@@ -342,10 +406,86 @@ def resolve_target(steps: np.ndarray, schedule: Schedule | None,
     return target, "given"
 
 
+def _positive_steps(steps, acc) -> tuple[np.ndarray, np.ndarray]:
+    """The series as float arrays, without its points at step 0 or before."""
+    steps = np.asarray(steps, dtype=np.float64)
+    acc = np.asarray(acc, dtype=np.float64)
+    keep = steps > 0
+    return steps[keep], acc[keep]
+
+
+def _empty_result(n_points: int, target: float, source: str, schedule: Schedule | None, *,
+                  n_boot: int, seed: int, measurement_sd: float | None) -> dict:
+    """The result's every key, as for a series that cannot be forecast (``ok`` False)."""
+    return {"ok": False, "reason": None, "target_step": target, "target_source": source,
+            "value": None, "ci95": [None, None], "n_points": int(n_points),
+            "interval_for": "one measured point" if measurement_sd else "curve",
+            "measurement_sd": measurement_sd,
+            "time_axis": "lr_area" if schedule is not None else "steps",
+            "schedule": schedule.to_dict() if schedule is not None else None,
+            "weights_method": "tail-predictive likelihood weights (refit on first 80%, scored on "
+                              "last 20%, tempered to 1 effective observation); mixture of every "
+                              "family's bootstrap refits + extrapolation allowance",
+            "families": {}, "n_boot": int(n_boot), "n_refits": 0, "block_length": None,
+            "seed": int(seed), "band": None}
+
+
+def _too_early(acc: np.ndarray, floor: float | None) -> str | None:
+    """Why the series is not forecast before any fit (None: it is): fewer than ``MIN_POINTS``
+    points, or its last third still under ``PLATEAU_MARGIN`` x the unigram ``floor``."""
+    if len(acc) < MIN_POINTS:
+        return f"only {len(acc)} points (at least {MIN_POINTS} are needed)"
+    level = float(np.mean(acc[2 * len(acc) // 3:]))
+    if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
+        return (f"the curve has not left the unigram plateau yet (its last third of "
+                f"points averages {level:.2%}, under {PLATEAU_MARGIN:g} x the unigram "
+                f"baseline {floor:.2%}): too early for a forecast")
+    return None
+
+
+ACCELERATING = ("the curve is still accelerating (its slope over the last third of the points "
+                "exceeds the middle third's): too early for a forecast")
+
+
+def _candidates(families, X: np.ndarray, X_at: np.ndarray, scheduled: bool,
+                ) -> dict[str, Candidate]:
+    """The candidates named in ``families`` (None: all of :func:`forecast_families`) that apply:
+    a schedule is known if they need one, and the data support them."""
+    cands = forecast_families()
+    return {name: cands[name] for name in (cands if families is None else families)
+            if (scheduled or not cands[name].needs_schedule)
+            and (cands[name].supported is None or cands[name].supported(X, X_at))}
+
+
+def _weighted_value(fits: dict, weights: dict, cands: dict[str, Candidate], X_at: np.ndarray,
+                    y: np.ndarray) -> np.ndarray:
+    """The weighted families' value at every column of ``X_at``, each clipped into
+    :func:`value_range` of ``y``."""
+    lo, hi = value_range(y)
+    return sum(w * np.clip(cands[k].family.func(X_at, *fits[k]["popt"]), lo, hi)
+               for k, w in weights.items())
+
+
+#: an interval needs at least this many refits
+MIN_REFITS = 10
+
+
+def _interval(preds: np.ndarray, wts: np.ndarray, value: np.ndarray, extra: np.ndarray) -> dict:
+    """``ci95`` at the target and, for band steps ``extra``, the ``band``: the ``LEVEL``
+    interval of the pooled refits (nothing from fewer than ``MIN_REFITS``)."""
+    if len(preds) < MIN_REFITS:
+        return {}
+    lo, hi = weighted_quantiles(preds, wts, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    out = {"ci95": [float(lo[0]), float(hi[0])]}
+    if extra.size:
+        out["band"] = {"steps": extra.tolist(), "value": value[1:].tolist(),
+                       "low": lo[1:].tolist(), "high": hi[1:].tolist()}
+    return out
+
+
 def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: float | None = None,
                    *, n_boot: int = LIVE_N_BOOT, seed: int = 0, measurement_sd: float | None = None,
-                   band_steps=None, families=tuple(FORECAST_FAMILIES),
-                   floor: float | None = None) -> dict:
+                   band_steps=None, families=None, floor: float | None = None) -> dict:
     """Forecast ``acc`` at ``target_step`` with a 95% interval including model uncertainty.
 
     Arguments:
@@ -356,11 +496,13 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
             None fits in step units only.
         target_step: default the schedule's planned last step (else 2x the last step). A target
             past the plan raises UserError unless ``schedule.continue_lr`` is set.
-        n_boot: bootstrap resamples (each refits every family): ~40 costs well under a second on
-            a few hundred points, for live use during training; the analysis uses 200.
+        n_boot: bootstrap resamples (each refits every family): the default ``LIVE_N_BOOT`` is
+            the small count for live use during training; the analysis uses ``DEFAULT_N_BOOT``.
         measurement_sd: standard error of ONE measurement at the target; given, the interval is
             for that measured point (curve uncertainty + this noise), else for the curve.
         band_steps: optional steps at which to return the mixture's value and interval too.
+        families: names of the candidate families (default every one of
+            :func:`forecast_families`).
         floor: the accuracy of the unigram count table on the held-out set
             (``zhbert.baselines.unigram_floor(meta)``). A series whose last third of points
             averages under ``PLATEAU_MARGIN`` x floor has not left the unigram plateau: it is
@@ -373,60 +515,33 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
     family), ``weights_method``, ``n_boot``, ``n_refits``, ``block_length``, ``band`` (or None),
     ``ok`` (False with ``reason`` when no family could be used).
     """
-    steps = np.asarray(steps, dtype=np.float64)
-    acc = np.asarray(acc, dtype=np.float64)
-    keep = steps > 0
-    steps, acc = steps[keep], acc[keep]
+    steps, acc = _positive_steps(steps, acc)
     target, source = resolve_target(steps, schedule, target_step)
-    out = {"ok": False, "reason": None, "target_step": target, "target_source": source,
-           "value": None, "ci95": [None, None], "n_points": int(len(acc)),
-           "interval_for": "one measured point" if measurement_sd else "curve",
-           "measurement_sd": measurement_sd,
-           "time_axis": "lr_area" if schedule is not None else "steps",
-           "schedule": schedule.to_dict() if schedule is not None else None,
-           "weights_method": "tail-predictive likelihood weights (refit on first 80%, scored on "
-                             "last 20%, tempered to 1 effective observation); mixture of every "
-                             "family's bootstrap refits + extrapolation allowance",
-           "families": {}, "n_boot": int(n_boot), "n_refits": 0, "block_length": None,
-           "seed": int(seed), "band": None}
-    if len(acc) < MIN_POINTS:
-        out["reason"] = f"only {len(acc)} points (at least {MIN_POINTS} are needed)"
-        return out
-    level = float(np.mean(acc[2 * len(acc) // 3:]))
-    if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
-        out["reason"] = (f"the curve has not left the unigram plateau yet (its last third of "
-                         f"points averages {level:.2%}, under {PLATEAU_MARGIN:g} x the unigram "
-                         f"baseline {floor:.2%}): too early for a forecast")
+    out = _empty_result(len(acc), target, source, schedule, n_boot=n_boot, seed=seed,
+                        measurement_sd=measurement_sd)
+    out["reason"] = _too_early(acc, floor)
+    if out["reason"]:
         return out
     bs, by = bin_series(steps, acc, FORECAST_MAX_POINTS)
     X = design(bs, schedule, float(bs[-1]))
     extra = np.asarray(band_steps if band_steps is not None else [], dtype=np.float64)
     X_at = design(np.concatenate([[target], extra]), schedule, float(bs[-1]))
     if accelerating(bs, by):
-        out["reason"] = ("the curve is still accelerating (its slope over the last third of the "
-                         "points exceeds the middle third's): too early for a forecast")
+        out["reason"] = ACCELERATING
         return out
-    use = [f for f in families if (f != "power_law_anneal" or anneal_supported(X, X_at))
-           and (schedule is not None or not f.endswith("_steps"))]
+    cands = _candidates(families, X, X_at, schedule is not None)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        fits, weights, drift = _fit_block(X, by, use)
-        out["families"] = _family_report(fits, weights, X_at, by)
+        fits, weights, drift = _fit_block(X, by, cands)
+        out["families"] = _family_report(fits, weights, X_at, by, cands)
         if not weights:
             out["reason"] = "no family fitted without a parameter at its bound"
             return out
         rng = np.random.default_rng(seed)
-        preds, wts, block = _bootstrap(X, by, fits, weights, drift, X_at, n_boot, rng)
-    lo, hi = value_range(by)
-    value = [sum(w * np.clip(FORECAST_FAMILIES[k].func(X_at, *fits[k]["popt"]), lo, hi)
-                 for k, w in weights.items())]
+        preds, wts, block = _bootstrap(X, by, fits, weights, drift, X_at, n_boot, rng, cands)
+    value = _weighted_value(fits, weights, cands, X_at, by)
     if measurement_sd and len(preds):
         preds = preds + rng.normal(0.0, measurement_sd, size=(len(preds), 1))
-    out.update(ok=True, value=float(value[0][0]), n_refits=int(len(preds)), block_length=block)
-    if len(preds) >= 10:
-        lo, hi = weighted_quantiles(preds, wts, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-        out["ci95"] = [float(lo[0]), float(hi[0])]
-        if extra.size:
-            out["band"] = {"steps": extra.tolist(), "value": value[0][1:].tolist(),
-                           "low": lo[1:].tolist(), "high": hi[1:].tolist()}
+    out.update(ok=True, value=float(value[0]), n_refits=int(len(preds)), block_length=block,
+               **_interval(preds, wts, value, extra))
     return out
