@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.helpers_scripts import load_script
@@ -34,3 +35,15 @@ def test_readme_shows_every_committed_figure():
     for name in figures:
         if name != "comparison_50k_100k.png":
             assert f"results/demo_bf16/{name}" in readme, name
+
+
+def test_readme_first_screen_figure_is_the_committed_runs():
+    """The one figure quoted next to the two commands is the `demo` reference run's final held-out
+    accuracy (``make reference`` does not rewrite that sentence: edit it when this fails)."""
+    folder = ROOT / _run_demo_module().REFERENCES["demo"][0]
+    history = json.loads((folder / "training_history.json").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quoted = re.search(r"predicts\s+\*\*(\d+\.\d\d%)\*\*\s+of the masked tokens", readme)
+    assert quoted, "README's first screen states the demo's final held-out accuracy"
+    assert quoted.group(1) == f"{history['eval_mlm_acc'][-1]:.2%}"
+    assert readme.index(quoted.group(0)) < readme.index("## Results of the demo run")
