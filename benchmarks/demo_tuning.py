@@ -102,29 +102,16 @@ def markdown_table(record: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (or reuse) the arms, then write tuning.json and print the table."""
     args = parse_args(argv)
-    rs.check_dirs(args)
-    if args.dry_run:
-        print("\n".join(rs.shown(rs.train_command(PRESET, args.runs_dir / n,
-                                                  arm_overrides(n, args.corpus)))
-                        for n in args.arms))
+    done = rs.run_arms(args, PRESET, ARMS, lambda n: arm_overrides(n, args.corpus),
+                       "the committed tuning runs", "tuning.json", held_out_at)
+    if done is None:
         return 0
-    runs, histories = rs.train_set(args, args.arms, PRESET,
-                                   lambda n: arm_overrides(n, args.corpus),
-                                   what="the committed tuning runs")
+    runs, rows = done
     path = args.out_dir / "tuning.json"
-    old = rs.previous_record(path)
-    rs.keep_wall_times(runs, old)
-    # arms not named this time keep their row and record from the previous tuning.json
-    rows = {r["arm"]: r for r in old.get("rows", []) if r.get("arm") in ARMS}
-    runs = {**{n: r for n, r in old.get("runs", {}).items() if n in rows}, **runs}
-    for n in args.arms:
-        rows[n] = {"arm": n, "label": ARMS[n][0], "overrides": ARMS[n][1],
-                   **held_out_at(histories[n])}
     bert = {"arm": "bert_demo", "label": BERT_ROW[0],
             **held_out_at(read_json(BERT_ROW[1], "a training history", obj=True))}
     record = {"command": "python benchmarks/demo_tuning.py", "preset": PRESET, "base": BASE,
-              "runs": {n: runs[n] for n in ARMS if n in runs},
-              "rows": [bert, *(rows[n] for n in ARMS if n in rows)]}
+              "runs": runs, "rows": [bert, *rows]}
     record["table"] = markdown_table(record)
     atomic_write_json(path, record)
     print(record["table"])

@@ -97,26 +97,14 @@ def markdown_table(record: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (or reuse) the arms, then write tuning_fp32.json and print the table."""
     args = parse_args(argv)
-    rs.check_dirs(args)
-    if args.dry_run:
-        print("\n".join(rs.shown(rs.train_command(PRESET, args.runs_dir / n,
-                                                  arm_overrides(n, args.corpus)))
-                        for n in args.arms))
+    done = rs.run_arms(args, PRESET, ARMS, lambda n: arm_overrides(n, args.corpus),
+                       "the committed fp32 tuning runs", "tuning_fp32.json", summary)
+    if done is None:
         return 0
-    runs, histories = rs.train_set(args, args.arms, PRESET,
-                                   lambda n: arm_overrides(n, args.corpus),
-                                   what="the committed fp32 tuning runs")
+    runs, rows = done
     path = args.out_dir / "tuning_fp32.json"
-    old = rs.previous_record(path)
-    rs.keep_wall_times(runs, old)
-    rows = {r["arm"]: r for r in old.get("rows", []) if r.get("arm") in ARMS}
-    runs = {**{n: r for n, r in old.get("runs", {}).items() if n in rows}, **runs}
-    for n in args.arms:
-        rows[n] = {"arm": n, "label": ARMS[n][0], "overrides": ARMS[n][1],
-                   **summary(histories[n])}
     record = {"command": "python benchmarks/demo_tuning_fp32.py", "preset": PRESET,
-              "base": BASE, "runs": {n: runs[n] for n in ARMS if n in runs},
-              "rows": [rows[n] for n in ARMS if n in rows]}
+              "base": BASE, "runs": runs, "rows": rows}
     record["table"] = markdown_table(record)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, record)

@@ -167,3 +167,25 @@ def keep_wall_times(runs: dict[str, dict], previous: dict) -> None:
         old = before.get(name, {})
         if rec.get("wall_s") is None and old.get("wall_s") and old.get("command") == rec["command"]:
             rec["wall_s"] = old["wall_s"]
+
+
+def run_arms(args, preset: str, arms: dict, overrides_of, what: str, record: str, row_of):
+    """The tuning sets' main flow: print the commands (``--dry-run``, returns None), or train
+    (or reuse) the named arms and merge them with the previous ``record`` in ``--out-dir``: an
+    arm not named this time keeps its row and run record. ``arms`` maps a name to
+    ``(label, overrides)``, ``row_of(history)`` gives the row's measured part. Returns
+    ``(runs, rows)`` in ``arms``' order."""
+    check_dirs(args)
+    if args.dry_run:
+        print("\n".join(shown(train_command(preset, args.runs_dir / n, overrides_of(n)))
+                        for n in args.arms))
+        return None
+    runs, histories = train_set(args, args.arms, preset, overrides_of, what=what)
+    old = previous_record(args.out_dir / record)
+    keep_wall_times(runs, old)
+    rows = {r["arm"]: r for r in old.get("rows", []) if r.get("arm") in arms}
+    runs = {**{n: r for n, r in old.get("runs", {}).items() if n in rows}, **runs}
+    for n in args.arms:
+        rows[n] = {"arm": n, "label": arms[n][0], "overrides": arms[n][1],
+                   **row_of(histories[n])}
+    return {n: runs[n] for n in arms if n in runs}, [rows[n] for n in arms if n in rows]
