@@ -76,7 +76,6 @@ def resume_table(results: Path) -> str:
 
 def throughput_table(results: Path) -> str:
     """train_throughput.py's own table of the eager records (4 x 32, then 128 x 1)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from benchmarks.train_throughput import markdown_table
 
     records = _load(results / "throughput_accum4.json") + _load(results / "throughput_b128.json")

@@ -153,7 +153,8 @@ def build(cfg: TrainConfig, run_dir: Path, *, resume: bool, overwrite: bool,
     if dist.is_main:
         echo("resolved config:\n" + cfg.to_json())
     S.configure_backends(cfg, device)
-    choice = D.broadcast_object(S.resolve_precision(cfg, device), dist)  # rank 0's probe rules
+    # rank 0 probes and decides for every rank
+    choice = D.broadcast_object(S.resolve_precision(cfg, device) if dist.is_main else None, dist)
     precision = choice.precision
     log.info("precision %s: %s", precision, choice.reason)
     if choice.warning and dist.is_main:
