@@ -238,3 +238,75 @@ def test_demo_shapes_benchmark_writes_ratios(tmp_path):
                                               "192x4", "256x2", "256x4-sdpa"}
     assert result["parameters"]["384x4"] > result["parameters"]["256x4"]
     assert all(v > 0 for v in result["mean_step_s"].values())
+
+
+def _reference_rotate(x, cos, sin):
+    """The textbook half-split rotation through autograd (what the fused ops must equal)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * torch.cat([cos, cos], -1) + rotated * torch.cat([sin, sin], -1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_rotary_qkv_matches_autograd_reference(dtype):
+    from zhbert.fastops import RotaryQKV
+    from zhbert.modern import rotary_table
+    torch.manual_seed(1)
+    B, L, heads, d = 2, 6, 3, 8
+    cos, sin = (t[:, : d // 2] for t in rotary_table(L, d, 10000.0))
+    qkv = torch.randn(B, L, 3, heads, d, dtype=dtype, requires_grad=True)
+    q, k, v = RotaryQKV.apply(qkv, cos, sin)
+    grads = [torch.randn_like(t) for t in (q, k, v)]
+    torch.autograd.backward((q, k, v), grads)
+    ref_in = qkv.detach().float().requires_grad_()
+    t = ref_in.permute(2, 0, 3, 1, 4)
+    ref = (_reference_rotate(t[0], cos, sin), _reference_rotate(t[1], cos, sin), t[2])
+    torch.autograd.backward(ref, [g.float() for g in grads])
+    tol = 1e-6 if dtype == torch.float32 else 2e-2
+    for ours, theirs in zip((q, k, v), ref, strict=True):
+        assert ours.dtype == dtype and ours.shape == (B, heads, L, d)
+        assert torch.allclose(ours.float(), theirs, atol=tol)
+    assert torch.allclose(qkv.grad.float(), ref_in.grad, atol=tol)
+
+
+def test_masked_lm_loss_matches_cross_entropy_and_top1():
+    from zhbert.fastops import MaskedLMLoss
+    from zhbert.model import top1_hits
+    torch.manual_seed(2)
+    logits = torch.randn(7, 11, requires_grad=True)
+    target = torch.tensor([0, 3, 10, 3, 5, 1, 2])
+    with torch.no_grad():
+        logits[1, 3] = 9.0  # two sure hits
+        logits[4, 5] = 9.0
+    loss, hits = MaskedLMLoss.apply(logits, target)
+    (2.0 * loss).backward()
+    ref_in = logits.detach().clone().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(ref_in, target)
+    (2.0 * ref).backward()
+    assert abs(loss.item() - ref.item()) < 1e-6
+    assert int(hits) == int(top1_hits(logits.detach(), target)) >= 2
+    assert not hits.requires_grad
+    assert torch.allclose(logits.grad, ref_in.grad, atol=1e-7)
+
+
+@pytest.mark.parametrize("window", [0, 4])
+def test_last_layer_at_labelled_rows_equals_the_full_pass(window):
+    """Training's loss runs the last layer only at the labelled rows: same loss and gradients."""
+    model = _modern(40, local_window=window, global_every=2, dropout=0.0, attention_dropout=0.0).train()
+    ids, mask = _padded(40)
+    labels = torch.full_like(ids, -100)
+    labels[0, [1, 4, 9]] = ids[0, [1, 4, 9]]
+    labels[1, 2] = ids[1, 2]
+    sparse = model(ids, mask, mlm_labels=labels)
+    sparse.loss.backward()
+    g_sparse = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    dense = model(ids, mask, mlm_labels=labels, return_logits=True)  # the full pass
+    dense.loss.backward()
+    assert abs(sparse.loss.item() - dense.loss.item()) < 1e-6
+    assert int(sparse.mlm_correct) == int(dense.mlm_correct)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, g_sparse[n], atol=1e-6), n
+    h = model.encode(ids, mask)
+    rows = torch.tensor([1, 4, 14])
+    assert torch.allclose(model.encode(ids, mask, rows), h.reshape(-1, h.shape[-1])[rows], atol=1e-6)

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zhbert.fastops import Rotary, masked_lm_loss, rotary_qkv
 from zhbert.layout import IGNORE_INDEX, BatchLayout
-from zhbert.model import PretrainOutput, top1_hits
+from zhbert.model import PretrainOutput
 from zhbert.model_config import BertConfig
 
 
@@ -52,14 +53,15 @@ def rotary_table(num_positions: int, head_dim: int, theta: float) -> tuple[Tenso
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Apply the rotation to ``x`` (..., L, d) in float32; returns ``x``'s dtype.
 
+    ``cos``/``sin`` are :func:`rotary_table`'s full ``(L, d)`` tables or their first halves
+    ``(L, d/2)`` (the two halves are equal); the work is :class:`zhbert.fastops.Rotary`'s.
+
     >>> cos, sin = rotary_table(3, 2, 10000.0)
     >>> [[round(v, 4) for v in row] for row in rotate(torch.tensor([[1.0, 0.0]] * 3), cos, sin).tolist()]
     [[1.0, 0.0], [0.5403, 0.8415], [-0.4161, 0.9093]]
     """
-    xf = x.float()
-    half = xf.shape[-1] // 2
-    rotated = torch.cat([-xf[..., half:], xf[..., :half]], dim=-1)
-    return (xf * cos + rotated * sin).to(x.dtype)
+    half = x.shape[-1] // 2
+    return Rotary.apply(x, cos[..., :half], sin[..., :half])
 
 
 def attention_math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
@@ -118,16 +120,20 @@ class Attention(nn.Module):
         self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
         self.dropout = config.attention_dropout
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
+                rows: Tensor | None = None) -> Tensor:
+        """(B, L, H) -> (B, L, H); with ``rows`` (flat ``b * L + l`` positions) only those
+        queries' outputs, (len(rows), H): every key and value still takes part."""
         B, L, H = x.shape
-        q, k, v = self.Wqkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        qkv = self.Wqkv(x).view(B, L, 3, self.num_heads, self.head_dim)
+        q, k, v = rotary_qkv(qkv, cos, sin)
         p = self.dropout if self.training else 0.0
         if use_math_attention(x, p):
             ctx = attention_math(q, k, v, mask, p)
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return self.Wo(ctx.transpose(1, 2).reshape(B, L, H))
+        ctx = ctx.transpose(1, 2).reshape(B, L, H)
+        return self.Wo(ctx if rows is None else ctx.reshape(B * L, H)[rows])
 
 
 class GatedMLP(nn.Module):
@@ -156,8 +162,11 @@ class Layer(nn.Module):
         self.mlp = GatedMLP(config)
         self.is_global = layer_is_global(index, config)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
+                rows: Tensor | None = None) -> Tensor:
+        """With ``rows`` the output is those flat positions' rows only, (len(rows), H)."""
+        attn = self.attn(self.attn_norm(x), cos, sin, mask, rows)
+        x = x + attn if rows is None else x.reshape(-1, x.shape[-1])[rows] + attn
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -203,8 +212,9 @@ class ModernBertForPretraining(nn.Module):
         self.decoder_bias = nn.Parameter(torch.zeros(config.vocab_size))
         cos, sin = rotary_table(config.max_position_embeddings,
                                 config.hidden_size // config.num_heads, config.rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        half = cos.shape[-1] // 2  # the tables' two halves are equal: keep one
+        self.register_buffer("rope_cos", cos[:, :half].contiguous(), persistent=False)
+        self.register_buffer("rope_sin", sin[:, :half].contiguous(), persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -239,16 +249,24 @@ class ModernBertForPretraining(nn.Module):
         # never read) so that no softmax row is empty and no NaN reaches a real token's value.
         return key, band & key | torch.eye(L, dtype=torch.bool, device=device)
 
-    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Final hidden states (B, L, H) after the last LayerNorm."""
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+               rows: Tensor | None = None) -> Tensor:
+        """Final hidden states (B, L, H) after the last LayerNorm.
+
+        With ``rows`` (flat ``b * L + l`` positions) only those rows, (len(rows), H): the last
+        layer then runs its output projection and feed-forward at those positions only (what the
+        MLM loss reads), the same values at a fraction of that layer's cost.
+        """
         B, L = input_ids.shape
         if self.config.max_position_embeddings < L:
             raise ValueError(f"sequence length {L} > max_position_embeddings")
         cos, sin = self.rope_cos[:L], self.rope_sin[:L]
         global_mask, local_mask = self._masks(attention_mask, L, input_ids.device)
         x = self.embeddings(input_ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin, global_mask if layer.is_global else local_mask)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, global_mask if layer.is_global else local_mask,
+                      rows if i == last else None)
         return self.final_norm(x)
 
     def logits(self, h: Tensor) -> Tensor:
@@ -271,16 +289,23 @@ class ModernBertForPretraining(nn.Module):
         labelled rows are read from it, so the pass has no host-device synchronisation.
         """
         del token_type_ids, nsp_labels
-        h = self.encode(input_ids, attention_mask)
         out = PretrainOutput()
+        full = mlm_labels is None or return_logits
+        h = self.encode(input_ids, attention_mask) if full else None
         if mlm_labels is not None:
             rows, target, count = _labelled(mlm_labels, attention_mask, layout)
-            logits = self.logits(h.reshape(-1, h.shape[-1])[rows])
-            out.mlm_loss = F.cross_entropy(logits, target) if target.numel() else logits.sum() * 0
-            out.mlm_correct = top1_hits(logits.detach(), target)
+            if full:
+                logits = self.logits(h.reshape(-1, h.shape[-1])[rows])
+            else:  # the last layer runs at the labelled rows only
+                logits = self.logits(self.encode(input_ids, attention_mask, rows))
+            if target.numel():
+                out.mlm_loss, out.mlm_correct = masked_lm_loss(logits, target)
+            else:
+                out.mlm_loss, out.mlm_correct = logits.sum() * 0, torch.zeros((), dtype=torch.long,
+                                                                        device=logits.device)
             out.mlm_count = count
             out.loss = out.mlm_loss
-        if mlm_labels is None or return_logits:
+        if full:
             logits = self.logits(h)
             if attention_mask is not None:
                 logits = logits * attention_mask[..., None].to(logits.dtype)
