@@ -1,4 +1,5 @@
-"""The model pairs that benchmarks/train_throughput.py times, and the FLOPs it counts for them.
+"""The model pairs that ``benchmarks/train_throughput.py`` times, and the FLOPs counted for them
+(also by ``benchmarks/gpu_check.py``).
 
 Each architecture is compared with the transformers class its export loads into, both sides
 starting from identical weights (copied through ``zhbert.export``'s mapping):
