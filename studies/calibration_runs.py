@@ -13,7 +13,7 @@
    a pure function of seed and index, one CPU thread), so a rerun gives the same histories.
 2. Copies each run's history into ``--out-dir`` (committed), beside the earlier BERT demo's
    history (``git show e8cbc7e:results/training_history.json``, written once).
-3. Backtests every history (``benchmarks/forecast_calibration.py``'s functions): the short runs,
+3. Backtests every history (``studies/forecast_calibration.py``'s functions): the short runs,
    the earlier BERT demo, the committed modern demo (``results/training_history.json``), the
    study's original-recipe arm (``results/study/history_original.json``) and ``--synthetic``
    histories with known truth; writes ``OUT/calibration.json``: every row, the (source, series,
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the repository root: `studies` (and zhbert without pip install -e)
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import forecast_calibration as fc  # noqa: E402
+from studies import forecast_calibration as fc  # noqa: E402
 from studies import run_set as rs  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
