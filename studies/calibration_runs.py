@@ -88,11 +88,6 @@ def train_command(name: str, corpus: Path, runs_dir: Path) -> list[str]:
     return rs.train_command(PRESET, runs_dir / name, run_overrides(name, corpus))
 
 
-def finished(run_dir: Path, overrides: list[str]) -> str | None:
-    """Why the run in ``run_dir`` cannot be reused (None when it finished with these settings)."""
-    return rs.finished(run_dir, PRESET, overrides)
-
-
 # --------------------------------------------------------------------------- histories
 
 

@@ -45,14 +45,17 @@ def _fake_run(run_dir, overrides, last_step):
 
 
 def test_only_a_finished_run_with_the_same_settings_is_reused(tmp_path):
+    def finished(run_dir, overrides):
+        return cal.rs.finished(run_dir, cal.PRESET, overrides)
+
     wanted = cal.run_overrides("run_c", tmp_path)
-    assert cal.finished(tmp_path / "none", wanted) == "no history yet"
+    assert finished(tmp_path / "none", wanted) == "no history yet"
     _fake_run(tmp_path / "done", wanted, 480)
-    assert cal.finished(tmp_path / "done", wanted) is None
+    assert finished(tmp_path / "done", wanted) is None
     _fake_run(tmp_path / "short", wanted, 240)
-    assert "stopped at step 240 of 480" in cal.finished(tmp_path / "short", wanted)
+    assert "stopped at step 240 of 480" in finished(tmp_path / "short", wanted)
     other = cal.run_overrides("run_b", tmp_path)  # linear, lr 4e-3, seed 1
-    why = cal.finished(tmp_path / "done", other)
+    why = finished(tmp_path / "done", other)
     assert "optim.lr" in why and "optim.schedule" in why and "run.seed" in why
 
 
