@@ -12,8 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 PROMISED = [
-    "main_train.py", "analyze_100k.py", "visualize_results.py", "examples", "docs", "results",
-    "data", "checkpoints", "requirements.txt", "README.md", "CHANGELOG.md", "LICENSE",
+    "main_train.py", "analyze_100k.py", "visualize_results.py", "examples", "benchmarks", "studies",
+    "docs", "results", "data", "checkpoints", "requirements.txt", "README.md", "CHANGELOG.md",
+    "LICENSE",
 ]
 
 
