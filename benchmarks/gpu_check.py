@@ -138,7 +138,7 @@ def consumed_work(setup, first: int) -> tuple[torch.Tensor, int]:
 
 def run_case(cfg, args, device: torch.device, peak: float) -> dict:
     """Warm up, time ``--steps`` steps of the real loop, count syncs; one record."""
-    from benchmarks.throughput_models import encoder_params, model_flops
+    from zhbert.bench.models import encoder_params, model_flops
     from zhbert.training.build import build
     from zhbert.training.loop import train_step
     from zhbert.training.state import Interval
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if min(args.steps, args.warmup + 1, args.sync_steps + 1) < 1:
         raise UserError("--steps must be >= 1, --warmup and --sync-steps >= 0")
-    from benchmarks.bench_env import ensure_corpus, matmul_peak
+    from zhbert.bench.env import ensure_corpus, matmul_peak
     from zhbert.config import build_config
     from zhbert.io_utils import atomic_write_json
 

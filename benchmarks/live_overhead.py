@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         import torch
 
-        from benchmarks.bench_env import machine_info
+        from zhbert.bench.env import machine_info
         from zhbert.io_utils import atomic_write_json
 
         result["machine"] = machine_info("cpu", torch.get_num_threads())

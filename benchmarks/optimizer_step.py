@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.bench_env import ensure_corpus, load_avg, machine_info, sync  # noqa: E402
-from benchmarks.throughput_models import model_config, preset  # noqa: E402
+from zhbert.bench.env import ensure_corpus, load_avg, machine_info, sync  # noqa: E402
+from zhbert.bench.models import model_config, preset  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 
 ARCHS = ("paper", "demo", "efficient", "smoke")

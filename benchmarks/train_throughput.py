@@ -7,7 +7,7 @@ python benchmarks/train_throughput.py [--arch paper demo efficient] [--batch-kin
 Both sides run in one process on identical batches (same architecture, initial weights, batch,
 masked positions, dtype and thread count), alternating after warm-up (the order flips every
 repeat). Each preset is compared with the transformers class its export loads into
-(``benchmarks/throughput_models.py``): ``model.arch=bert`` (paper, smoke) with ``BertForMaskedLM``,
+(``zhbert/bench/models.py``): ``model.arch=bert`` (paper, smoke) with ``BertForMaskedLM``,
 ``model.arch=modern`` (demo, efficient) with ``ModernBertForMaskedLM``; the record's
 ``arch_kind`` says which. One timed step is a full optimizer step over ``--grad-accum`` micro-batches (each side's loss
 divided by it, as the loop does):
@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.bench_env import (  # noqa: E402
+from zhbert.bench.env import (  # noqa: E402
     bf16_supported,
     ensure_corpus,
     load_avg,
@@ -70,7 +70,7 @@ from benchmarks.bench_env import (  # noqa: E402
     matmul_peak,
     sync,
 )
-from benchmarks.throughput_models import (  # noqa: E402,F401 (model_flops: tests)
+from zhbert.bench.models import (  # noqa: E402
     PAPER_SCALE,
     build_pair,
     encoder_params,
@@ -183,7 +183,7 @@ class Side:
 
 
 def build_sides(case: Case, args, info, cfg, ocfg):
-    """Ours and HF with identical initial weights (``throughput_models.build_pair``)."""
+    """Ours and HF with identical initial weights (``zhbert.bench.models.build_pair``)."""
     from zhbert.lr_schedule import lr_factor
     from zhbert.training.optim import make_optimizer
     from zhbert.training.schedule import set_lr

@@ -1,4 +1,5 @@
-"""Import one of the repository's scripts (examples/, benchmarks/) as a module, for its functions."""
+"""Import one of the repository's scripts (examples/, benchmarks/, studies/) as a module, for its
+functions."""
 
 from __future__ import annotations
 

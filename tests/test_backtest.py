@@ -98,7 +98,7 @@ def test_a_short_held_out_series_is_replaced_loudly(tmp_path):
 def test_calibration_script_tables_histories_and_synthetic_truths(tmp_path):
     hist = _history(tmp_path, eval_every=10)
     out = tmp_path / "cal.json"
-    res = subprocess.run([sys.executable, "benchmarks/forecast_calibration.py", "--histories",
+    res = subprocess.run([sys.executable, "studies/forecast_calibration.py", "--histories",
                           str(hist), "--synthetic", "3", "--cuts", "0.3", "0.5", "--n-boot", "20",
                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})

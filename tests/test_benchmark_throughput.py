@@ -121,7 +121,7 @@ def test_benchmark_times_the_modern_pair(tiny_corpus, tmp_path, monkeypatch, den
 
 def test_modern_loss_check_holds_on_padded_batches(tiny_corpus):
     """Ragged padding (a row shorter than the band, one fully inside it) and a local layer."""
-    from benchmarks.throughput_models import build_pair
+    from zhbert.bench.models import build_pair
     from zhbert.corpus import load_corpus_info
     from zhbert.data import Batch
     from zhbert.export import modern_to_hf_state_dict
@@ -152,7 +152,7 @@ def test_modern_loss_check_holds_on_padded_batches(tiny_corpus):
 
 
 def test_local_attention_flops_count_the_band():
-    from benchmarks.throughput_models import attention_pairs, band_pairs, model_flops
+    from zhbert.bench.models import attention_pairs, band_pairs, model_flops
     from zhbert.model_config import BertConfig
     from zhbert.modern import band_mask
 

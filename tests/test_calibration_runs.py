@@ -1,4 +1,4 @@
-"""benchmarks/calibration_runs.py: its training commands, when a finished run is reused, which
+"""studies/calibration_runs.py: its training commands, when a finished run is reused, which
 histories it collects, and its pooled figures (no real training here)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from zhbert.analysis.synthetic import make_scheduled_history
 from zhbert.config import build_config
 from zhbert.errors import UserError
 
-cal = load_script("benchmarks/calibration_runs.py")
+cal = load_script("studies/calibration_runs.py")
 
 
 def _sets(cmd: list[str]) -> dict[str, str]:
@@ -45,14 +45,17 @@ def _fake_run(run_dir, overrides, last_step):
 
 
 def test_only_a_finished_run_with_the_same_settings_is_reused(tmp_path):
+    def finished(run_dir, overrides):
+        return cal.rs.finished(run_dir, cal.PRESET, overrides)
+
     wanted = cal.run_overrides("run_c", tmp_path)
-    assert cal.finished(tmp_path / "none", wanted) == "no history yet"
+    assert finished(tmp_path / "none", wanted) == "no history yet"
     _fake_run(tmp_path / "done", wanted, 480)
-    assert cal.finished(tmp_path / "done", wanted) is None
+    assert finished(tmp_path / "done", wanted) is None
     _fake_run(tmp_path / "short", wanted, 240)
-    assert "stopped at step 240 of 480" in cal.finished(tmp_path / "short", wanted)
+    assert "stopped at step 240 of 480" in finished(tmp_path / "short", wanted)
     other = cal.run_overrides("run_b", tmp_path)  # linear, lr 4e-3, seed 1
-    why = cal.finished(tmp_path / "done", other)
+    why = finished(tmp_path / "done", other)
     assert "optim.lr" in why and "optim.schedule" in why and "run.seed" in why
 
 
@@ -131,7 +134,9 @@ def test_analysis_doc_shows_the_committed_calibration():
     assert f"**{p['all']['coverage_cuts_from_20pct']:.1%}**".replace("%", " %") in doc
     assert f"**{p['real']['coverage_cuts_from_20pct']:.1%}**".replace("%", " %") in doc
     assert f"**{p['all']['mae_50pct_eval_points']:.2f} points**" in doc
-    assert out["command"] in doc and {h["path"] for h in out["histories"]} >= {
+    # the record names the script where it stood when it ran: under benchmarks/ before studies/
+    assert out["command"].replace("benchmarks/", "studies/") in doc
+    assert {h["path"] for h in out["histories"]} >= {
         "results/training_history.json", "results/study/history_original.json"}
 
 

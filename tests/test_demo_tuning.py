@@ -1,4 +1,4 @@
-"""benchmarks/demo_tuning.py: its commands, its table, and the committed record the doc shows
+"""studies/demo_tuning.py: its commands, its table, and the committed record the doc shows
 (no real training here)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from zhbert import history_schema as H
 from zhbert.config import build_config
 from zhbert.errors import UserError
 
-tun = load_script("benchmarks/demo_tuning.py")
+tun = load_script("studies/demo_tuning.py")
 
 
 def _history(steps, accs, commit="abc"):

@@ -1,4 +1,4 @@
-"""benchmarks/demo_tuning_fp32.py: equal-token arms, the table, and the committed record the
+"""studies/demo_tuning_fp32.py: equal-token arms, the table, and the committed record the
 doc shows; the demo_fp32 preset is the arm the record supports."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tun():
-    return load_script("benchmarks/demo_tuning_fp32.py")
+    return load_script("studies/demo_tuning_fp32.py")
 
 
 def test_every_arm_sees_the_same_tokens_in_fp32_without_a_budget(tmp_path):

@@ -1,7 +1,7 @@
 """Every command in the README's and examples/README.md's ```bash blocks runs, with its flags
 exactly as printed, at smoke scale; every ``python SCRIPT.py ...`` command in a ```bash block of
-docs/*.md is parsed by that script's own ``parse_args`` (not run; synopses with ``[`` or ``|``
-are skipped, see ``script_argv``).
+docs/*.md and studies/README.md is parsed by that script's own ``parse_args`` (not run; synopses
+with ``[`` or ``|`` are skipped, see ``script_argv``).
 
 How the commands are made smoke-scale (and nothing else is changed):
 - each document's commands run in order in a fresh sandbox folder that holds links to the
@@ -180,11 +180,11 @@ def script_argv(command: str) -> tuple[str, list[str]] | None:
 
 def _docs_script_commands() -> list[tuple[str, str, list[str]]]:
     out = []
-    for doc in sorted((ROOT / "docs").glob("*.md")):
+    for doc in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "studies" / "README.md"]:
         for command in doc_commands(doc):
             parsed = script_argv(command)
             if parsed is not None:
-                out.append((f"docs/{doc.name}", *parsed))
+                out.append((str(doc.relative_to(ROOT)), *parsed))
     return out
 
 
@@ -199,8 +199,9 @@ def test_docs_show_script_commands():
 @pytest.mark.parametrize(("doc", "script", "argv"), DOCS_COMMANDS,
                          ids=[f"{d}:{s}:{i}" for i, (d, s, _) in enumerate(DOCS_COMMANDS)])
 def test_docs_command_parses_with_the_scripts_own_parser(doc, script, argv):
-    """Every ``python SCRIPT.py ...`` in a ```bash block of docs/*.md is accepted by that script's
-    ``parse_args`` (imported, not run: these commands need real corpora, GPUs or minutes)."""
+    """Every ``python SCRIPT.py ...`` in a ```bash block of docs/*.md and studies/README.md is
+    accepted by that script's ``parse_args`` (imported, not run: these commands need real
+    corpora, GPUs or minutes)."""
     from tests.helpers_scripts import load_script
 
     assert (ROOT / script).is_file(), f"{doc}: {script} does not exist"

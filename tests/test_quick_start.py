@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.helpers_model import make_tokenizer_dir, tiny_config, vocab_size_of
+from tests.helpers_scripts import load_script
 from zhbert.errors import UserError
 from zhbert.export import export_hf
 from zhbert.model import BertForPretraining
@@ -80,11 +81,7 @@ def test_checkpoint_dir_gives_same_predictions(dirs):
 
 
 def test_cli_json_is_one_list_per_mask(dirs, capsys):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import quick_start
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    quick_start = load_script("examples/quick_start.py")
     exported, _ = dirs
     args = ["--model", str(exported), "--top-k", "3", "--json"]
     for t in TEXTS:

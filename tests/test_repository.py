@@ -12,8 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 PROMISED = [
-    "main_train.py", "analyze_100k.py", "visualize_results.py", "examples", "docs", "results",
-    "data", "checkpoints", "requirements.txt", "README.md", "CHANGELOG.md", "LICENSE",
+    "main_train.py", "analyze_100k.py", "visualize_results.py", "examples", "benchmarks", "studies",
+    "docs", "results", "data", "checkpoints", "requirements.txt", "README.md", "CHANGELOG.md",
+    "LICENSE",
 ]
 
 
@@ -82,6 +83,60 @@ def test_one_reader_for_json_files():
     offenders = [str(p.relative_to(ROOT)) for p in code if p.name != "io_utils.py"
                  and pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+#: an edit of the interpreter's module path; the one allowed in a script puts a folder first that
+#: is ``UP`` above the file (``ROOT``, when the file defines it so, or spelled out)
+PATH_EDIT = re.compile(r"\bsys\.path\.(\w+)\((.*)\)")
+UP = r"Path\(__file__\)\.resolve\(\)(?P<up>(?:\.parent)+|\.parents\[\d\])"
+ROOT_EDIT = re.compile(rf"0, str\((ROOT|{UP})\)")
+ROOT_LINE = re.compile(rf"^ROOT = {UP}$", re.M)
+
+
+def _levels(up: str) -> int:
+    """Folders climbed from a file: ``.parent`` 1, ``.parent.parent`` 2, ``.parents[1]`` 2."""
+    return up.count(".parent") if "[" not in up else int(up[len(".parents["):-1]) + 1
+
+
+def path_edits(path: Path) -> list[str]:
+    """The edits of the module path in ``path`` other than putting the repository root first."""
+    text = path.read_text(encoding="utf-8")
+    root = ROOT_LINE.search(text)
+    bad = []
+    for m in PATH_EDIT.finditer(text):
+        arg = ROOT_EDIT.fullmatch(m.group(2)) if m.group(1) == "insert" else None
+        up = None if arg is None else arg.group("up") or (root and root.group("up"))
+        if up is None or path.parents[_levels(up) - 1] != ROOT:
+            bad.append(f"{path.relative_to(ROOT)}: {m.group(0)}")
+    return bad
+
+
+def test_scripts_put_only_the_repository_root_on_the_module_path():
+    """Helpers shared by scripts live in the package (zhbert.bench) or in ``studies``, imported
+    from the root: no script or test puts a folder of siblings on the path, the package nothing."""
+    folders = ("zhbert", "examples", "benchmarks", "studies", "tests")
+    code = [*ROOT.glob("*.py"), *(p for d in folders for p in (ROOT / d).rglob("*.py"))]
+    code = [p for p in code if p != Path(__file__).resolve()]  # its own samples below
+    assert len(code) > 50
+    assert [bad for p in code for bad in path_edits(p)] == []
+    assert [p for p in (ROOT / "zhbert").rglob("*.py")
+            if PATH_EDIT.search(p.read_text(encoding="utf-8"))] == []
+
+
+def test_a_sibling_folder_on_the_module_path_is_found(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    script = tmp_path / "benchmarks" / "x.py"
+    script.write_text("ROOT = Path(__file__).resolve().parents[1]\n"
+                      "sys.path.insert(0, str(ROOT))\n"
+                      "sys.path.insert(0, str(Path(__file__).resolve().parent.parent))\n"
+                      "sys.path.insert(0, str(ROOT / 'benchmarks'))\n"
+                      "sys.path.insert(0, str(Path(__file__).resolve().parent))\n"
+                      "sys.path.append('.')\n", encoding="utf-8")
+    assert path_edits(script) == [
+        "benchmarks/x.py: sys.path.insert(0, str(ROOT / 'benchmarks'))",
+        "benchmarks/x.py: sys.path.insert(0, str(Path(__file__).resolve().parent))",
+        "benchmarks/x.py: sys.path.append('.')"]
 
 
 def test_read_json_errors_name_the_problem(tmp_path):

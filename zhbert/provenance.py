@@ -4,8 +4,8 @@ A history records both in ``meta`` (``git_commit``, ``git_dirty``), so a run mad
 uncommitted code says so. Every producer of committed reference results refuses a dirty tree
 (:func:`check_clean`): ``examples/run_demo.py --update-reference`` (``make reference``),
 ``examples/run_study.py`` (``make study-reference``, or any ``--out-dir`` under ``results/``),
-and ``benchmarks/calibration_runs.py`` and ``benchmarks/demo_tuning.py`` when they write into
-``results/``.
+and the run sets in ``studies/`` (``calibration_runs.py``, ``demo_tuning.py``,
+``demo_tuning_fp32.py``) when they write into ``results/``.
 """
 
 from __future__ import annotations

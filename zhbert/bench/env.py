@@ -1,6 +1,6 @@
-"""The measurement environment shared by the timing benchmarks (train_throughput.py,
-optimizer_step.py, gpu_check.py): machine description, load, bf16 support, device sync, the
-matmul peak that MFU is measured against, and the demo corpus.
+"""The measurement environment shared by the timing benchmarks (``benchmarks/train_throughput.py``,
+``optimizer_step.py``, ``gpu_check.py``, ``live_overhead.py``): machine description, load, bf16
+support, device sync, the matmul peak that MFU is measured against, and the demo corpus.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """The demo preset's tuning runs (docs/TRAINING.md, "How the demo was tuned") from one command.
 
-    python benchmarks/demo_tuning.py               # train (or reuse) every arm, then tabulate
-    python benchmarks/demo_tuning.py --skip-train  # tabulate the committed histories only
-    python benchmarks/demo_tuning.py --dry-run     # print the main_train.py commands
+    python studies/demo_tuning.py               # train (or reuse) every arm, then tabulate
+    python studies/demo_tuning.py --skip-train  # tabulate the committed histories only
+    python studies/demo_tuning.py --dry-run     # print the main_train.py commands
 
 Every arm is ``main_train.py --preset demo`` with ``BASE`` (a 400-step cosine schedule, 25 %
 training masks, a held-out evaluation every 50 steps) and its own overrides, trained one at a
@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT) not in sys.path:  # the repository root: `studies` (and zhbert without pip install -e)
+    sys.path.insert(0, str(ROOT))
 
-import run_set as rs  # noqa: E402
-
+from studies import run_set as rs  # noqa: E402
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_json, read_json  # noqa: E402
@@ -110,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.out_dir / "tuning.json"
     bert = {"arm": "bert_demo", "label": BERT_ROW[0],
             **held_out_at(read_json(BERT_ROW[1], "a training history", obj=True))}
-    record = {"command": "python benchmarks/demo_tuning.py", "preset": PRESET, "base": BASE,
+    record = {"command": "python studies/demo_tuning.py", "preset": PRESET, "base": BASE,
               "runs": runs, "rows": [bert, *rows]}
     record["table"] = markdown_table(record)
     atomic_write_json(path, record)

@@ -14,15 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from zhbert import history_schema as H
+from zhbert.config import build_config, config_changes
+from zhbert.errors import UserError
+from zhbert.io_utils import atomic_write_bytes, read_json
+from zhbert.provenance import check_clean, in_results
 
-from zhbert import history_schema as H  # noqa: E402
-from zhbert.config import build_config, config_changes  # noqa: E402
-from zhbert.errors import UserError  # noqa: E402
-from zhbert.io_utils import atomic_write_bytes, read_json  # noqa: E402
-from zhbert.provenance import check_clean, in_results  # noqa: E402
+#: the repository root: the run sets call its main_train.py and examples/prepare_dataset.py
+ROOT = Path(__file__).resolve().parents[1]
 
 #: config keys the trainer takes from the corpus: not settings
 CORPUS_KEYS = {"model.vocab_size", "model.pad_token_id"}

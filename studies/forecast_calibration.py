@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Calibration of the forecast: coverage, width and error of its 95% intervals over many backtests.
 
-    python benchmarks/forecast_calibration.py --histories results/training_history.json \\
+    python studies/forecast_calibration.py --histories results/training_history.json \\
         runs/*/training_history.json --synthetic 60 --json calibration.json
 
 Every history file is backtested (``zhbert.analysis.backtest``) on its held-out series (when it
@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the repository root: zhbert without pip install -e
+    sys.path.insert(0, str(ROOT))
 
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.analysis import load_history, select_series  # noqa: E402
@@ -174,8 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for path in args.histories:
         rows += history_rows(path, args.cuts, args.n_boot)
-    with tempfile.TemporaryDirectory():
-        rows += synthetic_rows(args.synthetic, args.seed, args.cuts, args.n_boot)
+    rows += synthetic_rows(args.synthetic, args.seed, args.cuts, args.n_boot)
     table = summarise(rows)
     summary = pooled(rows)
     print(markdown(table))

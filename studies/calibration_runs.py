@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Calibration of the forecast intervals over every history the project has, from one command.
 
-    python benchmarks/calibration_runs.py                # train (or reuse) the runs, calibrate
-    python benchmarks/calibration_runs.py --skip-train   # calibrate the committed copies only
-    python benchmarks/calibration_runs.py --dry-run      # print the training commands, stop
+    python studies/calibration_runs.py                # train (or reuse) the runs, calibrate
+    python studies/calibration_runs.py --skip-train   # calibrate the committed copies only
+    python studies/calibration_runs.py --dry-run      # print the training commands, stop
 
 1. Trains three short CPU runs on the demo corpus with different schedules (``RUNS``: smoke
    preset widened to hidden 128, 2 layers, seq 64, batch 32, sinusoidal positions, 15 % masks,
@@ -13,7 +13,7 @@
    a pure function of seed and index, one CPU thread), so a rerun gives the same histories.
 2. Copies each run's history into ``--out-dir`` (committed), beside the earlier BERT demo's
    history (``git show e8cbc7e:results/training_history.json``, written once).
-3. Backtests every history (``benchmarks/forecast_calibration.py``'s functions): the short runs,
+3. Backtests every history (``studies/forecast_calibration.py``'s functions): the short runs,
    the earlier BERT demo, the committed modern demo (``results/training_history.json``), the
    study's original-recipe arm (``results/study/history_original.json``) and ``--synthetic``
    histories with known truth; writes ``OUT/calibration.json``: every row, the (source, series,
@@ -30,12 +30,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT) not in sys.path:  # the repository root: `studies` (and zhbert without pip install -e)
+    sys.path.insert(0, str(ROOT))
 
-import forecast_calibration as fc  # noqa: E402
-import run_set as rs  # noqa: E402
-
+from studies import forecast_calibration as fc  # noqa: E402
+from studies import run_set as rs  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
 
@@ -87,11 +86,6 @@ def run_overrides(name: str, corpus: Path) -> list[str]:
 def train_command(name: str, corpus: Path, runs_dir: Path) -> list[str]:
     """The ``main_train.py`` command of short run ``name`` (from scratch: ``--overwrite``)."""
     return rs.train_command(PRESET, runs_dir / name, run_overrides(name, corpus))
-
-
-def finished(run_dir: Path, overrides: list[str]) -> str | None:
-    """Why the run in ``run_dir`` cannot be reused (None when it finished with these settings)."""
-    return rs.finished(run_dir, PRESET, overrides)
 
 
 # --------------------------------------------------------------------------- histories
@@ -239,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table, compact, pooled = fc.summarise(rows), source_table(rows, args.cuts), group_pooled(rows)
     print(source_markdown(compact, args.cuts) + "\n\n" + pooled_markdown(pooled))
     atomic_write_json(args.out_dir / "calibration.json", {
-        "command": "python benchmarks/calibration_runs.py",
+        "command": "python studies/calibration_runs.py",
         "settings": {"cuts": args.cuts, "n_boot": args.n_boot, "synthetic": args.synthetic,
                      "seed": args.seed},
         "runs": runs, "histories": [{"source": s, "group": g, "path": _rel(p)}

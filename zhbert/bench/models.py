@@ -1,4 +1,5 @@
-"""The model pairs that benchmarks/train_throughput.py times, and the FLOPs it counts for them.
+"""The model pairs that ``benchmarks/train_throughput.py`` times, and the FLOPs counted for them
+(also by ``benchmarks/gpu_check.py``).
 
 Each architecture is compared with the transformers class its export loads into, both sides
 starting from identical weights (copied through ``zhbert.export``'s mapping):
@@ -11,9 +12,10 @@ transformers' side runs with ``attn_implementation="sdpa"`` (PyTorch's scaled_do
 it runs on the CPU, flash-attention 2 does not). ModernBERT in transformers 5.24 takes the padded
 batch as it is (no unpadding without flash-attention 2); it builds a key-padding mask for the
 global layers and a key-padding-and-band mask for the local ones. ``sparse_prediction`` (its own
-switch to run the head and decoder only where ``labels != -100``) is on by default here, because
-ModernBERT was pretrained with it; ``hf_sparse=False`` times the exported config's default (head
-and decoder at every position, as ``BertForMaskedLM`` always does).
+switch to run the head and decoder only at labelled positions, ``zhbert.layout.IGNORE_INDEX``
+elsewhere) is on by default here, because ModernBERT was pretrained with it; ``hf_sparse=False``
+times the exported config's default (head and decoder at every position, as ``BertForMaskedLM``
+always does).
 """
 
 from __future__ import annotations

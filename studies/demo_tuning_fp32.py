@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The fp32 demo recipe's tuning runs (docs/TRAINING.md, "How the fp32 demo was tuned").
 
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/demo_tuning_fp32.py
-    python benchmarks/demo_tuning_fp32.py --skip-train   # tabulate the committed histories only
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python studies/demo_tuning_fp32.py
+    python studies/demo_tuning_fp32.py --skip-train   # tabulate the committed histories only
 
 On a CPU without native bf16 the demo trains in fp32 under a wall-clock budget. Its arms are
 compared at equal training *tokens*, the budget's worth at the fp32 pace, each with a fixed
@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT) not in sys.path:  # the repository root: `studies` (and zhbert without pip install -e)
+    sys.path.insert(0, str(ROOT))
 
-import run_set as rs  # noqa: E402
-
+from studies import run_set as rs  # noqa: E402
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.errors import run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_json  # noqa: E402
@@ -103,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     runs, rows = done
     path = args.out_dir / "tuning_fp32.json"
-    record = {"command": "python benchmarks/demo_tuning_fp32.py", "preset": PRESET,
+    record = {"command": "python studies/demo_tuning_fp32.py", "preset": PRESET,
               "base": BASE, "runs": runs, "rows": rows}
     record["table"] = markdown_table(record)
     args.out_dir.mkdir(parents=True, exist_ok=True)
