@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
+from tests.helpers_scripts import load_script
 from zhbert.corpus.prepare import PrepareOptions, collect_sentences, guard_enabled, heldout_keys
 from zhbert.corpus.text import normalize_text, sentence_filter_reason, split_sentences
 from zhbert.downstream.tasks import TASKS
 from zhbert.errors import run_cli
 from zhbert.taskdata import heldout
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def _corpus_ready(texts, count):
@@ -41,9 +39,7 @@ def test_prepare_drops_and_counts_heldout_sentences(tmp_path, capsys, held_and_t
     spaced = " ".join(held[0])  # spacing does not hide a sentence: the key ignores whitespace
     src = tmp_path / "corpus.txt"
     src.write_text("\n".join([*train[:20], *held, spaced, *train[20:]]) + "\n", encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("prep", ROOT / "examples" / "prepare_dataset.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("examples/prepare_dataset.py")
     out = tmp_path / "c"
     args = ["--source", "text", "--input", str(src), "--text-docs", "line", "--min-val-sentences",
             "5", "--min-char-freq", "1", "--out-dir", str(out), "--heldout-guard", "on"]
@@ -84,3 +80,16 @@ def test_ngram_overlap_counts_exact_and_partial_matches():
     r = heldout.ngram_overlap(tests, corpus, n=6)
     assert (r["exact"], r["with_shared_ngram"], r["test_sentences"]) == (1, 2, 3)
     assert r["covered_char_share"] == pytest.approx((15 + 7) / (15 + 11 + 1))
+
+
+def test_overlap_script_on_a_demo_slice():
+    script = load_script("examples/downstream_overlap.py")
+    record = script.measure(13, max_documents=300)
+    assert set(record["tasks"]) == {"ner", "cws", "sentiment"}
+    for by_guard in record["tasks"].values():
+        assert by_guard["guard_on"]["exact"] == 0  # the guard removes every exact match
+        assert by_guard["guard_on"]["with_shared_ngram"] <= by_guard["guard_off"]["with_shared_ngram"]
+    corpus = record["corpus"]
+    assert corpus["guard_off"]["heldout_dropped"] == 0
+    assert corpus["guard_on"]["sentences"] <= corpus["guard_off"]["sentences"]
+    assert "| ner | 5,000 | on | 0 |" in script.format_table(record)
