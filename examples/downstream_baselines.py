@@ -8,7 +8,8 @@ NER: character CRF and longest match against the train entities; CWS: jieba (def
 another segmentation standard) and forward maximum matching against the train words; sentiment:
 character n-gram TF-IDF with logistic regression (zhbert.downstream.baselines). Each baseline
 trains on the task's train split (or its seeded subsample, ``Task.load(limit=...)``) and is scored
-on the whole test split; the record keeps the fit and predict times.
+on the whole test split; the record keeps the fit and predict times, wall and CPU (this
+process's user + system time: the table shows CPU seconds, steadier on a shared machine).
 """
 
 from __future__ import annotations
@@ -62,15 +63,16 @@ def run_baseline(task_name: str, name: str, args: argparse.Namespace) -> dict:
     train = task.load("train", limit, args.seed)
     dev = task.load("dev", limit, args.seed)
     test = task.load("test", args.test_limit, args.seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     predict = BASELINES[task_name][name](train, dev)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     pred = predict(test)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     scores = task.score(task.gold(test), pred)
     scores.pop("per_type", None)
     return {**scores, "train_examples": len(train), "train_limit": limit,
-            "test_examples": len(test), "fit_s": round(t1 - t0, 1), "predict_s": round(t2 - t1, 1)}
+            "test_examples": len(test), "fit_s": round(t1 - t0, 1), "predict_s": round(t2 - t1, 1),
+            "fit_cpu_s": round(c1 - c0, 1), "predict_cpu_s": round(c2 - c1, 1)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -209,10 +209,10 @@ def format_table(record: dict) -> str:
     """A Markdown table of a baselines record (``examples/downstream_baselines.py``; the table in
     docs/DOWNSTREAM.md, which a test compares with the committed record)."""
     lines = ["| task | baseline | metric | test score | precision | recall | train examples | "
-             "fit s | predict s |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "fit CPU s | predict CPU s |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for task, by_name in record["tasks"].items():
         for name, r in by_name.items():
             p, rc = (f"{r[k]:.4f}" if k in r else "" for k in ("precision", "recall"))
             lines.append(f"| {task} | {name} | {r['metric']} | {r['score']:.4f} | {p} | {rc} | "
-                         f"{r['train_examples']:,} | {r['fit_s']:.1f} | {r['predict_s']:.1f} |")
+                         f"{r['train_examples']:,} | {r['fit_cpu_s']:.1f} | {r['predict_cpu_s']:.1f} |")
     return "\n".join(lines)
