@@ -17,6 +17,7 @@ from zhbert.plots.common import (
     ema,
     fmt_num,
     get,
+    metric_label,
     note,
     step_axis,
     table_or_note,
@@ -77,7 +78,7 @@ def _curves(ax, runs, kinds, comp, cjk) -> None:
         ax.plot(steps, pair["b_acc"], "s", color=CYCLE[(j + 1) % len(CYCLE)], markersize=4,
                 markerfacecolor="none", label=text("matched", cjk) if j == 0 else None)
     ax.set_xlabel(text("step", cjk))
-    ax.set_ylabel(text("mlm_acc", cjk))
+    ax.set_ylabel(metric_label(select_series(runs[0][1], kinds[0]), cjk))
     step_axis(ax)
     ax.legend(loc="lower right")
     ax.set_title(text("comparison", cjk))

@@ -22,6 +22,7 @@ from zhbert.plots.common import (
     fmt_num,
     fmt_p,
     get,
+    metric_label,
     note,
     series_for,
     step_axis,
@@ -111,7 +112,7 @@ def correlation_analysis(history, analysis: Mapping | None, path: str | os.PathL
             ax.plot(steps, best_y, color=COLORS["best"], linewidth=2,
                     label=f"{text('best_fit', cjk)}: {best}")
         ax.set_title(text("correlation", cjk))
-        ax.set_ylabel(text("mlm_acc", cjk))
+        ax.set_ylabel(metric_label(series, cjk))
         _legend(ax)
         step_axis(ax)
         baseline_lines(ax, history, analysis, cjk)
@@ -243,7 +244,7 @@ def learning_curve_fit(history, analysis: Mapping | None, path: str | os.PathLik
         _band(ax, extrap, cjk)
         ax.set_ylim(*_ylim(series.acc, extrap))
         ax.set_xlabel(text("step", cjk))
-        ax.set_ylabel(text("mlm_acc", cjk))
+        ax.set_ylabel(metric_label(series, cjk))
         step_axis(ax)
         _legend(ax, below=True)
         baseline_lines(ax, history, analysis, cjk)
