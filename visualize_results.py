@@ -94,9 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.analysis:
         analysis = _read_analysis(args.analysis)
         kind, n = analysis["series"].get("kind", "auto"), analysis["series"].get("n")
-        if n is not None and select_series(history, kind).n != n:
+        chosen = select_series(history, kind)
+        if n is not None and chosen.n != n:
             raise UserError(f"{args.analysis}: analysis of {n} points does not match "
-                            f"{args.history} ({select_series(history, kind).n} {kind} points)")
+                            f"{args.history} ({chosen.n} {kind} points)")
+        name = (analysis.get("metric") or {}).get("name")
+        if name is not None and name != chosen.metric:
+            raise UserError(f"{args.analysis}: an analysis of {name}, not of {chosen.metric}; "
+                            f"give the same --metric as analyze_100k.py had")
         if others and not analysis.get("comparison"):
             redo = analyze(history, series=kind, compare=others, label=labels[0])
             analysis["comparison"] = redo["comparison"]

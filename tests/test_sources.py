@@ -344,3 +344,27 @@ def test_visualize_draws_a_loss_curve_from_tensorboard(tensorboard_run, tmp_path
     assert names == ["correlation_analysis.png", "learning_curve_fit.png", "loss_analysis.png",
                      "phases.png", "training_curves.png"]
     assert "skipped" in capsys.readouterr().out  # no backtest in this analysis
+
+
+def test_the_same_run_written_by_each_tool_gives_the_same_analysis(tmp_path, capsys):
+    """examples/other_logs.py writes one history with each tool's writer: every log read back
+    gives the held-out accuracy's correlation and forecast of this project's own history."""
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(make_history(n=60, last_step=6000, eval_every=5, seed=3)))
+    logs = tmp_path / "logs"
+    assert load_script("examples/other_logs.py").main(["--history", str(path), "--out-dir",
+                                                        str(logs)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert set(written) == {"trainer_state", "tensorboard", "wandb", "lightning"}
+    native = analyze(load_history(path), n_boot=N_BOOT)
+    for log, metric in (("trainer_state.json", "eval_accuracy"), ("tensorboard", "eval/accuracy"),
+                        ("metrics.csv", "val_acc")):
+        r = analyze(load_source(logs / log, metric=metric), n_boot=N_BOOT)
+        assert r["data_points"] == native["data_points"] == 12, log
+        assert r["pearson_correlation"] == pytest.approx(native["pearson_correlation"], rel=1e-6)
+        assert r["extrapolation"]["schedule"]["kind"] == "cosine", log
+        assert r["extrapolation"]["value"] == pytest.approx(native["extrapolation"]["value"],
+                                                            abs=1e-4), log
+    wandb = select_series(load_source(logs / "wandb_export.csv"), "auto")
+    assert (wandb.metric, wandb.higher_is_better) == ("demo - eval/loss", False)
+    np.testing.assert_allclose(wandb.acc, load_history(path).eval[H.EVAL_LOSS])
