@@ -151,7 +151,7 @@ def _analyze(history: History, s: Series, schedule, target: float, target_step: 
     }
     baselines = analysis_block(history.meta, float(acc[-1]) if s.kind == "eval"
                                and s.metric == H.EVAL_MLM_ACC else None)
-    if baselines is not None:
+    if baselines is not None and s.higher_is_better:  # accuracy floors: not for a loss
         out[H.META_BASELINES] = baselines
     if backtest_cuts:
         out["backtest"] = backtest(history, s, schedule, backtest_cuts, n_boot, seed)
