@@ -368,3 +368,36 @@ def test_the_same_run_written_by_each_tool_gives_the_same_analysis(tmp_path, cap
     wandb = select_series(load_source(logs / "wandb_export.csv"), "auto")
     assert (wandb.metric, wandb.higher_is_better) == ("demo - eval/loss", False)
     np.testing.assert_allclose(wandb.acc, load_history(path).eval[H.EVAL_LOSS])
+
+
+def test_comparing_loss_runs_uses_their_minimum_and_refuses_mixed_directions(trainer_state,
+                                                                              tmp_path):
+    path = _write_csv(tmp_path / "b.csv", ["step", "eval_loss"],
+                      [[s, v + 0.2] for s, v in zip(STEPS, EVAL_LOSS, strict=True)])
+    a, b = load_source(trainer_state, metric="eval_loss"), load_source(path)
+    r = analyze(a, n_boot=0, compare=[("b", b)], label="a")
+    runs = r["comparison"]["runs"]
+    assert [run["best"] for run in runs] == [pytest.approx(EVAL_LOSS.min()),
+                                             pytest.approx(EVAL_LOSS.min() + 0.2)]
+    assert runs[0]["max_acc"] is None
+    assert r["comparison"]["matched"][0]["mean_diff"] == pytest.approx(0.2)
+    assert "final 2." in format_report(r) and "best 2." in format_report(r)
+    with pytest.raises(UserError, match="metrics go opposite ways: a \\(eval_loss\\), b "
+                                        "\\(eval_accuracy\\)"):
+        analyze(a, n_boot=0, compare=[("b", load_source(trainer_state, metric="eval_accuracy"))],
+                label="a")
+
+
+def test_target_flags_are_checked_against_the_metric(trainer_state, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    for argv, needle in (
+            (["--metric", "eval_accuracy", "--target", "57"], "--target must be an accuracy "
+                                                             "fraction in (0, 1) for eval_accuracy"),
+            (["--metric", "eval_accuracy", "--target-loss", "2"], "--target-loss needs a "
+                                                                  "lower-is-better metric"),
+            (["--metric", "loss", "--target", "2", "--target-loss", "2"], "give one target")):
+        with pytest.raises(SystemExit):
+            run_cli(_main, ["--history", str(trainer_state), *argv, "--output", str(out)])
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -75,7 +75,7 @@ def _event_files(path: Path) -> dict[str, list[Path]]:
                 runs.setdefault("" if run == "." else run, []).append(Path(root) / name)
     if not runs:
         raise UserError(f"{path}: a directory is read as a TensorBoard run, but it holds no event "
-                        f"files (events.out.tfevents.*)")
+                        f"files (events.out.tfevents.*); for the other formats give the file")
     return runs
 
 

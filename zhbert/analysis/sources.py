@@ -55,8 +55,8 @@ BOOKKEEPING = ("epoch", "runtime", "per_second", "flos", "grad_norm", "wall", "t
                "tokens_seen", "throughput", "memory", "samples")
 #: a name holding one of these is loss-like (lower is better) / accuracy-like; the short forms
 #: count as whole name parts only ("err" in "val_err", not in "ferret")
-LOWER_WORDS, LOWER_PARTS = ("loss", "perplexity", "ppl", "error", "nll"), (
-    "err", "mse", "mae", "rmse", "wer", "cer", "bpc", "bpb")
+LOWER_WORDS, LOWER_PARTS = ("loss", "perplexity", "error"), (
+    "ppl", "nll", "err", "mse", "mae", "rmse", "wer", "cer", "bpc", "bpb")
 HIGHER_WORDS, HIGHER_PARTS = ("accuracy", "bleu", "rouge", "exact_match", "precision", "recall"), (
     "acc", "f1", "auc", "em", "top1", "top5")
 #: name parts of a held-out series (else it is a training series)

@@ -66,10 +66,11 @@ def backtest(history, analysis: Mapping | None, path: str | os.PathLike,
         ax_f.set_xlabel(text("cut", cjk))
         ax_f.set_ylabel(metric_label(series, cjk))
         cov, mae = bt.get("coverage"), bt.get("mean_abs_error")
-        error = f"{100 * mae:.2f} points" if series.higher_is_better else f"{mae:.4g}" if (
-            mae is not None) else ""
-        summary = (f"coverage {cov:.0%}, MAE {error}" if cov is not None else
-                   "no cut could be forecast")
+        if cov is None:
+            summary = "no cut could be forecast"
+        else:
+            error = f"{100 * mae:.2f} points" if series.higher_is_better else f"{mae:.4g}"
+            summary = f"coverage {cov:.0%}, MAE {error}"
         ax_f.set_title(f"{text('target', cjk)} {bt['target_step']:,.0f}: {summary}")
         ax_f.legend(loc="lower right")
         fig.suptitle(text("backtest", cjk))

@@ -47,7 +47,9 @@ def _table(comp: Mapping | None) -> tuple[list[str], list[list[str]]]:
     def cell(value) -> str:
         return value if isinstance(value, str) else fmt_num(value, 4)
 
-    rows = [[key] + [cell(r.get(key)) for r in runs] for key in TABLE_FIELDS
+    lower = all(r.get("max_acc") is None and "best" in r for r in runs)  # a loss: its minimum
+    fields = [("best" if lower and k == "max_acc" else k) for k in TABLE_FIELDS]
+    rows = [[key] + [cell(r.get(key)) for r in runs] for key in fields
             if any(key in r for r in runs)]
     pairs = {p.get("b"): p for p in get(comp, "matched", default=[]) or []
              if isinstance(p, Mapping)}
