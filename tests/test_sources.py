@@ -146,7 +146,8 @@ def test_tensorboard_directory_and_a_renamed_event_file(tensorboard_run, tmp_pat
                                                                      rel=1e-6)
     empty = tmp_path / "empty_run"
     empty.mkdir()
-    with pytest.raises(UserError, match="holds no event files"):
+    with pytest.raises(UserError, match="is a directory, read as a TensorBoard run, but it holds "
+                                        "no event files"):
         load_source(empty)
 
 

@@ -74,8 +74,9 @@ def _event_files(path: Path) -> dict[str, list[Path]]:
                 run = Path(root).relative_to(path).as_posix()
                 runs.setdefault("" if run == "." else run, []).append(Path(root) / name)
     if not runs:
-        raise UserError(f"{path}: a directory is read as a TensorBoard run, but it holds no event "
-                        f"files (events.out.tfevents.*); for the other formats give the file")
+        raise UserError(f"{path}: is a directory, read as a TensorBoard run, but it holds no "
+                        f"event files (events.out.tfevents.*); for a history or another log "
+                        f"give the file")
     return runs
 
 
