@@ -19,7 +19,7 @@ from zhbert import history_schema as H
 from zhbert.analysis import analyze, format_report, load_history, select_series
 from zhbert.analysis import lower as lower_mod
 from zhbert.analysis.schedule import Schedule, TabulatedSchedule, history_schedule
-from zhbert.analysis.sources import direction_by_name, load_source
+from zhbert.analysis.sources import direction_by_name, is_eval, load_source
 from zhbert.analysis.synthetic import make_history
 from zhbert.errors import EXIT_USER_ERROR, UserError, run_cli
 
@@ -234,6 +234,9 @@ def test_names_say_the_direction():
     assert [direction_by_name(n) for n in ("eval_mlm_acc", "valid/perplexity", "top1", "val_err",
                                            "ferret", "learning_rate")] == [True, False, True,
                                                                           False, None, None]
+    # a W&B column's run name says nothing: "lossy-test - train/acc" is a training accuracy
+    assert direction_by_name("lossy-test - train/acc") is True
+    assert not is_eval("lossy-test - train/acc") and is_eval("run - val_loss")
 
 
 # -- this project's histories ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from zhbert import history_schema as H
 from zhbert.analysis.lower import NOT_AVAILABLE
 
 
@@ -46,7 +47,7 @@ def _summary(r: dict) -> list[str]:
                      f"max {_g(st['max'])}  min {_g(st['min'])}  std {_g(st['std'])} (population)")
     else:
         name = (r.get("metric") or {}).get("name")
-        what = "MLM accuracy" if name in (None, "mlm_acc", "eval_mlm_acc") else name
+        what = "MLM accuracy" if name in (None, H.MLM_ACC, H.EVAL_MLM_ACC) else name
         lines.append(f"{what}: mean {_f(100 * m['mean'], '.2f')}%  max "
                      f"{_f(100 * m['max'], '.2f')}%  min {_f(100 * m['min'], '.2f')}%  std "
                      f"{_f(100 * m['std'], '.2f')}% (population)")

@@ -59,6 +59,8 @@ LOWER_WORDS, LOWER_PARTS = ("loss", "perplexity", "error"), (
     "ppl", "nll", "err", "mse", "mae", "rmse", "wer", "cer", "bpc", "bpb")
 HIGHER_WORDS, HIGHER_PARTS = ("accuracy", "bleu", "rouge", "exact_match", "precision", "recall"), (
     "acc", "f1", "auc", "em", "top1", "top5")
+#: an lr series' name holds LR_WORD or has the part LR_PART
+LR_WORD, LR_PART = "learning_rate", "lr"
 #: name parts of a held-out series (else it is a training series)
 EVAL_PARTS = ("eval", "val", "valid", "validation", "test", "dev")
 #: series that are the training loss (drawn and summarised as ``loss`` beside any metric)
@@ -67,8 +69,17 @@ DIRECTIONS = ("max", "min")
 
 
 def _parts(name: str) -> list[str]:
-    """Lower-cased name parts: ``"run - eval/top1_acc"`` -> ``['run', 'eval', 'top1', 'acc']``."""
-    return [p for p in re.split(r"[^a-z0-9]+", name.lower()) if p]
+    """Lower-cased parts of the metric's name (a W&B column's run name left out).
+
+    >>> _parts("test-run - eval/top1_acc")
+    ['eval', 'top1', 'acc']
+    """
+    return [p for p in re.split(r"[^a-z0-9]+", _own(name).lower()) if p]
+
+
+def _own(name: str) -> str:
+    """The metric's own name: a W&B column ``<run> - <metric>`` without its run."""
+    return name.rsplit(WANDB_SEPARATOR, 1)[-1]
 
 
 def direction_by_name(name: str) -> bool | None:
@@ -77,7 +88,7 @@ def direction_by_name(name: str) -> bool | None:
     >>> [direction_by_name(n) for n in ("eval_loss", "val/acc", "valid_ppl", "grad_norm")]
     [False, True, False, None]
     """
-    low, parts = name.lower(), _parts(name)
+    low, parts = _own(name).lower(), _parts(name)
     if any(w in low for w in LOWER_WORDS) or any(p in LOWER_PARTS for p in parts):
         return False
     if (any(w in low for w in HIGHER_WORDS) or any(p in HIGHER_PARTS for p in parts)
@@ -107,7 +118,7 @@ def is_lr(name: str) -> bool:
     >>> [is_lr(n) for n in ("learning_rate", "lr-AdamW/pg1", "train/lr", "val_loss")]
     [True, True, True, False]
     """
-    return "learning_rate" in name.lower() or "lr" in _parts(name)
+    return LR_WORD in _own(name).lower() or LR_PART in _parts(name)
 
 
 def is_eval(name: str) -> bool:
@@ -118,7 +129,7 @@ def is_eval(name: str) -> bool:
 def candidates(scalars: Scalars) -> list[str]:
     """The series that may be the analysed metric (see the module docstring), sorted."""
     names = sorted(n for n, (s, _) in scalars.items() if s.size >= 2 and not is_lr(n)
-                   and not any(b in n.lower() for b in BOOKKEEPING))
+                   and not any(b in _own(n).lower() for b in BOOKKEEPING))
     named = [n for n in names if direction_by_name(n) is not None]
     return named or names
 
