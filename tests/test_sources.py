@@ -405,3 +405,20 @@ def test_target_flags_are_checked_against_the_metric(trainer_state, tmp_path, ca
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_repeated_steps_keep_the_last_value_and_few_nan_points_are_dropped(tmp_path):
+    values = LOSS.copy()
+    values[[4, 9]] = np.nan
+    rows = [[s, v] for s, v in zip(STEPS, values, strict=True)]
+    rows[12:12] = [[STEPS[12], 99.0], [STEPS[13], 98.0]]  # a resumed run logs two steps again
+    h = load_source(_write_csv(tmp_path / "r.csv", ["step", "val_loss"], rows))
+    s = select_series(h, "auto")
+    assert s.n == 28 and h.dropped_nonfinite == 2
+    np.testing.assert_allclose(s.acc[10:12], LOSS[12:14])  # the later values win (2 NaN before)
+    assert any("2 repeated step(s)" in w for w in h.warnings)
+    assert any("dropped 2 val_loss point(s)" in w for w in h.warnings)
+    values[:6] = np.nan
+    with pytest.raises(UserError, match="7 of 30 val_loss points are NaN/inf"):
+        load_source(_write_csv(tmp_path / "n.csv", ["step", "val_loss"],
+                               [[s, v] for s, v in zip(STEPS, values, strict=True)]))

@@ -173,12 +173,13 @@ def choose_lr(path: Path, label: str, scalars: Scalars, lr_metric: str | None) -
 # -- the chosen series as a History ---------------------------------------------------------------
 
 def clean(path: Path, name: str, steps: np.ndarray, values: np.ndarray,
-          warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+          warnings: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """One series sorted by step, the last value kept for a repeated step (a resumed run
     logs its steps again) and non-finite points dropped: few with a warning, many refused.
+    Returns the steps, the values and the number of points dropped.
 
     >>> clean(Path("x"), "loss", np.array([1., 2, 2, 3]), np.array([5., 4, 3.5, 3]), [])
-    (array([1., 2., 3.]), array([5. , 3.5, 3. ]))
+    (array([1., 2., 3.]), array([5. , 3.5, 3. ]), 0)
     """
     order = np.argsort(steps, kind="stable")
     steps, values = steps[order], values[order]
@@ -193,7 +194,7 @@ def clean(path: Path, name: str, steps: np.ndarray, values: np.ndarray,
                         f"(more than {MAX_NONFINITE_FRACTION:.0%}); refusing to analyse")
     if bad.any():
         warnings.append(f"{path}: dropped {int(bad.sum())} {name} point(s) holding NaN/inf")
-    return steps[~bad], values[~bad]
+    return steps[~bad], values[~bad], int(bad.sum())
 
 
 def metric_series(path: Path, name: str, steps: np.ndarray, values: np.ndarray, kind: str,
@@ -220,13 +221,13 @@ def _train_frame(path: Path, scalars: Scalars, series: Series, lr_name: str | No
     """``steps`` and ``lr`` of the lr series (else the metric's steps), and ``loss`` when the
     log's training loss was logged at those steps."""
     if lr_name is not None:
-        steps, lr = clean(path, lr_name, *scalars[lr_name], warnings)
+        steps, lr, _ = clean(path, lr_name, *scalars[lr_name], warnings)
         frame = pd.DataFrame({H.STEPS: steps, H.LR: lr})
     else:
         frame = pd.DataFrame({H.STEPS: series.steps})
     for name in TRAIN_LOSS_NAMES:
         if name in scalars:
-            s, v = clean(path, name, *scalars[name], [])
+            s, v, _ = clean(path, name, *scalars[name], [])
             if np.array_equal(s, frame[H.STEPS].to_numpy()):
                 frame[H.LOSS] = v
             break
@@ -240,12 +241,12 @@ def _from_scalars(path: Path, fmt: str, scalars: Scalars, metric: str | None,
     higher = higher_is_better(name, direction)
     lr_name = choose_lr(path, label, scalars, lr_metric)
     warnings: list[str] = []
-    steps, values = clean(path, name, *scalars[name], warnings)
+    steps, values, dropped = clean(path, name, *scalars[name], warnings)
     series = metric_series(path, name, steps, values, "eval" if is_eval(name) else "train",
                            higher, warnings)
     train = _train_frame(path, scalars, series, lr_name, warnings)
     return History(train=train, eval=None, meta={}, path=path, format=fmt, warnings=warnings,
-                   dropped_nonfinite=0, metric_series=series)
+                   dropped_nonfinite=dropped, metric_series=series)
 
 
 def _native_metric(history: History, metric: str, direction: str | None) -> History:
@@ -259,10 +260,10 @@ def _native_metric(history: History, metric: str, direction: str | None) -> Hist
     kind = names[metric]
     frame = frames[kind]
     steps = frame[H.step_key(kind)].to_numpy(np.float64)
-    values = frame[metric].to_numpy(np.float64)
-    ok = np.isfinite(values)
     warnings = list(history.warnings)
-    series = metric_series(history.path, metric, steps[ok], values[ok], kind,
+    steps, values, _ = clean(history.path, metric, steps, frame[metric].to_numpy(np.float64),
+                             warnings)
+    series = metric_series(history.path, metric, steps, values, kind,
                            higher_is_better(metric, direction), warnings)
     return dataclasses.replace(history, metric_series=series, warnings=warnings)
 
