@@ -4,6 +4,9 @@ Example::
 
     python visualize_results.py --history runs/a/training_history.json --out-dir runs/a/figures
     python visualize_results.py --history h100k.json --compare h50k.json --labels 100k 50k
+    python visualize_results.py --history runs/tb_run --metric eval/loss --out-dir figures
+
+``--history`` takes every log analyze_100k.py reads (trainer_state.json, TensorBoard, CSV).
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ SKIP_HINTS = {"backtest": " (draw it with --analysis from analyze_100k.py --back
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--history", required=True, help="training_history.json to plot")
+    p.add_argument("--history", required=True,
+                   help="the run's log to plot: training_history.json, trainer_state.json, a "
+                        "TensorBoard run directory or event file, or a CSV")
+    p.add_argument("--metric", default=None, metavar="NAME",
+                   help="the series to draw and analyse (a key, tag or column; default: the only "
+                        "candidate, masked-LM accuracy for this project's histories)")
+    p.add_argument("--lr-metric", default=None, metavar="NAME",
+                   help="the learning-rate series (default: the only one named like an lr)")
+    p.add_argument("--direction", choices=("max", "min"), default=None,
+                   help="max: higher is better, min: lower is better (default: from the "
+                        "metric's name)")
     p.add_argument("--analysis", default=None,
                    help="analysis JSON written by analyze_100k.py (computed when omitted)")
     p.add_argument("--compare", nargs="+", default=[], metavar="OTHER.json",
@@ -65,21 +78,30 @@ def _read_analysis(path: str) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """Load the inputs, compute the analysis when needed, draw every figure."""
     args = parse_args(argv)
-    from zhbert.analysis import analyze, load_history, select_series
+    from zhbert.analysis import analyze, select_series
+    from zhbert.analysis.sources import load_source
     from zhbert.plots import render_all, skipped_figures
 
-    history = load_history(args.history)
+    def load(path):
+        return load_source(path, args.metric, args.lr_metric, args.direction)
+
+    history = load(args.history)
     labels = _labels(args)
-    others = [(label, load_history(p)) for label, p in zip(labels[1:], args.compare, strict=True)]
+    others = [(label, load(p)) for label, p in zip(labels[1:], args.compare, strict=True)]
     for h in [history, *(h for _, h in others)]:
         for w in h.warnings:  # dropped rows, percentages read as fractions
             print(f"warning: {w}", file=sys.stderr)
     if args.analysis:
         analysis = _read_analysis(args.analysis)
         kind, n = analysis["series"].get("kind", "auto"), analysis["series"].get("n")
-        if n is not None and select_series(history, kind).n != n:
+        chosen = select_series(history, kind)
+        if n is not None and chosen.n != n:
             raise UserError(f"{args.analysis}: analysis of {n} points does not match "
-                            f"{args.history} ({select_series(history, kind).n} {kind} points)")
+                            f"{args.history} ({chosen.n} {kind} points)")
+        name = (analysis.get("metric") or {}).get("name")
+        if name is not None and name != chosen.metric:
+            raise UserError(f"{args.analysis}: an analysis of {name}, not of {chosen.metric}; "
+                            f"give the same --metric as analyze_100k.py had")
         if others and not analysis.get("comparison"):
             redo = analyze(history, series=kind, compare=others, label=labels[0])
             analysis["comparison"] = redo["comparison"]

@@ -188,8 +188,8 @@ def test_tensorboard_png_refuses_a_garbage_event_file(tmp_path, capsys):
 
 
 def test_history_that_is_a_directory_is_called_a_directory(tmp_path):
-    proc = _run("analyze_100k.py", "--history", str(tmp_path))
-    _one_line_error(proc, "is a directory", "expected a history JSON file")
+    proc = _run("analyze_100k.py", "--history", str(tmp_path))  # read as a TensorBoard run
+    _one_line_error(proc, "is a directory", "holds no event files", "give the file")
 
 
 def test_corpus_dir_that_is_a_file_is_called_a_file(tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 from zhbert import history_schema as H
 from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final
 from zhbert.analysis.history import History, Series
+from zhbert.analysis.lower import forecast_lower
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.trend import effective_n, lag1_autocorr
 from zhbert.baselines import unigram_floor
@@ -33,7 +34,7 @@ def actual_value(history: History, series: Series) -> dict:
     """The measured final value and its standard error, and how it was measured."""
     if series.kind == "eval":
         se = None
-        if H.EVAL_STDERR in history.eval.columns:
+        if series.metric == H.EVAL_MLM_ACC and H.EVAL_STDERR in history.eval.columns:
             v = float(history.eval[H.EVAL_STDERR].to_numpy(dtype=np.float64)[-1])
             se = v if math.isfinite(v) and v > 0 else None
         if se is None:  # no recorded standard error: the point-to-point noise
@@ -44,6 +45,23 @@ def actual_value(history: History, series: Series) -> dict:
     se = float(np.std(tail, ddof=1)) / math.sqrt(effective_n(m, lag1_autocorr(tail)))
     return {"value": float(tail.mean()), "stderr": se,
             "how": f"mean of the last {m} training-batch points ({ACTUAL_FRACTION:.0%})"}
+
+
+def _weights(f: dict) -> dict:
+    """Each family's weight in the forecast (those with none left out)."""
+    fams = f.get("families") or {}
+    return {k: v["weight"] for k, v in fams.items() if isinstance(v, dict) and v.get("weight")}
+
+
+def _forecast(history: History, series: Series, m: np.ndarray, schedule, last: float,
+              sd: float, n_boot: int, seed: int) -> dict:
+    """The forecast of the last step from the points ``m``: the accuracy forecast, or the loss
+    forecaster's for a lower-is-better series."""
+    if not series.higher_is_better:
+        return forecast_lower(series.steps[m], series.acc[m], schedule, last, noise_sd=sd,
+                              n_boot=n_boot, seed=seed)
+    return forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
+                          seed=seed, measurement_sd=sd, floor=unigram_floor(history.meta))
 
 
 def backtest(history: History, series: Series, schedule: Schedule | None,
@@ -62,19 +80,18 @@ def backtest(history: History, series: Series, schedule: Schedule | None,
                          "ci95": [None, None], "error": None, "covered": None,
                          "reason": "no point at or before the cut", "weights": {}})
             continue
-        f = forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
-                           seed=seed, measurement_sd=actual["stderr"],
-                           floor=unigram_floor(history.meta))
+        f = _forecast(history, series, m, schedule, last, actual["stderr"], n_boot, seed)
         row = {"cut": float(q), "cut_step": float(series.steps[m][-1]) if m.any() else None,
                "n_points": int(m.sum()), "forecast": f["value"], "ci95": f["ci95"],
                "error": None, "covered": None, "reason": f["reason"],
-               "weights": {k: v["weight"] for k, v in f["families"].items() if v["weight"]}}
+               "weights": _weights(f)}
         if f["ok"] and None not in f["ci95"]:
             row["error"] = f["value"] - actual["value"]
             row["covered"] = bool(f["ci95"][0] <= actual["value"] <= f["ci95"][1])
         rows.append(row)
     done = [r for r in rows if r["covered"] is not None]
-    return {"series_kind": series.kind, "target_step": last, "actual": actual, "rows": rows,
+    return {"series_kind": series.kind, "metric": series.metric,
+            "higher_is_better": series.higher_is_better, "target_step": last, "actual": actual, "rows": rows,
             "mean_abs_error": float(np.mean([abs(r["error"]) for r in done])) if done else None,
             "coverage": float(np.mean([r["covered"] for r in done])) if done else None,
             "n_forecast": len(done), "n_boot": int(n_boot), "seed": int(seed),

@@ -9,18 +9,24 @@ import numpy as np
 from zhbert.analysis.correlation import pearson
 from zhbert.analysis.curves import choose_best, fit_all
 from zhbert.analysis.history import Series
+from zhbert.analysis.lower import LOWER_FAMILIES
+from zhbert.errors import UserError
 
 #: number of evenly spaced matched steps listed per pair (the mean uses every common step)
 MATCHED_POINTS = 11
 
 
 def summarize(label: str, path: str, series: Series) -> dict:
-    """Final and max accuracy, Pearson r, best-fit family and its asymptote for one run."""
-    fits = fit_all(series.steps, series.acc)
+    """Final and max accuracy (``best``: the best value in the metric's direction; ``max_acc``
+    None for a lower-is-better metric), Pearson r, best-fit family and its asymptote for one run."""
+    fits = fit_all(series.steps, series.acc, None if series.higher_is_better else LOWER_FAMILIES)
     best = choose_best(fits)
     return {"label": label, "path": path, "series_kind": series.kind, "n": series.n,
-            "last_step": float(series.steps[-1]), "final_acc": float(series.acc[-1]),
-            "max_acc": float(series.acc.max()), "pearson_r": pearson(series.steps, series.acc)["r"],
+            "metric": series.metric, "last_step": float(series.steps[-1]),
+            "final_acc": float(series.acc[-1]),
+            "max_acc": float(series.acc.max()) if series.higher_is_better else None,
+            "best": float(series.acc[series.best_index]),
+            "pearson_r": pearson(series.steps, series.acc)["r"],
             "best_fit": best["family"] if best else None,
             "asymptote": best["asymptote"] if best else None}
 
@@ -51,6 +57,11 @@ def matched(label_a: str, a: Series, label_b: str, b: Series) -> dict:
 
 def comparison(runs: list[tuple[str, str, Series]]) -> dict:
     """``comparison`` block: the first run is the reference for every matched pair."""
+    mixed = {s.higher_is_better for _, _, s in runs}
+    if len(mixed) > 1:
+        names = ", ".join(f"{label} ({s.metric})" for label, _, s in runs)
+        raise UserError(f"cannot compare runs whose metrics go opposite ways: {names}; pick the "
+                        f"same kind of metric for every run with --metric")
     summaries = [summarize(label, path, s) for label, path, s in runs]
     ref_label, _, ref = runs[0]
     pairs = [matched(ref_label, ref, label, s) for label, _, s in runs[1:]]

@@ -16,6 +16,7 @@ from zhbert.analysis.correlation import correlations, describe, loss_stats
 from zhbert.analysis.curves import choose_best, evaluate_family, fit_all, fit_family
 from zhbert.analysis.forecast import BAND_POINTS, DEFAULT_N_BOOT, forecast_final, resolve_target
 from zhbert.analysis.history import MIN_POINTS, History, Series, select_series
+from zhbert.analysis.lower import LOWER_FAMILIES, forecast_lower, metric_block
 from zhbert.analysis.phases import marginal_gain, noise_block, phases
 from zhbert.analysis.schedule import history_schedule
 from zhbert.analysis.trend import trend_analysis
@@ -37,6 +38,8 @@ def _loss_fit(history: History) -> dict | None:
 
 def series_reason(history: History, s: Series, requested: str) -> str:
     """Why this series was analysed (said in the JSON and the report: no silent switch)."""
+    if history.metric_series is not None:
+        return f"the metric {s.metric} ({s.kind} series, {s.n} points)"
     if requested != "auto":
         return f"requested with --series {requested}"
     if s.kind == "eval":
@@ -54,6 +57,19 @@ def series_reason(history: History, s: Series, requested: str) -> str:
 def _band_steps(steps: np.ndarray, target: float) -> np.ndarray:
     first, last = float(steps[steps > 0].min()), float(steps[-1])
     return np.linspace(first, max(target, last), BAND_POINTS)
+
+
+def _extrapolation(history: History, s: Series, schedule, target: float,
+                   target_step: float | None, n_boot: int, seed: int) -> dict:
+    """The forecast at the target step: the accuracy forecast, or the loss forecaster's for a
+    lower-is-better series (:mod:`zhbert.analysis.lower`)."""
+    if not s.higher_is_better:
+        _, source = resolve_target(s.steps, schedule, target_step)
+        return forecast_lower(s.steps, s.acc, schedule, target, target_source=source,
+                              n_boot=n_boot, seed=seed)
+    return forecast_final(s.steps, s.acc, schedule, target_step, n_boot=n_boot, seed=seed,
+                          band_steps=_band_steps(s.steps, target),
+                          floor=unigram_floor(history.meta))
 
 
 def jsonable(obj: Any) -> Any:
@@ -88,9 +104,10 @@ def analyze(history: History, series: str = "auto", target_step: float | None = 
     target, _ = resolve_target(s.steps, schedule, target_step)  # refuses before any work
     notes = list(history.warnings)
     acc = s.acc
+    what = "accuracy" if s.higher_is_better else s.metric
     with warnings.catch_warnings():
         if np.ptp(acc) == 0:  # every statistic below is undefined: say so once, not per library
-            notes.append(f"the {s.kind} accuracy series is constant ({acc[0]:.4g} at every "
+            notes.append(f"the {s.kind} {what} series is constant ({acc[0]:.4g} at every "
                          f"point): correlations, trend tests and fits are undefined (n/a)")
             warnings.simplefilter("ignore")
         return _analyze(history, s, schedule, target, target_step, notes, compare, seed,
@@ -104,7 +121,7 @@ def _analyze(history: History, s: Series, schedule, target: float, target_step: 
     steps, acc = s.steps, s.acc
     train_steps = _column(history, H.STEPS)
     corr = correlations(steps, acc)
-    fits = fit_all(steps, acc)
+    fits = fit_all(steps, acc, None if s.higher_is_better else LOWER_FAMILIES)
     best = choose_best(fits)
     best_resid = (acc - evaluate_family(best["family"], best["params"], steps)
                   if best is not None else None)
@@ -114,7 +131,8 @@ def _analyze(history: History, s: Series, schedule, target: float, target_step: 
         "data_points": s.n,
         "pearson_correlation": corr["pearson_correlation"],
         "r_squared": corr["r_squared"],
-        "mlm_stats": describe(acc),
+        "mlm_stats": describe(acc) if s.higher_is_better else None,
+        "metric": metric_block(s),
         "loss_stats": loss_stats(_column(history, H.LOSS)),
         "input": {"path": str(history.path), "format": history.format,
                   "dropped_nonfinite": history.dropped_nonfinite, "warnings": notes},
@@ -126,15 +144,14 @@ def _analyze(history: History, s: Series, schedule, target: float, target_step: 
         "curve_fits": fits,
         "loss_fit": _loss_fit(history),
         "best_fit": best,
-        "extrapolation": forecast_final(steps, acc, schedule, target_step, n_boot=n_boot, seed=seed,
-                                        band_steps=_band_steps(steps, target),
-                                        floor=unigram_floor(history.meta)),
+        "extrapolation": _extrapolation(history, s, schedule, target, target_step, n_boot, seed),
         "phases": phases(steps, acc, train_steps, _column(history, H.LR)),
         "marginal_gain": marginal_gain(best, steps),
         "noise": noise_block(acc, s.kind),
     }
-    baselines = analysis_block(history.meta, float(acc[-1]) if s.kind == "eval" else None)
-    if baselines is not None:
+    baselines = analysis_block(history.meta, float(acc[-1]) if s.kind == "eval"
+                               and s.metric == H.EVAL_MLM_ACC else None)
+    if baselines is not None and s.higher_is_better:  # accuracy floors: not for a loss
         out[H.META_BASELINES] = baselines
     if backtest_cuts:
         out["backtest"] = backtest(history, s, schedule, backtest_cuts, n_boot, seed)

@@ -32,6 +32,8 @@ from zhbert.errors import UserError
 from zhbert.io_utils import read_json
 
 MIN_POINTS = 10
+#: History.format of the two formats read here (the others come from zhbert.analysis.sources)
+NATIVE_FORMATS = ("zhbert", "original")
 #: refuse a file when more than this fraction of its rows hold NaN/inf
 MAX_NONFINITE_FRACTION = 0.10
 
@@ -47,20 +49,49 @@ class History:
     dropped_nonfinite: int = 0
     format: str = "zhbert"
     warnings: list[str] = field(default_factory=list)
+    #: the series chosen from another tool's log or by ``--metric`` (:mod:`zhbert.analysis.sources`);
+    #: None: this project's masked-LM accuracy, chosen by :func:`select_series`
+    metric_series: Series | None = None
+
+    @property
+    def native(self) -> bool:
+        """Whether the file is this project's history or the original study's."""
+        return self.format in NATIVE_FORMATS
 
 
 @dataclass
 class Series:
-    """The accuracy series one analysis runs on: ``kind`` is ``"eval"`` or ``"train"``."""
+    """The series one analysis runs on: ``kind`` is ``"eval"`` or ``"train"``.
+
+    ``acc`` holds its values (the name is the accuracy's, kept for the callers; :attr:`values`
+    says the same): accuracy fractions when ``higher_is_better``, else the raw values of a
+    lower-is-better metric (loss, perplexity) named ``metric``.
+    """
 
     kind: str
     steps: np.ndarray
     acc: np.ndarray
+    metric: str = H.MLM_ACC
+    higher_is_better: bool = True
 
     @property
     def n(self) -> int:
         """Number of points."""
         return int(self.steps.size)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The series' values (the same array as ``acc``)."""
+        return self.acc
+
+    @property
+    def best_index(self) -> int:
+        """Index of the best point in the metric's direction (the first one on a tie).
+
+        >>> Series("eval", np.array([1., 2, 3]), np.array([3., 1, 2]), "loss", False).best_index
+        1
+        """
+        return int(np.argmax(self.acc) if self.higher_is_better else np.argmin(self.acc))
 
 
 def _column(path: Path, name: str, value: Any) -> np.ndarray:
@@ -132,13 +163,19 @@ def _check_range(path: Path, frame: pd.DataFrame, series: str, percent: bool) ->
     """UserError naming the file, key, step and value of the first accuracy out of range:
     [0, 100] for a percent series, [0, 1] for a fraction series."""
     key = H.acc_key(series)
-    acc = frame[key].to_numpy()
+    check_accuracy_range(path, key, frame[H.step_key(series)].to_numpy(), frame[key].to_numpy(),
+                         series, percent)
+
+
+def check_accuracy_range(path: Path, key: str, steps: np.ndarray, acc: np.ndarray, series: str,
+                         percent: bool) -> None:
+    """:func:`_check_range` on arrays: ``key`` names the accuracy, ``series`` its kind."""
     top = 100.0 if percent else 1.0
     bad = np.flatnonzero((acc < 0) | (acc > top))
     if not bad.size:
         return
     i = int(bad[0])
-    step = frame[H.step_key(series)].iloc[i]
+    step = steps[i]
     more = f" ({bad.size - 1} more out of range)" if bad.size > 1 else ""
     median = float(np.median(acc))
     why = (f"read as percentages (their median {median:.4g} is above 1); accuracies must be "
@@ -242,9 +279,17 @@ def select_series(history: History, kind: str = "auto") -> Series:
 
     ``"auto"`` takes the held-out series when it has at least ``MIN_POINTS`` points, else the
     training-batch series; asking for ``"eval"`` when it is absent or too short is a UserError.
+    A history whose series was chosen by metric (``history.metric_series``) gives that one;
+    asking it for the other kind is a UserError.
     """
     if kind not in ("auto", "eval", "train"):
         raise UserError(f"series must be auto, eval or train (got {kind!r})")
+    chosen = history.metric_series
+    if chosen is not None:
+        if kind not in ("auto", chosen.kind):
+            raise UserError(f"{history.path}: the metric {chosen.metric} is a {chosen.kind} "
+                            f"series, not {kind}; choose the series with --metric")
+        return chosen
     ev = history.eval
     has_eval = ev is not None and len(ev) >= MIN_POINTS
     if kind == "eval" and not has_eval:
@@ -254,4 +299,5 @@ def select_series(history: History, kind: str = "auto") -> Series:
     chosen = "eval" if (kind == "eval" or (kind == "auto" and has_eval)) else "train"
     frame = ev if chosen == "eval" else history.train
     return Series(kind=chosen, steps=frame[H.step_key(chosen)].to_numpy(dtype=np.float64),
-                  acc=frame[H.acc_key(chosen)].to_numpy(dtype=np.float64))
+                  acc=frame[H.acc_key(chosen)].to_numpy(dtype=np.float64),
+                  metric=H.acc_key(chosen))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+from zhbert import history_schema as H
+from zhbert.analysis.lower import NOT_AVAILABLE
+
 
 def _f(v, spec: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -13,6 +16,16 @@ def _f(v, spec: str = ".4f") -> str:
 
 def _p(p) -> str:
     return "n/a" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3g}")
+
+
+def _lower(r: dict) -> bool:
+    """Whether the analysed metric is lower-is-better (a result without ``metric``: accuracy)."""
+    return (r.get("metric") or {}).get("higher_is_better") is False
+
+
+def _g(v) -> str:
+    """A lower-is-better metric's value: four significant digits."""
+    return _f(v, ".4g")
 
 
 def _head(title: str) -> list[str]:
@@ -25,9 +38,19 @@ def _summary(r: dict) -> list[str]:
     lines += [f"input: {inp['path']} (format {inp['format']}, dropped non-finite rows: "
               f"{inp['dropped_nonfinite']})",
               f"series: {s['kind']} ({s['n']} points), total steps {r['total_steps']:,}",
-              f"  why this series: {s.get('reason', 'n/a')}",
-              f"MLM accuracy: mean {_f(100 * m['mean'], '.2f')}%  max {_f(100 * m['max'], '.2f')}%"
-              f"  min {_f(100 * m['min'], '.2f')}%  std {_f(100 * m['std'], '.2f')}% (population)"]
+              f"  why this series: {s.get('reason', 'n/a')}"]
+    if _lower(r):
+        mb = r["metric"]
+        st = mb["stats"]
+        lines.append(f"{mb['name']} (lower is better): best {_g(mb['best'])} at step "
+                     f"{mb['best_step']:,.0f}, final {_g(mb['final'])}; mean {_g(st['mean'])}  "
+                     f"max {_g(st['max'])}  min {_g(st['min'])}  std {_g(st['std'])} (population)")
+    else:
+        name = (r.get("metric") or {}).get("name")
+        what = "MLM accuracy" if name in (None, H.MLM_ACC, H.EVAL_MLM_ACC) else name
+        lines.append(f"{what}: mean {_f(100 * m['mean'], '.2f')}%  max "
+                     f"{_f(100 * m['max'], '.2f')}%  min {_f(100 * m['min'], '.2f')}%  std "
+                     f"{_f(100 * m['std'], '.2f')}% (population)")
     b = r.get("baselines")
     if b:
         names = ", ".join(f"{k.replace('_', ' ')} {_f(100 * v, '.2f')}%" for k, v in b["acc"].items())
@@ -99,7 +122,26 @@ def _pct(v) -> str:
     return _f(100 * v if v is not None else None, ".2f")
 
 
+def _lower_extrapolation(r: dict) -> list[str]:
+    """The forecast section of a lower-is-better metric (the loss forecaster's result)."""
+    x = r["extrapolation"]
+    lines = _head("预测 | Forecast")
+    if not x or not x["ok"]:
+        why = x["reason"] if x else "no data"
+        return [*lines, f"forecast: {why}" if why == NOT_AVAILABLE else f"no forecast: {why}"]
+    lo, hi = x["ci95"]
+    axis = "lr area" if x["time_axis"] == "lr_area" else "steps"
+    lines.append(f"at step {x['target_step']:,.0f} ({x['target_source']}): {_g(x['value'])} "
+                 f"(95% interval {_g(lo)} .. {_g(hi)}, for the {x['interval_for']}); family "
+                 f"{x.get('family') or 'n/a'}, in {axis}; {x['n_points']} points")
+    for g in r["marginal_gain"]:
+        lines.append(f"  change per 1K steps at step {g['step']:,.0f}: {g['gain_per_1k']:+.4g}")
+    return lines
+
+
 def _extrapolation(r: dict) -> list[str]:
+    if _lower(r):
+        return _lower_extrapolation(r)
     x = r["extrapolation"]
     lines = _head("预测 | Forecast")
     if not x or not x["ok"]:
@@ -119,10 +161,32 @@ def _extrapolation(r: dict) -> list[str]:
     return lines
 
 
+def _lower_backtest(b: dict) -> list[str]:
+    """The backtest section of a lower-is-better metric: values as they are."""
+    a = b["actual"]
+    lines = _head("回测 | Backtest")
+    lines.append(f"actual at step {b['target_step']:,.0f}: {_g(a['value'])} +- {_g(a['stderr'])} "
+                 f"({a['how']})")
+    lines.append(f"{'cut':>5}{'points':>8}{'forecast':>10}{'95% interval':>22}{'error':>10}  covered")
+    for row in b["rows"]:
+        if row["covered"] is None:
+            lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}  not forecast: {row['reason']}")
+            continue
+        lo, hi = row["ci95"]
+        lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}{_g(row['forecast']):>10}"
+                     f"{'[' + _g(lo) + ', ' + _g(hi) + ']':>22}{row['error']:>+10.4f}  "
+                     f"{'yes' if row['covered'] else 'no'}")
+    lines.append(f"mean absolute error {_g(b['mean_abs_error'])}, coverage "
+                 f"{_f(b['coverage'], '.0%')} of {b['n_forecast']} forecasts")
+    return lines
+
+
 def _backtest(r: dict) -> list[str]:
     b = r.get("backtest")
     if not b:
         return []
+    if _lower(r):
+        return _lower_backtest(b)
     a = b["actual"]
     lines = _head("回测 | Backtest")
     lines.append(f"actual at step {b['target_step']:,.0f}: {_pct(a['value'])}% +- "
@@ -145,6 +209,10 @@ def _phases(r: dict) -> list[str]:
     ph = r["phases"]
     lines = _head("阶段分析 | Phases")
     for i, q in enumerate(ph["quarters"], 1):
+        if _lower(r):
+            lines.append(f"Q{i} {q['start_step']:>9,.0f}-{q['end_step']:<9,.0f} mean "
+                         f"{_g(q['mean_acc'])}  change {q['gain']:+.4g} ({q['gain_per_1k']:+.4g}/1K)")
+            continue
         lines.append(f"Q{i} {q['start_step']:>9,.0f}-{q['end_step']:<9,.0f} mean "
                      f"{_f(100 * q['mean_acc'], '.2f')}%  gain {100 * q['gain']:+.2f} points "
                      f"({100 * q['gain_per_1k']:+.3f}/1K)")
@@ -165,12 +233,22 @@ def _comparison(r: dict) -> list[str]:
         return []
     lines = _head("运行对比 | Comparison")
     for s in c["runs"]:
+        if _lower(r):
+            lines.append(f"{s['label']:<16} n={s['n']:<6} last step {s['last_step']:>9,.0f}  final "
+                         f"{_g(s['final_acc'])}  best {_g(s['best'])}  r={_f(s['pearson_r'], '.4f')}"
+                         f"  best fit {s['best_fit']}  asymptote {_f(s['asymptote'])}")
+            continue
         lines.append(f"{s['label']:<16} n={s['n']:<6} last step {s['last_step']:>9,.0f}  final "
                      f"{_f(100 * s['final_acc'], '.2f')}%  max {_f(100 * s['max_acc'], '.2f')}%  "
                      f"r={_f(s['pearson_r'], '.4f')}  best {s['best_fit']}  asymptote {_f(s['asymptote'])}")
     for m in c["matched"]:
         if m["overlap"] is None:
             lines.append(f"{m['b']} vs {m['a']}: no overlapping steps")
+            continue
+        if _lower(r):
+            lines.append(f"{m['b']} - {m['a']} over steps {m['overlap'][0]:,.0f}-"
+                         f"{m['overlap'][1]:,.0f}: mean {m['mean_diff']:+.4g}, at the end "
+                         f"{m['final_diff']:+.4g}")
             continue
         lines.append(f"{m['b']} - {m['a']} over steps {m['overlap'][0]:,.0f}-{m['overlap'][1]:,.0f}:"
                      f" mean {100 * m['mean_diff']:+.2f} points, at the end "
@@ -181,6 +259,8 @@ def _comparison(r: dict) -> list[str]:
 def format_report(result: dict) -> str:
     """The whole report as text (section headings in Chinese and English)."""
     lines = ["中文BERT训练步数-准确率分析 | Chinese BERT steps-accuracy analysis"]
+    if _lower(result):
+        lines = [f"训练步数-损失分析 | steps-{result['metric']['name']} analysis (lower is better)"]
     for part in (_summary, _correlation, _trend, _fits, _extrapolation, _backtest, _phases,
                  _comparison):
         lines += part(result)

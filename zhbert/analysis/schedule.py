@@ -27,8 +27,51 @@ from zhbert.lr_schedule import KINDS, lr_factor
 MAX_TABLE = 2_000_000
 
 
+class _Plan:
+    """What every schedule shares: the lr areas, the target check and the continuation. A
+    subclass is a frozen dataclass with ``peak``, ``warmup``, ``kind``, ``continue_lr``,
+    ``end``, ``position(update)`` and ``lr(update)``."""
+
+    def areas(self, steps) -> tuple[np.ndarray, np.ndarray]:
+        """``(S1, S2)`` after ``steps`` updates (fractional steps interpolated), in peak-lr steps."""
+        steps = np.asarray(steps, dtype=np.float64)
+        last = int(math.ceil(float(np.max(steps)))) if steps.size else 0
+        stride = max(1, -(-last // MAX_TABLE))
+        grid = np.arange(0, last + stride, stride, dtype=np.float64)
+        lr = self.lr(grid[1:]) / self.peak
+        cut = self.position(grid[1:]) > self.warmup
+        s1 = np.concatenate([[0.0], np.cumsum(lr) * stride])
+        s2 = np.concatenate([[0.0], np.cumsum(np.where(cut, 1.0 - lr, 0.0)) * stride])
+        return np.interp(steps, grid, s1), np.interp(steps, grid, s2)
+
+    def check_target(self, target: float) -> None:
+        """UserError when ``target`` lies past the planned last step with no continuation given."""
+        end = self.end
+        if end is not None and target > end and self.continue_lr is None:
+            raise UserError(
+                f"target step {target:,.0f} is past the planned last step {end:,} of the "
+                f"{self.kind} schedule (lr {self.lr(end).item():.3g} there); say how "
+                f"training would continue with --continue-lr constant|VALUE")
+
+    def with_continuation(self, how: str | float | None) -> Schedule:
+        """``"constant"`` holds the lr of the planned last step; a number is the lr itself."""
+        if how is None:
+            return self
+        if how == "constant":
+            if self.end is None:
+                return self
+            return replace(self, continue_lr=float(self.lr(self.end)))
+        try:
+            value = float(how)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise UserError(f"--continue-lr must be 'constant' or a non-negative lr (got {how!r})")
+        return replace(self, continue_lr=value)
+
+
 @dataclass(frozen=True)
-class Schedule:
+class Schedule(_Plan):
     """``peak * lr_factor(position(update), warmup, total, kind)``, decaying to ``final x peak``
     instead of 0 when ``final`` > 0; ``total`` None: no planned end known.
 
@@ -75,43 +118,6 @@ class Schedule:
         planned = self.peak * np.where(pos < self.warmup, f, self.final + (1.0 - self.final) * f)
         return planned if self.continue_lr is None else np.where(s > end, self.continue_lr, planned)
 
-    def areas(self, steps) -> tuple[np.ndarray, np.ndarray]:
-        """``(S1, S2)`` after ``steps`` updates (fractional steps interpolated), in peak-lr steps."""
-        steps = np.asarray(steps, dtype=np.float64)
-        last = int(math.ceil(float(np.max(steps)))) if steps.size else 0
-        stride = max(1, -(-last // MAX_TABLE))
-        grid = np.arange(0, last + stride, stride, dtype=np.float64)
-        lr = self.lr(grid[1:]) / self.peak
-        cut = self.position(grid[1:]) > self.warmup
-        s1 = np.concatenate([[0.0], np.cumsum(lr) * stride])
-        s2 = np.concatenate([[0.0], np.cumsum(np.where(cut, 1.0 - lr, 0.0)) * stride])
-        return np.interp(steps, grid, s1), np.interp(steps, grid, s2)
-
-    def check_target(self, target: float) -> None:
-        """UserError when ``target`` lies past the planned last step with no continuation given."""
-        end = self.end
-        if end is not None and target > end and self.continue_lr is None:
-            raise UserError(
-                f"target step {target:,.0f} is past the planned last step {end:,} of the "
-                f"{self.kind} schedule (lr {self.lr(end).item():.3g} there); say how "
-                f"training would continue with --continue-lr constant|VALUE")
-
-    def with_continuation(self, how: str | float | None) -> Schedule:
-        """``"constant"`` holds the lr of the planned last step; a number is the lr itself."""
-        if how is None:
-            return self
-        if how == "constant":
-            if self.end is None:
-                return self
-            return replace(self, continue_lr=float(self.lr(self.end)))
-        try:
-            value = float(how)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
-            raise UserError(f"--continue-lr must be 'constant' or a non-negative lr (got {how!r})")
-        return replace(self, continue_lr=value)
-
     def to_dict(self) -> dict:
         """JSON form (``schedule`` block of a forecast)."""
         return {"peak_lr": self.peak, "warmup_steps": self.warmup, "total_steps": self.total,
@@ -119,6 +125,80 @@ class Schedule:
                 "continue_lr": self.continue_lr,
                 "last_step": self.end,
                 "warp": None if self.warp is None else [list(k) for k in self.warp]}
+
+
+@dataclass(frozen=True)
+class TabulatedSchedule(_Plan):
+    """A schedule known only as its logged ``(step, lr)`` points, for an lr column that no
+    warmup + cosine/linear/constant plan reproduces (:func:`infer` gives None), e.g. a
+    warmup-stable-decay run: the lr of an update is interpolated between the logged points,
+    rising linearly from 0 at step 0 to the first logged point (a warmup before the log began)
+    and held at the last one after it. :attr:`end` is the last logged step, so a target past
+    it needs ``continue_lr``; ``warmup`` (where ``S2`` starts) is the first step at the peak.
+
+    >>> t = TabulatedSchedule((10.0, 20.0, 30.0), (1.0, 1.0, 0.5))
+    >>> t.lr([5, 25, 40]).tolist(), t.end, t.warmup, [a.tolist() for a in t.areas([30])]
+    ([0.5, 0.75, 0.5], 30, 10, [[22.75], [2.75]])
+    """
+
+    steps: tuple[float, ...]
+    values: tuple[float, ...]
+    source: str = "tabulated from the lr column"
+    continue_lr: float | None = None
+    kind: str = "tabulated"
+
+    @property
+    def peak(self) -> float:
+        """The largest logged lr."""
+        return float(max(self.values))
+
+    @property
+    def warmup(self) -> int:
+        """The first logged step at the peak lr."""
+        return int(self.steps[int(np.argmax(self.values))])
+
+    @property
+    def end(self) -> int:
+        """The last logged step."""
+        return int(self.steps[-1])
+
+    total = end
+
+    def position(self, update) -> np.ndarray:
+        """The update itself (no time-budget warp)."""
+        return np.asarray(update, dtype=np.float64)
+
+    def lr(self, update) -> np.ndarray:
+        """The lr of update number ``update``, interpolated; the continuation after :attr:`end`."""
+        s = np.asarray(update, dtype=np.float64)
+        xs, ys = np.asarray(self.steps), np.asarray(self.values)
+        if xs[0] > 0:
+            xs, ys = np.concatenate([[0.0], xs]), np.concatenate([[0.0], ys])
+        planned = np.interp(s, xs, ys)
+        return planned if self.continue_lr is None else np.where(s > self.end, self.continue_lr,
+                                                                 planned)
+
+    def to_dict(self) -> dict:
+        """JSON form (``schedule`` block of a forecast), the points summarised."""
+        return {"peak_lr": self.peak, "warmup_steps": self.warmup, "total_steps": self.end,
+                "kind": self.kind, "final_lr_fraction": float(self.values[-1]) / self.peak,
+                "source": self.source, "continue_lr": self.continue_lr, "last_step": self.end,
+                "warp": None, "n_points": len(self.steps)}
+
+
+def tabulate(steps, lr) -> TabulatedSchedule | None:
+    """A :class:`TabulatedSchedule` of the finite, positive-step points of an lr column; None
+    with fewer than 2 of them or no positive lr.
+
+    >>> tabulate([0, 10, 20], [0.0, 1e-3, 5e-4]).to_dict()["final_lr_fraction"]
+    0.5
+    """
+    steps, lr = np.asarray(steps, np.float64), np.asarray(lr, np.float64)
+    ok = np.isfinite(steps) & np.isfinite(lr) & (steps >= 0)
+    steps, lr = steps[ok], lr[ok]
+    if steps.size < 2 or np.max(lr) <= 0 or np.any(np.diff(steps) <= 0):
+        return None
+    return TabulatedSchedule(tuple(steps.tolist()), tuple(lr.tolist()))
 
 
 def from_config(config: dict, source: str = "meta") -> Schedule | None:
@@ -249,8 +329,11 @@ def budget_warp(block) -> tuple[tuple[float, float], ...] | None:
     return tuple(knots)
 
 
-def planned_schedule(meta: dict | None, steps=None, lr=None) -> Schedule | None:
-    """The plan from ``meta.config`` when recorded, else inferred from the lr column, else None."""
+def planned_schedule(meta: dict | None, steps=None, lr=None, *, tabulated: bool = False,
+                     ) -> Schedule | TabulatedSchedule | None:
+    """The plan from ``meta.config`` when recorded, else inferred from the lr column, else
+    (``tabulated``: for another tool's complete log) the column itself (:func:`tabulate`), else
+    None."""
     config = meta.get(H.META_CONFIG) if isinstance(meta, dict) else None
     sched = from_config(config) if isinstance(config, dict) else None
     warp = budget_warp(meta.get(H.META_TIME_BUDGET) if isinstance(meta, dict) else None)
@@ -258,11 +341,16 @@ def planned_schedule(meta: dict | None, steps=None, lr=None) -> Schedule | None:
         sched = replace(sched, warp=warp, source=f"{sched.source}, warped by the time budget")
     if sched is None and steps is not None and lr is not None:
         sched = infer(steps, lr)
+        if sched is None and tabulated:
+            sched = tabulate(steps, lr)
     return sched
 
 
-def history_schedule(history) -> Schedule | None:
-    """:func:`planned_schedule` of a loaded ``zhbert.analysis.History``."""
+def history_schedule(history) -> Schedule | TabulatedSchedule | None:
+    """:func:`planned_schedule` of a loaded ``zhbert.analysis.History``; the lr column of another
+    tool's log is tabulated when no known shape reproduces it (this project's histories and the
+    original study's are read as before)."""
     frame = history.train
     lr = frame[H.LR].to_numpy(dtype=np.float64) if H.LR in frame.columns else None
-    return planned_schedule(history.meta, frame[H.STEPS].to_numpy(dtype=np.float64), lr)
+    return planned_schedule(history.meta, frame[H.STEPS].to_numpy(dtype=np.float64), lr,
+                            tabulated=not getattr(history, "native", True))

@@ -9,6 +9,11 @@ will reach, a given accuracy — or that it will not within its planned schedule
 * **not reached within the planned schedule**: a finished run that never measured it, or a forecast
   that stays below it up to the planned last step.
 
+A lower-is-better metric (loss, perplexity) reaches a target by falling to it: reached is read off
+the observed points as above; before that, the loss forecaster's value at the planned last step
+(:mod:`zhbert.analysis.lower`) says whether it is **forecast to be reached by the planned last
+step** (the step of the crossing itself is not forecast) or not.
+
 Wall times come from the history's ``elapsed_s`` column: interpolated inside the run, and past
 its last point at the pace of the last fifth of the run.
 """
@@ -21,7 +26,8 @@ import numpy as np
 
 from zhbert import history_schema as H
 from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final
-from zhbert.analysis.history import History, select_series
+from zhbert.analysis.history import History, Series, select_series
+from zhbert.analysis.lower import forecast_lower
 from zhbert.analysis.schedule import budget_warp, history_schedule
 from zhbert.baselines import unigram_floor
 from zhbert.errors import UserError
@@ -30,7 +36,9 @@ GRID_POINTS = 400
 PACE_FRACTION = 0.2
 STATUS_TEXT = {"reached": "reached", "forecast": "forecast to be reached",
                "not_reached": "not reached within the planned schedule",
-               "unknown": "not reached yet, and no forecast yet"}
+               "unknown": "not reached yet, and no forecast yet",
+               "forecast_by_end": "forecast to be reached by the planned last step (the step "
+                                  "of the crossing is not forecast for a lower-is-better metric)"}
 
 
 def planned_last_step(history: History) -> int:
@@ -80,9 +88,11 @@ def wall_time_at(history: History, step: float | None) -> float | None:
 def time_to_target(history: History, target: float, series: str = "auto",
                    n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
     """The ``time_to_target`` block of the analysis JSON (see the module docstring)."""
+    s = select_series(history, series)
+    if not s.higher_is_better:
+        return _lower_target(history, s, target, n_boot, seed)
     if not 0.0 < target < 1.0:
         raise UserError(f"--target-acc must be an accuracy fraction in (0, 1) (got {target:g})")
-    s = select_series(history, series)
     planned = planned_last_step(history)
     last = float(s.steps[-1])
     seen = np.flatnonzero(s.acc >= target)
@@ -107,7 +117,8 @@ def time_to_target(history: History, target: float, series: str = "auto",
                 else [None, None])
     possible = cross["high"] if status == "not_reached" and last < planned else None
     return {
-        "target_acc": target, "series": s.kind, "status": status, "text": STATUS_TEXT[status],
+        "target_acc": target, "target": target, "metric": s.metric, "higher_is_better": True,
+        "series": s.kind, "status": status, "text": STATUS_TEXT[status],
         "step": step, "step_ci95": interval, "last_step": last, "planned_last_step": planned,
         "elapsed_s": wall_time_at(history, step),
         "elapsed_s_ci95": [wall_time_at(history, v) for v in interval],
@@ -117,6 +128,52 @@ def time_to_target(history: History, target: float, series: str = "auto",
         "interval": "steps where the forecast's 95% band of the expected accuracy crosses the "
                     "target (upper edge first, lower edge last); null: not within the plan",
     }
+
+
+def _lower_target(history: History, s: Series, target: float, n_boot: int, seed: int) -> dict:
+    """:func:`time_to_target` of a lower-is-better series (see the module docstring)."""
+    schedule = history_schedule(history)
+    planned = (schedule.end if schedule is not None and schedule.end is not None
+               else planned_last_step(history))
+    last = float(s.steps[-1])
+    seen = np.flatnonzero(s.acc <= target)
+    step = float(s.steps[seen[0]]) if seen.size else None
+    fc = {"target_step": float(max(planned, last)), "value": None, "ci95": [None, None],
+          "ok": False, "reason": None}
+    if step is not None:
+        status, fc["reason"] = "reached", "not needed: the target was reached"
+    elif last >= planned:
+        status, fc["reason"] = "not_reached", "not needed: the run has ended"
+    else:
+        fc = forecast_lower(s.steps, s.acc, schedule, float(planned), n_boot=n_boot, seed=seed)
+        status = ("unknown" if not fc["ok"] else
+                  "forecast_by_end" if fc["value"] <= target else "not_reached")
+    return {
+        "target": target, "metric": s.metric, "higher_is_better": False, "series": s.kind,
+        "status": status, "text": STATUS_TEXT[status], "step": step, "step_ci95": [None, None],
+        "last_step": last, "planned_last_step": int(planned),
+        "elapsed_s": wall_time_at(history, step), "elapsed_s_ci95": [None, None],
+        "earliest_possible_step": None,
+        "forecast_at_planned": {k: fc[k] for k in ("value", "ci95", "ok", "reason")}
+        | {"step": fc["target_step"]},
+        "interval": "none: the first measured point at or below the target",
+    }
+
+
+def _format_lower(r: dict) -> str:
+    """:func:`format_target` of a lower-is-better metric."""
+    lines = [f"target {r['target']:.4g} ({r['metric']}, lower is better; {r['series']} series): "
+             f"{r['text']}"]
+    if r["status"] == "reached":
+        wall = "" if r["elapsed_s"] is None else f" ({r['elapsed_s']:,.0f} s)"
+        lines.append(f"  first measured at step {r['step']:,.0f}{wall}")
+    f = r["forecast_at_planned"]
+    if r["status"] != "reached" and f["ok"] and None not in f["ci95"]:
+        lines.append(f"  forecast at step {f['step']:,.0f}: {f['value']:.4g} "
+                     f"[{f['ci95'][0]:.4g}, {f['ci95'][1]:.4g}]")
+    elif r["status"] == "unknown":
+        lines.append(f"  no forecast: {f['reason']}")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt_step(v) -> str:
@@ -129,6 +186,8 @@ def _fmt_s(v) -> str:
 
 def format_target(r: dict) -> str:
     """A few readable lines for the report."""
+    if r.get("higher_is_better") is False:
+        return _format_lower(r)
     lines = [f"target {100 * r['target_acc']:.2f}% ({r['series']} series): {r['text']}"]
     lo, hi = r["step_ci95"]
     if r["status"] == "reached":

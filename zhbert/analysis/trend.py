@@ -127,7 +127,8 @@ def _fmt_p(p: float) -> str:
 def _trend_sentence(plain: dict, mmk: dict) -> str:
     """What the Mann-Kendall tests say, and what the Hamed-Rao correction changed (often nothing:
     it only inflates the variance for significant autocorrelation among the detrended ranks)."""
-    found = (f"an {mmk['trend']} trend" if mmk["trend"] != "no trend"
+    article = "an" if mmk["trend"][:1] in "aeiou" else "a"
+    found = (f"{article} {mmk['trend']} trend" if mmk["trend"] != "no trend"
              else "no significant trend")
     if not plain["var_s"] > 0:  # every value tied (a constant series): S has no variance
         return "The series is constant, so the Mann-Kendall tests cannot find a trend."

@@ -201,6 +201,24 @@ def series_for(history, analysis: Mapping | None):
     return select_series(history, kind)
 
 
+def metric_label(series, cjk: bool) -> str:
+    """Axis label of an analysed series: the masked-LM accuracy's, else the metric's own name
+    (``eval_loss``, ``val/acc``)."""
+    name = getattr(series, "metric", H.MLM_ACC)
+    return text("mlm_acc", cjk) if name in (H.MLM_ACC, H.EVAL_MLM_ACC) else name
+
+
+def fmt_value(series, value: float) -> str:
+    """A value of the series as text: an accuracy in percent, a lower-is-better metric as is.
+
+    >>> from zhbert.analysis import Series
+    >>> fmt_value(Series("eval", np.ones(1), np.ones(1)), 0.5), fmt_value(
+    ...     Series("eval", np.ones(1), np.ones(1), "loss", False), 2.5)
+    ('50.00%', '2.5')
+    """
+    return f"{100 * value:.2f}%" if getattr(series, "higher_is_better", True) else f"{value:.4g}"
+
+
 def acc_label(kind: str, cjk: bool) -> str:
     """Legend label for an accuracy series of ``kind`` ("eval" or "train")."""
     return text("eval" if kind == "eval" else "train", cjk)

@@ -6,7 +6,16 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from zhbert.plots.common import drawing, error_bars, get, note, series_for, step_axis
+from zhbert.plots.common import (
+    drawing,
+    error_bars,
+    fmt_value,
+    get,
+    metric_label,
+    note,
+    series_for,
+    step_axis,
+)
 from zhbert.plots.style import COLORS, DEFAULT_DPI, new_figure, save_figure, text
 
 
@@ -37,11 +46,11 @@ def backtest(history, analysis: Mapping | None, path: str | os.PathLike,
             if row.get("cut_step") is not None:
                 ax_s.axvline(row["cut_step"], color=COLORS["tail"], linestyle="--", linewidth=0.8)
         ax_s.set_xlabel(text("step", cjk))
-        ax_s.set_ylabel(text("mlm_acc", cjk))
+        ax_s.set_ylabel(metric_label(series, cjk))
         step_axis(ax_s)
         actual = bt["actual"]
         ax_f.axhline(actual["value"], color=COLORS["smooth"], linewidth=1.5,
-                     label=f"{text('actual', cjk)} {100 * actual['value']:.2f}%")
+                     label=f"{text('actual', cjk)} {fmt_value(series, actual['value'])}")
         ax_f.axhspan(actual["value"] - actual["stderr"], actual["value"] + actual["stderr"],
                      color=COLORS["tail"], alpha=0.3, linewidth=0)
         for row in _rows(analysis):
@@ -55,10 +64,13 @@ def backtest(history, analysis: Mapping | None, path: str | os.PathLike,
         ax_f.errorbar([], [], yerr=[], marker="o", color=COLORS["change"], markerfacecolor="white",
                       label=text("missed", cjk))
         ax_f.set_xlabel(text("cut", cjk))
-        ax_f.set_ylabel(text("mlm_acc", cjk))
+        ax_f.set_ylabel(metric_label(series, cjk))
         cov, mae = bt.get("coverage"), bt.get("mean_abs_error")
-        summary = (f"coverage {cov:.0%}, MAE {100 * mae:.2f} points" if cov is not None else
-                   "no cut could be forecast")
+        if cov is None:
+            summary = "no cut could be forecast"
+        else:
+            error = f"{100 * mae:.2f} points" if series.higher_is_better else f"{mae:.4g}"
+            summary = f"coverage {cov:.0%}, MAE {error}"
         ax_f.set_title(f"{text('target', cjk)} {bt['target_step']:,.0f}: {summary}")
         ax_f.legend(loc="lower right")
         fig.suptitle(text("backtest", cjk))

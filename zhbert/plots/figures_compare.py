@@ -17,6 +17,7 @@ from zhbert.plots.common import (
     ema,
     fmt_num,
     get,
+    metric_label,
     note,
     step_axis,
     table_or_note,
@@ -46,7 +47,9 @@ def _table(comp: Mapping | None) -> tuple[list[str], list[list[str]]]:
     def cell(value) -> str:
         return value if isinstance(value, str) else fmt_num(value, 4)
 
-    rows = [[key] + [cell(r.get(key)) for r in runs] for key in TABLE_FIELDS
+    lower = all(r.get("max_acc") is None and "best" in r for r in runs)  # a loss: its minimum
+    fields = [("best" if lower and k == "max_acc" else k) for k in TABLE_FIELDS]
+    rows = [[key] + [cell(r.get(key)) for r in runs] for key in fields
             if any(key in r for r in runs)]
     pairs = {p.get("b"): p for p in get(comp, "matched", default=[]) or []
              if isinstance(p, Mapping)}
@@ -77,7 +80,7 @@ def _curves(ax, runs, kinds, comp, cjk) -> None:
         ax.plot(steps, pair["b_acc"], "s", color=CYCLE[(j + 1) % len(CYCLE)], markersize=4,
                 markerfacecolor="none", label=text("matched", cjk) if j == 0 else None)
     ax.set_xlabel(text("step", cjk))
-    ax.set_ylabel(text("mlm_acc", cjk))
+    ax.set_ylabel(metric_label(select_series(runs[0][1], kinds[0]), cjk))
     step_axis(ax)
     ax.legend(loc="lower right")
     ax.set_title(text("comparison", cjk))

@@ -22,6 +22,7 @@ from zhbert.plots.common import (
     fmt_num,
     fmt_p,
     get,
+    metric_label,
     note,
     series_for,
     step_axis,
@@ -111,7 +112,7 @@ def correlation_analysis(history, analysis: Mapping | None, path: str | os.PathL
             ax.plot(steps, best_y, color=COLORS["best"], linewidth=2,
                     label=f"{text('best_fit', cjk)}: {best}")
         ax.set_title(text("correlation", cjk))
-        ax.set_ylabel(text("mlm_acc", cjk))
+        ax.set_ylabel(metric_label(series, cjk))
         _legend(ax)
         step_axis(ax)
         baseline_lines(ax, history, analysis, cjk)
@@ -162,9 +163,10 @@ def _family_rows(fits: Mapping) -> list[list[str]]:
     return rows
 
 
-def _ylim(acc: np.ndarray, extrap: Mapping | None) -> tuple[float, float]:
+def _ylim(acc: np.ndarray, extrap: Mapping | None, accuracy: bool = True) -> tuple[float, float]:
     """y range of the data and the best fit's band: a family that diverges (e.g. log_linear near
-    step 0, linear far out) is clipped instead of squashing the data."""
+    step 0, linear far out) is clipped instead of squashing the data; an ``accuracy`` range stays
+    within [0, 1]."""
     band = get(extrap, "band", default={}) or {}
     vals = [np.asarray(acc, float)]
     for key in ("low", "high"):
@@ -174,7 +176,7 @@ def _ylim(acc: np.ndarray, extrap: Mapping | None) -> tuple[float, float]:
     allv = np.concatenate(vals)
     allv = allv[np.isfinite(allv)]
     lo, hi = float(allv.min()), float(allv.max())
-    if np.min(acc) >= 0 and np.max(acc) <= 1:  # accuracies: never show outside [0, 1]
+    if accuracy and np.min(acc) >= 0 and np.max(acc) <= 1:  # never outside [0, 1]
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     pad = 0.08 * (hi - lo) if hi > lo else 0.05
     return lo - pad, hi + pad
@@ -234,16 +236,17 @@ def learning_curve_fit(history, analysis: Mapping | None, path: str | os.PathLik
             y = evaluate(name, get(fit, "params"), grid_t)
             if y is None:
                 continue
-            y = np.where((y >= 0) & (y <= 1), y, np.nan)  # no curve where no accuracy can be
+            if series.higher_is_better:  # no curve where no accuracy can be
+                y = np.where((y >= 0) & (y <= 1), y, np.nan)
             is_best = name == best
             ax.plot(grid_t, y, color=COLORS["best"] if is_best else next(colours, "#444444"),
                     linewidth=2.4 if is_best else 1.3,
                     linestyle="-" if get(fit, "converged") else ":",
                     label=f"{name}{' (' + text('best_fit', cjk) + ')' if is_best else ''}")
         _band(ax, extrap, cjk)
-        ax.set_ylim(*_ylim(series.acc, extrap))
+        ax.set_ylim(*_ylim(series.acc, extrap, series.higher_is_better))
         ax.set_xlabel(text("step", cjk))
-        ax.set_ylabel(text("mlm_acc", cjk))
+        ax.set_ylabel(metric_label(series, cjk))
         step_axis(ax)
         _legend(ax, below=True)
         baseline_lines(ax, history, analysis, cjk)

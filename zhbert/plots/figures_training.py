@@ -17,6 +17,7 @@ from zhbert.plots.common import (
     eval_col,
     evaluate,
     get,
+    metric_label,
     note,
     plain_log_ticks,
     series_for,
@@ -71,6 +72,17 @@ def _forecast_overlay(ax, history, cjk) -> None:
                 capsize=2, label=label)
 
 
+def _metric_panel(ax, series, cjk) -> None:
+    """The series chosen by metric (another tool's log, or ``--metric``), titled by its name."""
+    if series.kind == "eval":
+        ax.plot(series.steps, series.acc, color=COLORS["eval"], marker="o", markersize=3,
+                linewidth=1.2, label=text("eval", cjk))
+    else:
+        _raw_and_smooth(ax, series.steps, series.acc, COLORS["train"], text("train", cjk), cjk)
+    ax.set_title(metric_label(series, cjk))
+    ax.legend(loc="lower right" if series.higher_is_better else "upper right")
+
+
 def _second_panel(ax, history, steps, cjk) -> None:
     """NSP accuracy when recorded, else held-out loss, else throughput."""
     nsp = train_col(history, H.NSP_ACC)
@@ -103,14 +115,17 @@ def training_curves(history, analysis: Mapping | None, path: str | os.PathLike,
         fig = new_figure((11, 7.5))
         axes = fig.subplots(2, 2, sharex=True)
         ax = axes[0, 0]
-        acc = train_col(history, H.MLM_ACC)
-        if acc is not None:
-            _raw_and_smooth(ax, steps, acc, COLORS["train"], text("train", cjk), cjk)
-        _eval_overlay(ax, history, H.EVAL_MLM_ACC, cjk)
-        _forecast_overlay(ax, history, cjk)
-        ax.set_title(text("mlm_acc", cjk))
-        ax.legend(loc="lower right")
-        baseline_lines(ax, history, analysis, cjk)
+        if history.metric_series is not None:
+            _metric_panel(ax, history.metric_series, cjk)
+        else:
+            acc = train_col(history, H.MLM_ACC)
+            if acc is not None:
+                _raw_and_smooth(ax, steps, acc, COLORS["train"], text("train", cjk), cjk)
+            _eval_overlay(ax, history, H.EVAL_MLM_ACC, cjk)
+            _forecast_overlay(ax, history, cjk)
+            ax.set_title(text("mlm_acc", cjk))
+            ax.legend(loc="lower right")
+            baseline_lines(ax, history, analysis, cjk)
         _second_panel(axes[0, 1], history, steps, cjk)
         ax = axes[1, 0]
         loss = train_col(history, H.LOSS)
@@ -226,7 +241,7 @@ def phases(history, analysis: Mapping | None, path: str | os.PathLike,
         ax = fig.add_subplot()
         marker = "o" if series.kind == "eval" or len(series.steps) < 50 else None
         ax.plot(series.steps, series.acc, color=COLORS["train"], marker=marker, markersize=3,
-                linewidth=1.0, alpha=0.8, label=text("mlm_acc", cjk))
+                linewidth=1.0, alpha=0.8, label=metric_label(series, cjk))
         for i, q in enumerate(get(analysis, "phases", "quarters", default=[]) or []):
             if i % 2 and q.get("start_step") is not None:  # shade every other quarter
                 ax.axvspan(q["start_step"], q["end_step"], color=COLORS["tail"], alpha=0.1)
@@ -235,7 +250,7 @@ def phases(history, analysis: Mapping | None, path: str | os.PathLike,
                 ax.axvline(cp["step"], color=COLORS["change"], linestyle="--", linewidth=1.2,
                            label=text("change_point", cjk) if j == 0 else None)
         ax.set_xlabel(text("step", cjk))
-        ax.set_ylabel(text("mlm_acc", cjk))
+        ax.set_ylabel(metric_label(series, cjk))
         step_axis(ax)
         baseline_lines(ax, history, analysis, cjk)
         lr = train_col(history, H.LR)
