@@ -5,6 +5,7 @@
     python analyze_100k.py --history H100k.json --compare H50k.json --labels 100k 50k
     python analyze_100k.py --history runs/demo/training_history.json --target-acc 0.15
     python analyze_100k.py --history runs/demo/training_history.json --backtest   # + backtest.png
+    python analyze_100k.py --history RUN/training_history.json --downstream RUN/downstream.json
 
 Prints a bilingual report and writes the JSON (default: analysis_result.json beside the history).
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from zhbert.analysis import analyze, format_report, load_history
 from zhbert.analysis.backtest import DEFAULT_CUTS
 from zhbert.analysis.core import jsonable
+from zhbert.analysis.downstream import downstream_analysis, history_mlm
+from zhbert.analysis.downstream_record import load_record
 from zhbert.analysis.forecast import DEFAULT_N_BOOT
 from zhbert.analysis.target import format_target, time_to_target
 from zhbert.errors import UserError, run_cli
@@ -54,6 +57,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target-acc", type=float, default=None, metavar="ACC",
                    help="also report the step (and wall time) at which the run reached or, by its "
                         "forecast, will reach this accuracy fraction, e.g. 0.5")
+    p.add_argument("--downstream", type=Path, default=None, metavar="RECORD.json",
+                   help="the run's downstream record (RUN/downstream.json, written by "
+                        "examples/finetune.py): adds a 'downstream' section to the JSON and the "
+                        "report (score against pretraining step and held-out MLM accuracy)")
     p.add_argument("--output", type=Path, default=None,
                    help="output JSON (default: analysis_result.json beside the history)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
@@ -82,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(labels) != len(paths):
         raise UserError(f"--labels: {len(labels)} label(s) for {len(paths)} history file(s)")
     histories = [load_history(p) for p in paths]
+    record = load_record(args.downstream) if args.downstream is not None else None
     for h in histories:
         for w in h.warnings:
             print(f"warning: {w}", file=sys.stderr)
@@ -92,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.target_acc is not None:
         result["time_to_target"] = jsonable(time_to_target(
             histories[0], args.target_acc, args.series, n_boot=args.n_boot, seed=args.seed))
+    if record is not None:
+        steps, acc = history_mlm(histories[0])
+        result["downstream"] = downstream_analysis(record.table, steps, acc, seed=args.seed,
+                                                   notes=record.notes, record=str(record.path))
     for w in result["input"]["warnings"][len(histories[0].warnings):]:  # the analysis' own
         print(f"warning: {w}", file=sys.stderr)
     output = args.output or args.history.with_name("analysis_result.json")

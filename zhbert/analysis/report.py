@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from zhbert.analysis.downstream_report import format_downstream
+
 
 def _f(v, spec: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -184,4 +186,5 @@ def format_report(result: dict) -> str:
     for part in (_summary, _correlation, _trend, _fits, _extrapolation, _backtest, _phases,
                  _comparison):
         lines += part(result)
-    return "\n".join(lines) + "\n"
+    tail = format_downstream(result["downstream"]) if result.get("downstream") else ""
+    return "\n".join(lines) + "\n" + tail
