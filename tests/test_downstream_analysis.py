@@ -13,7 +13,7 @@ import pytest
 from helpers_plots import downstream_record, write_history, zhbert_history
 from scipy import stats
 
-from zhbert.analysis.correlation import spearman_bootstrap
+from zhbert.analysis.correlation import fisher_ci, spearman_bootstrap
 from zhbert.analysis.downstream import (
     beats_random,
     check_table,
@@ -113,6 +113,10 @@ def test_where_more_pretraining_stops_paying_on_a_saturating_case():
     # the seeds' SD is 0.02 at every step: 0.795 is within 0.02 of the best mean 0.81, 0.70 is not
     assert sat == {"step": 2000, "best_step": 8000, "best_mean": pytest.approx(0.81),
                    "tolerance": pytest.approx(0.02), "still_rising": False}
+    pm = t["vs_step"]["pearson_means"]  # the checkpoint-level r: means only, n = 5 checkpoints
+    assert pm["r"] == pytest.approx(np.corrcoef(steps, means)[0, 1])
+    assert pm["ci95"] == pytest.approx(fisher_ci(pm["r"], 5))
+    assert 0 < t["vs_step"]["pearson"]["r"] < pm["r"]  # the seeds' spread lowers the row-level r
     rising = saturation([0, 1000, 2000], [0.5, 0.6, 0.7], [0.01, 0.01, 0.01])
     assert rising["step"] == 2000 and rising["still_rising"]
     assert saturation([0, 1], [0.5, 0.6], [None, None])["tolerance"] == 0.0  # one seed: no spread
@@ -267,6 +271,27 @@ def test_the_figure_has_two_panels_per_task(tmp_path, monkeypatch, tasks):
         assert img.format == "PNG" and img.size[0] >= 600 and img.size[1] >= 1000
     again = FIGURES["downstream"](None, analysis, tmp_path / "again.png")
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_the_figure_falls_back_to_english_labels(tmp_path, monkeypatch):
+    from matplotlib.text import Text
+
+    from zhbert.plots import figures_downstream as fd
+    from zhbert.plots import fonts
+
+    seen: list[str] = []
+    real_save = fd.save_figure
+    monkeypatch.setattr(fd, "save_figure", lambda fig, path, dpi: (
+        seen.extend(t.get_text() for t in fig.findobj(Text)), real_save(fig, path, dpi))[1])
+    monkeypatch.setattr(fonts, "find_cjk_font", lambda chars=None: None)
+    fonts.reset_font_cache()
+    try:
+        with pytest.warns(RuntimeWarning, match="Chinese glyphs"):
+            fd.downstream(None, {"downstream": _block(tmp_path)}, tmp_path / "d.png")
+    finally:
+        fonts.reset_font_cache()
+    assert "Held-out MLM accuracy" in seen and any(s.startswith("NER\nr 0.") for s in seen)
+    assert not [s for s in seen if any("\u4e00" <= c <= "\u9fff" for c in s)]
 
 
 def test_drawing_the_figure_restores_rcparams(tmp_path):

@@ -158,16 +158,22 @@ def beats_random(rows: pd.DataFrame) -> list[dict] | None:
 
 def correlate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) -> dict:
     """Pearson (Fisher interval over the points) and Spearman (bootstrap over whole groups) of
-    ``y`` on ``x``; points with no ``x`` are left out, and a constant series has no correlation."""
+    ``y`` on ``x``, and Pearson of the group means (``pearson_means``, Fisher interval over the
+    groups: the checkpoint-level question); points with no ``x`` are left out, and a constant
+    series has no correlation."""
     keep = np.isfinite(x)
     x, y, groups = x[keep], y[keep], groups[keep]
-    out = {"n": int(x.size), "n_checkpoints": int(np.unique(groups).size)}
+    units = np.unique(groups)
+    out = {"n": int(x.size), "n_checkpoints": int(units.size)}
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {**out, "pearson": None, "spearman": None,
+        return {**out, "pearson": None, "spearman": None, "pearson_means": None,
                 "reason": "fewer than 3 points" if x.size < 3 else "constant values"}
-    p = pearson(x, y, LEVEL)
-    return {**out, "pearson": p,
-            "spearman": spearman_bootstrap(x, y, groups, n_boot=n_boot, seed=seed, level=LEVEL)}
+    mx = np.array([x[groups == u].mean() for u in units])
+    my = np.array([y[groups == u].mean() for u in units])
+    means = pearson(mx, my, LEVEL) if units.size >= 3 and np.ptp(my) > 0 else None
+    return {**out, "pearson": pearson(x, y, LEVEL),
+            "spearman": spearman_bootstrap(x, y, groups, n_boot=n_boot, seed=seed, level=LEVEL),
+            "pearson_means": means}
 
 
 def _metric(rows: pd.DataFrame) -> str | None:
@@ -227,7 +233,8 @@ def downstream_analysis(table: pd.DataFrame, eval_steps: Sequence[float] | None 
                         seed: int = 0, notes: Sequence[str] = (), record: str | None = None) -> dict:
     """The JSON-able ``downstream`` block: ``tasks.<task>`` holds ``metric``, ``steps[]``
     (``{step, n, mean, sd, min, max, mlm_acc, mlm_how, beats_random}``), ``vs_step`` and
-    ``vs_mlm_acc`` (``{n, n_checkpoints, pearson{r, p_value, ci95}, spearman{rho, ci95, ...}}``),
+    ``vs_mlm_acc`` (``{n, n_checkpoints, pearson{r, p_value, ci95}, spearman{rho, ci95, ...},
+    pearson_means}``),
     ``saturation``, ``beats_random`` and the fine-tunes (``rows[]``, for the figure); ``record``
     names the file the table came from, ``notes`` what was left out or interpolated."""
     table = check_table(table)

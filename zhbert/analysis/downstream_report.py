@@ -86,12 +86,19 @@ def format_downstream(block: dict) -> str:
     """The report section: both tables, how the intervals were made, and the notes."""
     b = block["bootstrap"]
     lines = ["", "下游任务 | Downstream tasks", "-" * 60,
-             f"record: {block.get('record') or 'n/a'}; MLM accuracy: "
-             f"{block.get('mlm_source') or 'none'} of the history", "", summary_markdown(block),
+             f"record: {block.get('record') or 'n/a'}; held-out MLM accuracy: "
+             + (f"the history's {block['mlm_source']}" if block.get("mlm_source") else "none"),
+             "", summary_markdown(block),
              steps_markdown(block),
              f"Pearson: Fisher-z {b['level']:.0%} interval over the fine-tunes; Spearman: "
              f"percentile interval from {b['n_boot']} resamples of whole checkpoints "
              f"(seed {b['seed']}); stops paying: the first step whose mean is within the pooled "
              f"seed SD of the best step's mean"]
+    for task, t in block["tasks"].items():
+        cells = [f"{what} {with_ci(m and m['r'], m and m['ci95'])}"
+                 for what, m in (("r vs step", t["vs_step"].get("pearson_means")),
+                                 ("r vs MLM acc", t["vs_mlm_acc"].get("pearson_means")))]
+        lines.append(f"{task}, checkpoint means ({t['vs_step']['n_checkpoints']} checkpoints, "
+                     f"Fisher interval over them): {'; '.join(cells)}")
     lines += [f"note: {n}" for n in block["notes"]]
     return "\n".join(lines) + "\n"
