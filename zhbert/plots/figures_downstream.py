@@ -74,6 +74,9 @@ def _vs_step(ax, t: Mapping, rows: pd.DataFrame, cjk: bool) -> None:
         ax.annotate(f"{sat['step']:,}", (sat["step"], 0.02), xycoords=("data", "axes fraction"),
                     xytext=(3, 0), textcoords="offset points", color=COLORS["best"],
                     fontsize=FONT_SIZES["small"])
+    else:
+        ax.text(0.98, 0.04, text("still_rising", cjk), transform=ax.transAxes, ha="right",
+                va="bottom", color=COLORS["best"], fontsize=FONT_SIZES["small"])
     positive = rows.loc[rows["step"] > 0, "step"]
     if not positive.empty and positive.max() / positive.min() > 30:
         ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.5)

@@ -115,6 +115,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "mean_sd": ("mean ± SD of seeds", "均值±标准差"),
     "seeds": ("seeds", "各随机种子"),
     "stops_paying": ("stops paying", "收益饱和"),
+    "still_rising": ("still paying at the last step", "末步仍在提升"),
     "no_heldout_mlm": ("no held-out MLM accuracy at these steps", "无验证集准确率"),
     "no_downstream": ("no downstream record", "无下游任务记录"),
     "task_ner": ("NER", "命名实体识别"),
