@@ -3,7 +3,7 @@
 Drawn with seaborn on the house style's axes, from ``analysis["downstream"]``
 (:func:`zhbert.analysis.downstream.downstream_analysis`): one column per task, the score against
 the pretraining step on top and against the held-out MLM accuracy below. seaborn is imported on
-the first draw (it imports pyplot; this package stays pyplot-free at import time).
+the first draw (it imports pyplot; this package stays pyplot-free at import time), pandas too.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-
-import pandas as pd
 
 from zhbert.plots.common import drawing, get, note, step_axis
 from zhbert.plots.style import (
@@ -43,7 +41,7 @@ def _stats_line(corr: Mapping | None) -> str:
             f"ρ {with_ci(s and s['rho'], s and s['ci95'])}")
 
 
-def _random_line(ax, rows: pd.DataFrame, cjk: bool) -> None:
+def _random_line(ax, rows, cjk: bool) -> None:
     """The random-init seeds' mean as a dotted reference line."""
     random = rows[rows["step"] == 0]
     if not random.empty:
@@ -57,7 +55,7 @@ def _percent(axis) -> None:
     axis.set_major_formatter(PercentFormatter(1.0))
 
 
-def _vs_step(ax, t: Mapping, rows: pd.DataFrame, cjk: bool) -> None:
+def _vs_step(ax, t: Mapping, rows, cjk: bool) -> None:
     import seaborn as sns
 
     sns.lineplot(data=rows, x="step", y="score", errorbar="sd", marker="o", color=PRETRAINED,
@@ -84,7 +82,7 @@ def _vs_step(ax, t: Mapping, rows: pd.DataFrame, cjk: bool) -> None:
     ax.set_xlabel(text("pretrain_step", cjk))
 
 
-def _vs_mlm(ax, t: Mapping, rows: pd.DataFrame, cjk: bool) -> None:
+def _vs_mlm(ax, t: Mapping, rows, cjk: bool) -> None:
     import seaborn as sns
 
     known = rows.dropna(subset=["mlm_acc"])
@@ -129,6 +127,8 @@ def downstream(history, analysis: Mapping | None, path: str | os.PathLike,
     SD band, each seed a point, random init as crosses and a dotted line, the step where more
     pretraining stops paying dashed) and against held-out MLM accuracy (checkpoint means with SD
     bars, the seeds, a straight-line fit), with Pearson r and Spearman rho and their intervals."""
+    import pandas as pd
+
     tasks = get(analysis, "downstream", "tasks", default={}) or {}
     with drawing() as cjk:
         n = max(len(tasks), 1)
