@@ -95,10 +95,11 @@ def format_downstream(block: dict) -> str:
              f"(seed {b['seed']}); stops paying: the first step whose mean is within the pooled "
              f"seed SD of the best step's mean"]
     for task, t in block["tasks"].items():
-        cells = [f"{what} {with_ci(m and m['r'], m and m['ci95'])}"
-                 for what, m in (("r vs step", t["vs_step"].get("pearson_means")),
-                                 ("r vs MLM acc", t["vs_mlm_acc"].get("pearson_means")))]
-        lines.append(f"{task}, checkpoint means ({t['vs_step']['n_checkpoints']} checkpoints, "
-                     f"Fisher interval over them): {'; '.join(cells)}")
+        cells = [f"{what} {with_ci(m and m['r'], m and m['ci95'])} ({c['n_checkpoints']} "
+                 f"checkpoints)" for what, c in (("r vs step", t["vs_step"]),
+                                                 ("r vs MLM acc", t["vs_mlm_acc"]))
+                 for m in [c.get("pearson_means")]]
+        lines.append(f"{task}, checkpoint means (Fisher interval over the checkpoints): "
+                     f"{'; '.join(cells)}")
     lines += [f"note: {n}" for n in block["notes"]]
     return "\n".join(lines) + "\n"
