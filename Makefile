@@ -34,13 +34,14 @@ check-python:
 	pandas, matplotlib and transformers do); this one is %d.%d: make PY_BOOT=python3.11 ..." % v[:2])'
 
 # Re-install only when a requirements file (or the package metadata) changed.
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PYTHON) || $(PY_BOOT) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(PYTHON) -m pip install --quiet --timeout 30 --retries 1 --index-url $(TORCH_INDEX) \
 		'$(TORCH_PIN)' || echo "warning: could not install torch from $(TORCH_INDEX); \
 		installing PyPI's default build instead" >&2,)
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	$(PYTHON) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@$(PYTHON) -c 'import torch; print("installed torch", torch.__version__)'
 	touch $(STAMP)

@@ -5,7 +5,7 @@
     python analyze_100k.py --history H100k.json --compare H50k.json --labels 100k 50k
     python analyze_100k.py --history runs/demo/training_history.json --target-acc 0.15
     python analyze_100k.py --history runs/demo/training_history.json --backtest   # + backtest.png
-    python analyze_100k.py --history RUN/training_history.json --downstream RUN/downstream.json
+    python analyze_100k.py --history H.json --downstream RUN/downstream_scores.json
 
 Prints a bilingual report and writes the JSON (default: analysis_result.json beside the history).
 """
@@ -57,10 +57,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target-acc", type=float, default=None, metavar="ACC",
                    help="also report the step (and wall time) at which the run reached or, by its "
                         "forecast, will reach this accuracy fraction, e.g. 0.5")
-    p.add_argument("--downstream", type=Path, default=None, metavar="RECORD.json",
-                   help="the run's downstream record (RUN/downstream.json, written by "
-                        "examples/finetune.py): adds a 'downstream' section to the JSON and the "
-                        "report (score against pretraining step and held-out MLM accuracy)")
+    p.add_argument("--downstream", type=Path, default=None, metavar="SCORES.json",
+                   help="the run's downstream scores (RUN/downstream_scores.json, "
+                        "zhbert/downstream_schema.py): adds a 'downstream' section to the JSON "
+                        "and the report (score against pretraining step and held-out MLM "
+                        "accuracy)")
     p.add_argument("--output", type=Path, default=None,
                    help="output JSON (default: analysis_result.json beside the history)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")

@@ -4,7 +4,7 @@ Example::
 
     python visualize_results.py --history runs/a/training_history.json --out-dir runs/a/figures
     python visualize_results.py --history h100k.json --compare h50k.json --labels 100k 50k
-    python visualize_results.py --history RUN/training_history.json --downstream RUN/downstream.json
+    python visualize_results.py --history H.json --downstream RUN/downstream_scores.json
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from zhbert.io_utils import read_json, run_labels
 
 #: how to get a figure that was skipped, said after the reason
 SKIP_HINTS = {"backtest": " (draw it with --analysis from analyze_100k.py --backtest)",
-              "downstream": " (draw it with --downstream RUN/downstream.json)"}
+              "downstream": " (draw it with --downstream RUN/downstream_scores.json)"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -33,9 +33,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", nargs="+", default=None,
                    help="run labels: one for --history followed by one per --compare file "
                         "(default: the files' folder or file names)")
-    p.add_argument("--downstream", default=None, metavar="RECORD.json",
-                   help="the run's downstream record (RUN/downstream.json): draws downstream.png "
-                        "(also drawn when --analysis holds a downstream section)")
+    p.add_argument("--downstream", default=None, metavar="SCORES.json",
+                   help="the run's downstream scores (RUN/downstream_scores.json): draws "
+                        "downstream.png (also drawn when --analysis holds a downstream section)")
     p.add_argument("--out-dir", default="figures", help="folder for the figures (default figures/)")
     p.add_argument("--format", default="png", choices=["png", "svg", "pdf"],
                    help="figure file format (default png)")

@@ -55,6 +55,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-lowercase", action="store_true", help="keep the case of Latin letters")
     p.add_argument("--t2s", choices=("auto", "on", "off"), default="auto",
                    help="traditional-to-simplified conversion (auto: only for --source wiki)")
+    p.add_argument("--heldout-guard", choices=("auto", "on", "off"), default="auto",
+                   help="drop every dev/test sentence of the downstream tasks (docs/DOWNSTREAM.md); "
+                        "auto: only for --source demo")
     p.add_argument("--jieba-hmm", action="store_true",
                    help="use jieba's HMM for unknown words when marking word starts (slower)")
     p.add_argument("--max-documents", type=int, default=None,
@@ -77,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_wordpieces=args.max_wordpieces, lowercase=not args.no_lowercase,
         text_field=args.text_field, text_docs=args.text_docs, max_documents=args.max_documents,
         t2s={"auto": None, "on": True, "off": False}[args.t2s], jieba_hmm=args.jieba_hmm,
+        heldout_guard={"auto": None, "on": True, "off": False}[args.heldout_guard],
         workers=args.workers, overwrite=args.overwrite,
     )
     # Warnings (e.g. a truncated dump) as one "warning: ..." line, not a source excerpt.

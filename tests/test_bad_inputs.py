@@ -82,7 +82,7 @@ def test_steps_near_1e18_draw_or_give_one_line(tmp_path):
                 str(tmp_path / "figs"))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(p.stem for p in (tmp_path / "figs").glob("*.png")) == sorted(
-        set(FIGURES) - set(NEEDS))  # no backtest nor downstream record: neither figure
+        set(FIGURES) - set(NEEDS))  # no backtest nor downstream scores: neither figure
     close = _history(tmp_path, "close.json", steps=[10**18 + 100 * i for i in range(30)])
     proc = _run("visualize_results.py", "--history", str(close), "--out-dir",
                 str(tmp_path / "figs2"))

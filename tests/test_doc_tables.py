@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(("script", "record"), [
     ("benchmarks/train_throughput.py", "results/bench_train_throughput.json"),
+    ("benchmarks/train_throughput.py", "results/bench_train_throughput_avx2.json"),
     ("benchmarks/optimizer_step.py", "results/bench_optimizer_step.json"),
 ])
 def test_training_doc_holds_the_table_of_the_committed_record(script, record):

@@ -177,7 +177,7 @@ def test_bad_tables_are_one_user_error(table, message):
 # ------------------------------------------------------------------------------- record
 
 
-def _write_record(tmp_path, data, name="downstream.json"):
+def _write_record(tmp_path, data, name="downstream_scores.json"):
     path = tmp_path / name
     path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
     return path
@@ -185,43 +185,55 @@ def _write_record(tmp_path, data, name="downstream.json"):
 
 def test_the_record_becomes_the_normalised_table(tmp_path):
     data = downstream_record(steps=(0, 1000), tasks=("ner",), seeds=(0, 1))
-    rerun = dict(data["entries"][-1], test={"score": 0.99})  # step 1000 seed 1 again: last wins
-    headline = dict(data["entries"][-1], seed=7, budget={"epochs": 3, "train_examples": 50_000})
-    data["entries"] += [rerun, headline]
+    last = data["records"][-1]
+    rerun = dict(last, score=0.99)  # step 1000 seed 1 again: the last record wins
+    headline = dict(last, seed=7, budget="full")  # the longer headline fine-tune
+    dev = dict(last, split="dev")
+    data["records"] += [rerun, headline, dev]
     record = load_record(_write_record(tmp_path, data))
     t = record.table
     assert list(t.columns) == ["task", "step", "seed", "score", "dev_score", "metric"]
     assert t[["step", "seed"]].to_numpy().tolist() == [[0, 0], [0, 1], [1000, 0], [1000, 1]]
-    assert t["score"].iloc[-1] == 0.99 and t["metric"].iloc[0] == "f1"
+    assert t["score"].iloc[-1] == 0.99 and t["metric"].iloc[0] == "entity_f1"
     assert t["dev_score"].iloc[0] == pytest.approx(t["score"].iloc[0] + 0.01)
     assert record.notes == [
-        "1 repeated fine-tune(s) (same task, step, seed and budget): the last entry of each is "
+        "1 record(s) of another split than 'test' not used",
+        "1 repeated fine-tune(s) (same task, step, seed and budget): the last record of each is "
         "used",
-        "ner: 1 entry with another fine-tuning budget than the study's left out"]
+        "ner: 1 record(s) with another budget than 'study' left out"]
+
+
+def test_a_record_written_by_the_schema_is_read(tmp_path):
+    from zhbert import downstream_schema as S
+
+    rows = downstream_record(steps=(0, 500), tasks=("cws",), seeds=(0,))["records"]
+    S.save_records(tmp_path, rows)
+    record = load_record(S.scores_path(tmp_path))
+    assert record.table[["task", "step", "score"]].to_numpy().tolist() == [
+        [r["task"], r["step"], r["score"]] for r in rows]
 
 
 def _entry(**change):
-    base = {"task": "ner", "step": 10, "init": "pretrained", "seed": 0, "test": {"score": 0.5}}
-    return {"format": "zhbert-downstream", "version": 1,
-            "entries": [{k: v for k, v in {**base, **change}.items() if v != "DROP"}]}
+    base = {"task": "ner", "step": 10, "init": "pretrained", "seed": 0, "split": "test",
+            "metric": "entity_f1", "score": 0.5}
+    return {"format_version": 1,
+            "records": [{k: v for k, v in {**base, **change}.items() if v != "DROP"}]}
 
 
 @pytest.mark.parametrize("data, message", [
-    ("[1, 2]", "expected a JSON object with 'entries'"),
-    ({"format": "other", "version": 1, "entries": []}, "not a downstream record ('format' is "
-                                                        "'other'"),
-    ({"format": "zhbert-downstream", "version": 2, "entries": [{}]}, "version 2 is not supported"),
-    ({"format": "zhbert-downstream", "version": 1, "entries": []}, "'entries' must be a non-empty"),
-    ({"format": "zhbert-downstream", "version": 1, "entries": [3]}, "entries[0]: must be an object"),
-    (_entry(seed="DROP", test="DROP"), "entries[0]: missing key(s) seed, test"),
-    (_entry(task=""), "'task' must be a non-empty string"),
-    (_entry(step=True), "'step' must be a whole number >= 0 (got True)"),
-    (_entry(seed=1.5), "'seed' must be a whole number >= 0 (got 1.5)"),
-    (_entry(init="scratch"), "'init' must be one of pretrained, random (got 'scratch')"),
+    ("[1, 2]", "not a downstream scores file of format 1"),
+    ({"format_version": 2, "records": [{}]}, "not a downstream scores file of format 1"),
+    ({"format_version": 1, "records": []}, "the scores file has no records"),
+    ({"format_version": 1, "records": [3]}, "records[0]: a record is not a JSON object"),
+    (_entry(seed="DROP"), "records[0]: a record has no 'seed'"),
+    (_entry(colour="red"), "unknown record key 'colour'"),
+    (_entry(step=True), "'step' is True, not int"),
+    (_entry(step=-5), "'step' is -5, not a whole number >= 0"),
+    (_entry(init="scratch"), "init 'scratch' is not one of pretrained, random"),
     (_entry(init="random"), "a 'random' init has step 0 (got step 10)"),
-    (_entry(test={"f1": 0.5}), "'test' must be an object with 'score'"),
-    (_entry(test={"score": 83.1}), "'test.score' must be a fraction in [0, 1] (got 83.1)"),
-    (_entry(dev={"score": None}), "'dev.score' must be a fraction"),
+    (_entry(score=83.1), "'score' is 83.1, not a fraction in [0, 1]"),
+    (_entry(dev_score=-0.1), "'dev_score' is -0.1, not a fraction in [0, 1]"),
+    (_entry(split="dev"), "no 'test' records"),
     ("{not json", "invalid JSON"),
 ])
 def test_bad_records_are_one_user_error(tmp_path, data, message):
@@ -371,7 +383,7 @@ def test_visualize_draws_downstream_png_only_when_asked(run_dir, tmp_path, capsy
         assert (str(figs / "downstream.png") in out.splitlines()) is drawn, name
         assert (figs / "downstream.png").exists() is drawn, name
         if not drawn:
-            assert (f"skipped {figs / 'downstream.png'}: no downstream record was given "
+            assert (f"skipped {figs / 'downstream.png'}: no downstream scores file was given "
                     f"(draw it with --downstream {record})") in out
 
 
@@ -387,5 +399,5 @@ def test_a_bad_record_is_one_line_before_any_output(run_dir, tmp_path, capsys):
             run_cli(main, ["--history", str(history), "--downstream", str(bad), *extra])
         err = capsys.readouterr().err
         assert exc.value.code == 2
-        assert err.startswith(f"error: {bad}: entries[0]: a 'random' init") and err.count("\n") == 1
+        assert err.startswith(f"error: {bad}: records[0]: a 'random' init") and err.count("\n") == 1
     assert not (tmp_path / "figs").exists() and not (tmp_path / "a.json").exists()

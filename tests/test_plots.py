@@ -265,7 +265,7 @@ def test_no_backtest_figure_without_a_backtest(runs, tmp_path, capsys):
         "(draw it with --analysis from analyze_100k.py --backtest)"]
     from zhbert.plots import skipped_figures
 
-    no_record = {"downstream": "no downstream record was given"}
+    no_record = {"downstream": "no downstream scores file was given"}
     assert skipped_figures(a) == {"backtest": "the analysis has no backtest", **no_record}
     with_bt = analyze(h, n_boot=N_BOOT, label="main", backtest_cuts=[0.5])
     assert skipped_figures(with_bt) == no_record

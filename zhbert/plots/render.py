@@ -25,7 +25,7 @@ FIGURES = {
 }
 #: figures drawn only when the analysis holds what they show: name -> (analysis key, reason)
 NEEDS = {"backtest": ("backtest", "the analysis has no backtest"),
-         "downstream": ("downstream", "no downstream record was given")}
+         "downstream": ("downstream", "no downstream scores file was given")}
 #: name kept from the original study for continuity; drawn only when other runs are given
 COMPARISON_NAME = "comparison_50k_100k"
 

@@ -117,7 +117,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "stops_paying": ("stops paying", "收益饱和"),
     "still_rising": ("still paying at the last step", "末步仍在提升"),
     "no_heldout_mlm": ("no held-out MLM accuracy at these steps", "无验证集准确率"),
-    "no_downstream": ("no downstream record", "无下游任务记录"),
+    "no_downstream": ("no downstream scores", "无下游任务得分"),
     "task_ner": ("NER", "命名实体识别"),
     "task_cws": ("Word segmentation", "中文分词"),
     "task_sentiment": ("Sentiment", "情感分类"),
