@@ -7,6 +7,7 @@
     python analyze_100k.py --history runs/demo/training_history.json --backtest   # + backtest.png
     python analyze_100k.py --history out/checkpoint-500/trainer_state.json --metric eval_accuracy
     python analyze_100k.py --history lightning_logs/version_0 --metric val_loss --target-loss 2.5
+    python analyze_100k.py --history H.json --downstream RUN/downstream_scores.json
 
 Reads this project's histories, the original study's, a Hugging Face trainer_state.json, a
 TensorBoard run directory or event file, and CSV logs (zhbert.analysis.sources; README, "Analysing
@@ -25,6 +26,8 @@ from pathlib import Path
 from zhbert.analysis import analyze, format_report, select_series
 from zhbert.analysis.backtest import DEFAULT_CUTS
 from zhbert.analysis.core import jsonable
+from zhbert.analysis.downstream import downstream_analysis, history_mlm
+from zhbert.analysis.downstream_record import load_record
 from zhbert.analysis.forecast import DEFAULT_N_BOOT
 from zhbert.analysis.sources import DIRECTIONS, load_source
 from zhbert.analysis.target import format_target, time_to_target
@@ -81,6 +84,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="--target for an accuracy metric (a fraction in (0, 1), e.g. 0.5)")
     p.add_argument("--target-loss", type=float, default=None, metavar="LOSS",
                    help="--target for a lower-is-better metric (loss, perplexity), e.g. 2.5")
+    p.add_argument("--downstream", type=Path, default=None, metavar="SCORES.json",
+                   help="the run's downstream scores (RUN/downstream_scores.json, "
+                        "zhbert/downstream_schema.py): adds a 'downstream' section to the JSON "
+                        "and the report (score against pretraining step and held-out MLM "
+                        "accuracy)")
     p.add_argument("--output", type=Path, default=None,
                    help="output JSON (default: analysis_result.json beside the history)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
@@ -137,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     histories = [load_source(p, args.metric, args.lr_metric, args.direction) for p in paths]
     if target is not None:
         _check_target(flag, target, select_series(histories[0], args.series))
+    record = load_record(args.downstream) if args.downstream is not None else None
     for h in histories:
         for w in h.warnings:
             print(f"warning: {w}", file=sys.stderr)
@@ -147,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if target is not None:
         result["time_to_target"] = jsonable(time_to_target(
             histories[0], target, args.series, n_boot=args.n_boot, seed=args.seed))
+    if record is not None:
+        steps, acc = history_mlm(histories[0])
+        result["downstream"] = downstream_analysis(record.table, steps, acc, seed=args.seed,
+                                                   notes=record.notes, record=str(record.path))
     for w in result["input"]["warnings"][len(histories[0].warnings):]:  # the analysis' own
         print(f"warning: {w}", file=sys.stderr)
     output = args.output or (args.history / RESULT_NAME if args.history.is_dir()

@@ -7,6 +7,7 @@ Example::
     python visualize_results.py --history runs/tb_run --metric eval/loss --out-dir figures
 
 ``--history`` takes every log analyze_100k.py reads (trainer_state.json, TensorBoard, CSV).
+    python visualize_results.py --history H.json --downstream RUN/downstream_scores.json
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from zhbert.errors import UserError, run_cli
 from zhbert.io_utils import read_json, run_labels
 
 #: how to get a figure that was skipped, said after the reason
-SKIP_HINTS = {"backtest": " (draw it with --analysis from analyze_100k.py --backtest)"}
+SKIP_HINTS = {"backtest": " (draw it with --analysis from analyze_100k.py --backtest)",
+              "downstream": " (draw it with --downstream RUN/downstream_scores.json)"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,6 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", nargs="+", default=None,
                    help="run labels: one for --history followed by one per --compare file "
                         "(default: the files' folder or file names)")
+    p.add_argument("--downstream", default=None, metavar="SCORES.json",
+                   help="the run's downstream scores (RUN/downstream_scores.json): draws "
+                        "downstream.png (also drawn when --analysis holds a downstream section)")
     p.add_argument("--out-dir", default="figures", help="folder for the figures (default figures/)")
     p.add_argument("--format", default="png", choices=["png", "svg", "pdf"],
                    help="figure file format (default png)")
@@ -79,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Load the inputs, compute the analysis when needed, draw every figure."""
     args = parse_args(argv)
     from zhbert.analysis import analyze, select_series
+    from zhbert.analysis.downstream_record import RECORD_NAME, load_record
     from zhbert.analysis.sources import load_source
     from zhbert.plots import render_all, skipped_figures
 
@@ -86,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return load_source(path, args.metric, args.lr_metric, args.direction)
 
     history = load(args.history)
+    record = load_record(args.downstream) if args.downstream else None
     labels = _labels(args)
     others = [(label, load(p)) for label, p in zip(labels[1:], args.compare, strict=True)]
     for h in [history, *(h for _, h in others)]:
@@ -108,19 +115,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         analysis = analyze(history, series=args.series, target_step=args.target_step,
                            compare=others or None, label=labels[0])
+    if record is not None:
+        from zhbert.analysis.downstream import downstream_analysis, history_mlm
+
+        steps, acc = history_mlm(history)
+        analysis["downstream"] = downstream_analysis(record.table, steps, acc, notes=record.notes,
+                                                     record=str(record.path))
     paths = render_all(history, analysis, args.out_dir, fmt=args.format, dpi=args.dpi,
                        compare=others, label=labels[0])
     for path in paths:
         print(path)
+    hints = dict(SKIP_HINTS)
+    beside = Path(args.history).with_name(RECORD_NAME)
+    if beside.is_file():  # drawn only when asked for, so the plain command draws what it drew
+        hints["downstream"] = f" (draw it with --downstream {beside})"
     for name, reason in skipped_figures(analysis).items():
-        print(_skip_line(Path(args.out_dir) / f"{name}.{args.format}", name, reason))
+        print(_skip_line(Path(args.out_dir) / f"{name}.{args.format}", reason,
+                         hints.get(name, "")))
     return 0
 
 
-def _skip_line(path: Path, name: str, reason: str) -> str:
+def _skip_line(path: Path, reason: str, hint: str) -> str:
     """One line saying that the figure ``path`` was not drawn, why, and how to get it."""
     stale = "; the file already there is left from an earlier drawing" if path.exists() else ""
-    return f"skipped {path}: {reason}{SKIP_HINTS.get(name, '')}{stale}"
+    return f"skipped {path}: {reason}{hint}{stale}"
 
 
 if __name__ == "__main__":

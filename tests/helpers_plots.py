@@ -100,3 +100,21 @@ def fake_analysis(steps, acc) -> dict:
                    "change_points": [{"step": float(lo + 0.3 * (hi - lo))}],
                    "lr_events": [{"step": float(lo + 0.05 * (hi - lo)), "event": "warm-up end"}]},
     }
+
+
+def downstream_record(steps=(0, 600, 1200, 1800, 2400, 3000), tasks=("ner", "sentiment"),
+                      seeds=(0, 1, 2)) -> dict:
+    """A ``downstream_scores.json`` (zhbert/downstream_schema.py) whose test scores saturate with
+    the step; step 0 is the random init. The seeds' spread is small and fixed, so every
+    pretrained step's worst seed beats the best random-init seed."""
+    records = []
+    for k, task in enumerate(tasks):
+        for step in steps:
+            for seed in seeds:
+                score = 0.55 + 0.08 * k + 0.15 * (1 - np.exp(-step / 800)) + 0.004 * (seed - 1)
+                records.append({"task": task, "step": int(step), "seed": int(seed),
+                                "init": "random" if step == 0 else "pretrained",
+                                "split": "test", "metric": "entity_f1", "score": float(score),
+                                "dev_score": float(score) + 0.01, "budget": "study",
+                                "checkpoint": f"runs/x/checkpoints/step_{step}"})
+    return {"format_version": 1, "records": records}

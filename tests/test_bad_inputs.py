@@ -75,14 +75,14 @@ def test_a_number_where_a_list_is_expected(tmp_path, front):
 def test_steps_near_1e18_draw_or_give_one_line(tmp_path):
     """Steps spread up to 1e18 draw every figure; steps 1e18 + 100 i, which float64 cannot tell
     apart, are one error naming the steps (no traceback, no output folder)."""
-    from zhbert.plots import FIGURES
+    from zhbert.plots import FIGURES, NEEDS
 
     spread = _history(tmp_path, "spread.json", steps=[10**18 // 30 * (i + 1) for i in range(30)])
     proc = _run("visualize_results.py", "--history", str(spread), "--out-dir",
                 str(tmp_path / "figs"))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(p.stem for p in (tmp_path / "figs").glob("*.png")) == sorted(
-        set(FIGURES) - {"backtest"})  # no backtest in the analysis: no backtest.png
+        set(FIGURES) - set(NEEDS))  # no backtest nor downstream scores: neither figure
     close = _history(tmp_path, "close.json", steps=[10**18 + 100 * i for i in range(30)])
     proc = _run("visualize_results.py", "--history", str(close), "--out-dir",
                 str(tmp_path / "figs2"))

@@ -14,7 +14,7 @@ from PIL import Image
 
 from zhbert.analysis import analyze, load_history
 from zhbert.errors import run_cli
-from zhbert.plots import FIGURES, fonts, render_all, training_curves
+from zhbert.plots import FIGURES, NEEDS, fonts, render_all, training_curves
 from zhbert.plots import figures_training as ft
 from zhbert.plots.style import MAX_PNG_BYTES, all_chinese_text, text
 
@@ -48,7 +48,7 @@ def test_every_figure_is_a_valid_small_png(case, runs, tmp_path):
     histories, analyses, other = runs
     compare = [("half", other)] if case == "original" else None
     paths = render_all(histories[case], analyses[case], tmp_path, compare=compare, label="main")
-    expected = {f"{name}.png" for name in FIGURES if name != "backtest"}  # no backtest analysed
+    expected = {f"{name}.png" for name in FIGURES if name not in NEEDS}  # no backtest analysed
     expected |= {"comparison_50k_100k.png"} if compare else set()
     assert {p.name for p in paths} == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)  # no temp files left
@@ -152,7 +152,7 @@ def test_cli_draws_all_figures_with_compare(tmp_path):
                "--out-dir", str(tmp_path / "out"), "--format", "svg", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted([f"{n}.svg" for n in FIGURES if n != "backtest"]
+    assert names == sorted([f"{n}.svg" for n in FIGURES if n not in NEEDS]
                            + ["comparison_50k_100k.svg"])
     assert "run B" in (tmp_path / "out" / "comparison_50k_100k.svg").read_text(encoding="utf-8")
 
@@ -212,7 +212,7 @@ def test_cli_uses_a_precomputed_analysis(runs, tmp_path, capsys):
                                          "--out-dir", str(tmp_path / "out")])
     assert exc.value.code == 0, capsys.readouterr().err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(f"{n}.pdf" for n in FIGURES if n != "backtest")
+    assert names == sorted(f"{n}.pdf" for n in FIGURES if n not in NEEDS)
     assert all((tmp_path / "out" / n).read_bytes().startswith(b"%PDF") for n in names)
 
 
@@ -265,8 +265,9 @@ def test_no_backtest_figure_without_a_backtest(runs, tmp_path, capsys):
         "(draw it with --analysis from analyze_100k.py --backtest)"]
     from zhbert.plots import skipped_figures
 
-    assert skipped_figures(a) == {"backtest": "the analysis has no backtest"}
+    no_record = {"downstream": "no downstream scores file was given"}
+    assert skipped_figures(a) == {"backtest": "the analysis has no backtest", **no_record}
     with_bt = analyze(h, n_boot=N_BOOT, label="main", backtest_cuts=[0.5])
-    assert skipped_figures(with_bt) == {}
+    assert skipped_figures(with_bt) == no_record
     paths = render_all(h, with_bt, tmp_path / "bt")
     assert tmp_path / "bt" / "backtest.png" in paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from zhbert import history_schema as H
+from zhbert.analysis.downstream_report import format_downstream
 from zhbert.analysis.lower import NOT_AVAILABLE
 
 
@@ -264,4 +265,5 @@ def format_report(result: dict) -> str:
     for part in (_summary, _correlation, _trend, _fits, _extrapolation, _backtest, _phases,
                  _comparison):
         lines += part(result)
-    return "\n".join(lines) + "\n"
+    tail = format_downstream(result["downstream"]) if result.get("downstream") else ""
+    return "\n".join(lines) + "\n" + tail

@@ -8,6 +8,7 @@ found and registered on the first draw (see :mod:`zhbert.plots.fonts`).
 
 from zhbert.plots.figures_backtest import backtest
 from zhbert.plots.figures_compare import comparison
+from zhbert.plots.figures_downstream import downstream
 from zhbert.plots.figures_fits import correlation_analysis, learning_curve_fit
 from zhbert.plots.figures_training import loss_analysis, phases, training_curves
 from zhbert.plots.render import COMPARISON_NAME, FIGURES, NEEDS, render_all, skipped_figures
@@ -19,6 +20,7 @@ __all__ = [
     "backtest",
     "comparison",
     "correlation_analysis",
+    "downstream",
     "learning_curve_fit",
     "loss_analysis",
     "phases",

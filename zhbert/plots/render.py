@@ -8,6 +8,7 @@ from pathlib import Path
 
 from zhbert.plots.figures_backtest import backtest
 from zhbert.plots.figures_compare import comparison
+from zhbert.plots.figures_downstream import downstream
 from zhbert.plots.figures_fits import correlation_analysis, learning_curve_fit
 from zhbert.plots.figures_training import loss_analysis, phases, training_curves
 from zhbert.plots.style import DEFAULT_DPI, FORMATS
@@ -20,9 +21,11 @@ FIGURES = {
     "learning_curve_fit": learning_curve_fit,
     "phases": phases,
     "backtest": backtest,
+    "downstream": downstream,
 }
 #: figures drawn only when the analysis holds what they show: name -> (analysis key, reason)
-NEEDS = {"backtest": ("backtest", "the analysis has no backtest")}
+NEEDS = {"backtest": ("backtest", "the analysis has no backtest"),
+         "downstream": ("downstream", "no downstream scores file was given")}
 #: name kept from the original study for continuity; drawn only when other runs are given
 COMPARISON_NAME = "comparison_50k_100k"
 

@@ -106,6 +106,22 @@ LABELS: dict[str, tuple[str, str]] = {
     "actual": ("actual", "实际值"),
     "no_backtest": ("no backtest: run analyze_100k.py --backtest", "无回测"),
     "fit_failed": ("fit unavailable", "拟合不可用"),
+    "downstream": ("Downstream score against pretraining", "下游任务得分与预训练"),
+    "pretrain_step": ("Pretraining step", "预训练步数"),
+    "heldout_mlm_acc": ("Held-out MLM accuracy", "验证集MLM准确率"),
+    "test_score": ("test score", "测试得分"),
+    "random_init": ("random init", "随机初始化"),
+    "random_init_mean": ("random-init mean", "随机初始化均值"),
+    "mean_sd": ("mean ± SD of seeds", "均值±标准差"),
+    "seeds": ("seeds", "各随机种子"),
+    "stops_paying": ("stops paying", "收益饱和"),
+    "still_rising": ("still paying at the last step", "末步仍在提升"),
+    "no_heldout_mlm": ("no held-out MLM accuracy at these steps", "无验证集准确率"),
+    "no_downstream": ("no downstream scores", "无下游任务得分"),
+    "task_ner": ("NER", "命名实体识别"),
+    "task_cws": ("Word segmentation", "中文分词"),
+    "task_sentiment": ("Sentiment", "情感分类"),
+    "task_pos": ("POS tagging", "词性标注"),
 }
 
 
