@@ -159,3 +159,24 @@ def test_a_cut_before_the_first_held_out_point_is_a_row_without_forecast(tmp_pat
     first, half = out["rows"]
     assert first["n_points"] == 0 and first["forecast"] is None and "no point" in first["reason"]
     assert half["n_points"] == 4
+
+
+def test_backtest_reports_width_and_interval_score_beside_coverage(tmp_path):
+    """Every forecast row carries its width and its interval score (width + 40 x the miss at
+    95 %); the summary holds their means, the rows without a forecast hold None."""
+    h = load_history(_history(tmp_path, eval_every=10))
+    b = backtest(h, select_series(h, "eval"), history_schedule(h), cuts=(0.02, 0.3, 0.6),
+                 n_boot=30)
+    actual = b["actual"]["value"]
+    done = [r for r in b["rows"] if r["covered"] is not None]
+    assert done and b["level"] == 0.95
+    for r in done:
+        lo, hi = r["ci95"]
+        miss = max(lo - actual, 0.0) + max(actual - hi, 0.0)
+        assert r["width"] == pytest.approx(hi - lo)
+        assert r["interval_score"] == pytest.approx(hi - lo + 40.0 * miss)
+        assert (miss == 0) == r["covered"]
+    assert b["mean_width"] == pytest.approx(np.mean([r["width"] for r in done]))
+    assert b["mean_interval_score"] == pytest.approx(np.mean([r["interval_score"] for r in done]))
+    assert all(r["width"] is None and r["interval_score"] is None
+               for r in b["rows"] if r["covered"] is None)

@@ -84,3 +84,15 @@ def test_gpu_tables_are_the_committed_gpu_records():
     assert f"at {rate:.2f} steps/s in bf16" in readme
     assert f"({rate / report.ORIGINAL_STEPS_PER_S:.1f}x;" in readme
     assert "ours 109809 tok/s, HF 86830 tok/s, ratio 1.26" in (results / "compile.log").read_text()
+
+
+def test_analysis_doc_holds_the_forecast_peers_tables_of_the_committed_record():
+    """docs/ANALYSIS.md's head-to-head tables are studies/forecast_peers.py's ``markdown_table``
+    of results/forecast_peers/peers.json, and its target sentence states the record's."""
+    record = json.loads((ROOT / "results" / "forecast_peers" / "peers.json").read_text())
+    table = load_script("studies/forecast_peers.py").markdown_table(record)
+    lines = [line.strip() for line in (ROOT / "docs" / "ANALYSIS.md").read_text(
+        encoding="utf-8").splitlines()]
+    want = [line.strip() for line in table.splitlines()]
+    starts = [i for i, line in enumerate(lines) if line == want[0]]
+    assert any(lines[i:i + len(want)] == want for i in starts), "peers table not in the doc"

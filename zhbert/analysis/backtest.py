@@ -8,7 +8,9 @@ planned schedule (known when the run starts, so it is not a leak). The "actual" 
 * training-batch series: the mean of the last 5% of points (one batch is too noisy), with the
   standard error of that mean under AR(1) autocorrelation,
 
-and the forecast's interval is for that measurement (curve uncertainty + its noise).
+and the forecast's interval is for that measurement (curve uncertainty + its noise). Each row
+and the summary report the interval's width and its interval score
+(``zhbert.analysis.scoring.interval_score``: width + 2/alpha x the miss), beside coverage.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import math
 import numpy as np
 
 from zhbert import history_schema as H
-from zhbert.analysis.forecast import DEFAULT_N_BOOT, forecast_final
+from zhbert.analysis.forecast import DEFAULT_N_BOOT, LEVEL, forecast_final
 from zhbert.analysis.history import History, Series
 from zhbert.analysis.lower import forecast_lower
 from zhbert.analysis.schedule import Schedule
+from zhbert.analysis.scoring import interval_score
 from zhbert.analysis.trend import effective_n, lag1_autocorr
 from zhbert.baselines import unigram_floor
 
@@ -78,22 +81,31 @@ def backtest(history: History, series: Series, schedule: Schedule | None,
         if not m.any():  # the first held-out point comes after this cut: nothing to fit
             rows.append({"cut": float(q), "cut_step": None, "n_points": 0, "forecast": None,
                          "ci95": [None, None], "error": None, "covered": None,
+                         "width": None, "interval_score": None,
                          "reason": "no point at or before the cut", "weights": {}})
             continue
         f = _forecast(history, series, m, schedule, last, actual["stderr"], n_boot, seed)
         row = {"cut": float(q), "cut_step": float(series.steps[m][-1]) if m.any() else None,
                "n_points": int(m.sum()), "forecast": f["value"], "ci95": f["ci95"],
-               "error": None, "covered": None, "reason": f["reason"],
-               "weights": _weights(f)}
+               "error": None, "covered": None, "width": None, "interval_score": None,
+               "reason": f["reason"], "weights": _weights(f)}
         if f["ok"] and None not in f["ci95"]:
             row["error"] = f["value"] - actual["value"]
             row["covered"] = bool(f["ci95"][0] <= actual["value"] <= f["ci95"][1])
+            row["width"] = f["ci95"][1] - f["ci95"][0]
+            row["interval_score"] = interval_score(*f["ci95"], actual["value"], LEVEL)
         rows.append(row)
     done = [r for r in rows if r["covered"] is not None]
+
+    def mean(key):
+        return float(np.mean([r[key] for r in done])) if done else None
+
     return {"series_kind": series.kind, "metric": series.metric,
-            "higher_is_better": series.higher_is_better, "target_step": last, "actual": actual, "rows": rows,
+            "higher_is_better": series.higher_is_better, "target_step": last, "actual": actual,
+            "rows": rows,
             "mean_abs_error": float(np.mean([abs(r["error"]) for r in done])) if done else None,
             "coverage": float(np.mean([r["covered"] for r in done])) if done else None,
-            "n_forecast": len(done), "n_boot": int(n_boot), "seed": int(seed),
+            "mean_width": mean("width"), "mean_interval_score": mean("interval_score"),
+            "level": LEVEL, "n_forecast": len(done), "n_boot": int(n_boot), "seed": int(seed),
             "schedule": schedule.to_dict() if schedule is not None else None,
             "interval_for": "one measured point (curve uncertainty + the actual's noise)"}

@@ -149,3 +149,33 @@ def make_original_like(seed: int = 0) -> dict:
     nsp = np.clip(0.5 + 0.3 * (1 - np.exp(-steps / 20000)) + rng.normal(0, 0.02, steps.size), 0, 1)
     return {H.STEPS: steps.astype(int).tolist(), H.MLM_ACC: acc.tolist(), H.NSP_ACC: nsp.tolist(),
             H.LOSS: loss.tolist(), H.LR: warmup_cosine(steps).tolist()}
+
+
+def random_loss_shape(rng: np.random.Generator) -> dict:
+    """Random but plausible parameters of :func:`loss_truth` (areas in 1,000 peak-lr steps)."""
+    return {"L0": rng.uniform(2.0, 4.0), "A": rng.uniform(0.5, 1.5),
+            "alpha": rng.uniform(0.3, 0.7), "C": rng.uniform(0.01, 0.04)}
+
+
+def loss_truth(steps: np.ndarray, schedule, shape: dict) -> np.ndarray:
+    """Noise-free loss of Tissue et al. 2024's law ``L0 + A S1^-alpha - C S2`` under
+    ``schedule`` (S1, S2 of ``zhbert.analysis.schedule``, in units of 1,000 peak-lr steps)."""
+    s1, s2 = schedule.areas(np.asarray(steps, np.float64))
+    return shape["L0"] + shape["A"] * (s1 / 1000.0) ** (-shape["alpha"]) - shape["C"] * s2 / 1000.0
+
+
+def make_loss_curve(schedule, n: int = 200, noise: float = 0.01, rho: float = 0.5,
+                    seed: int = 0, shape: dict | None = None) -> dict:
+    """A training-loss curve ``{"steps", "loss", "lr", "truth", "truth_curve"}`` of
+    :func:`loss_truth` with AR(1) noise (sd ``noise``, lag-1 ``rho``), ``n`` points up to
+    ``schedule.end``; ``truth`` holds the noise-free final loss and the shape, ``truth_curve``
+    the noise-free curve."""
+    rng = np.random.default_rng(seed)
+    shape = shape or random_loss_shape(rng)
+    total = int(schedule.end)
+    steps = np.linspace(total / n, total, n).round()
+    truth = loss_truth(steps, schedule, shape)
+    return {"steps": steps.tolist(), "loss": (truth + ar1(n, rho, noise, rng)).tolist(),
+            "lr": np.asarray(schedule.lr(steps), np.float64).tolist(),
+            "truth": {"final_loss": float(truth[-1]), "shape": shape},
+            "truth_curve": truth.tolist()}

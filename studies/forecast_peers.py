@@ -1,0 +1,351 @@
+#!/usr/bin/env python
+"""Head to head: every forecast method on the same cuts of the same curves, intervals scored.
+
+    python studies/forecast_peers.py            # writes results/forecast_peers/peers.{json,md}
+    python studies/forecast_peers.py --quick --curves DIR --histories H.json --json out.json
+
+Each curve is cut at each ``--cuts`` fraction of its last step and its last step is forecast by
+
+* ``ours``: for loss, ``zhbert.analysis.loss_forecast.forecast_loss`` (the multi-power law with a
+  prior calibrated on OTHER curves: on the public curves leave-one-curve-out, elsewhere the
+  package's prior); for accuracy, ``zhbert.analysis.forecast.forecast_final``;
+* the published laws fitted on the cut curve alone, every parameter free: ``tissue_s1s2``,
+  ``multi_power``, ``power_law_steps``, and ``last_value`` (the mean of the last 10 % of points).
+  They publish point forecasts only; each gets its interval by one shared method
+  (``forecast_loss`` with that ``family``): a circular block bootstrap of its own fit's
+  residuals, refitted per resample, plus measurement noise. On accuracy they forecast the error
+  rate 1 - acc.
+
+Every interval is for one measured point at the last step (curve uncertainty + measurement
+noise); the actual is that point (a training-batch series: the mean of its last 5 %). Sources,
+reported separately: the public loss curves (``--curves``: ``step,lr,loss`` CSVs, see
+../shared/curves/README.md), this project's run histories (``--histories``: accuracy and loss of
+the same series, held-out when it has 10+ points), and synthetic curves with known laws
+(``--synthetic``). Metrics per method, cut and pooled: coverage of the nominal 95 % intervals
+(with the binomial band of the count), mean width, mean interval score (Gneiting & Raftery 2007)
+and mean absolute point error; loss in % of the actual final value, accuracy in points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from zhbert import history_schema as H  # noqa: E402
+from zhbert.analysis import load_history, select_series  # noqa: E402
+from zhbert.analysis.backtest import actual_value  # noqa: E402
+from zhbert.analysis.forecast import forecast_final  # noqa: E402
+from zhbert.analysis.history import Series  # noqa: E402
+from zhbert.analysis.loss_forecast import PEERS, forecast_loss  # noqa: E402
+from zhbert.analysis.loss_laws import TabulatedSchedule  # noqa: E402
+from zhbert.analysis.loss_prior import calibrate_prior, default_prior  # noqa: E402
+from zhbert.analysis.schedule import Schedule, history_schedule  # noqa: E402
+from zhbert.analysis.scoring import binomial_band, interval_summary  # noqa: E402
+from zhbert.analysis.synthetic import make_loss_curve, make_scheduled_history  # noqa: E402
+from zhbert.baselines import unigram_floor  # noqa: E402
+from zhbert.errors import UserError, run_cli  # noqa: E402
+from zhbert.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
+
+METHODS = ("ours", *PEERS)
+DEFAULT_CURVES = ROOT.parent / "shared" / "curves"
+DEFAULT_HISTORIES = ("results/training_history.json", "results/demo_*/training_history.json",
+                     "results/study/history_*.json", "results/tuning*/*_history.json",
+                     "results/calibration/*_history.json")
+DEFAULT_JSON = ROOT / "results" / "forecast_peers" / "peers.json"
+LEVEL = 0.95
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--curves", type=Path, default=DEFAULT_CURVES,
+                   help="folder searched for step,lr,loss CSV files (default ../shared/curves)")
+    p.add_argument("--histories", nargs="*", type=Path, default=None, metavar="H.json",
+                   help="this project's history files (default: the demo, study, tuning and "
+                        "calibration runs under results/)")
+    p.add_argument("--synthetic", type=int, default=8, metavar="N",
+                   help="synthetic accuracy histories and synthetic loss curves, N of each "
+                        "(default 8)")
+    p.add_argument("--cuts", nargs="+", type=float, default=[0.2, 0.3, 0.5],
+                   help="cut fractions of the last step (default 0.2 0.3 0.5)")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every bootstrap (default 0)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 20 resamples, at most 2 synthetic curves of each kind")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON,
+                   help="the record (default results/forecast_peers/peers.json); the markdown "
+                        "table is written beside it (.md)")
+    p.add_argument("--write-prior", type=Path, default=None, metavar="PRIOR.json",
+                   help="only fit the loss forecast's prior on every --curves CSV and write it "
+                        "here (the package's is zhbert/analysis/loss_prior.json)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_boot, args.synthetic = min(args.n_boot, 20), min(args.synthetic, 2)
+    if not args.cuts or any(not 0 < q < 1 for q in args.cuts):
+        p.error("--cuts must lie strictly between 0 and 1")
+    return args
+
+
+def read_curves(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray, TabulatedSchedule]]:
+    """Every ``step,lr,loss`` CSV under ``folder``: ``(name, steps, loss, schedule)``."""
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder of loss curves (--curves)")
+    out = []
+    for path in sorted(folder.rglob("*.csv")):
+        frame = pd.read_csv(path)
+        if not {"step", "lr", "loss"} <= set(frame.columns):
+            raise UserError(f"{path}: expected columns step,lr,loss (found "
+                            f"{','.join(map(str, frame.columns))})")
+        steps = frame["step"].to_numpy(np.float64)
+        out.append((str(path.relative_to(folder).with_suffix("")), steps,
+                    frame["loss"].to_numpy(np.float64),
+                    TabulatedSchedule(steps, frame["lr"].to_numpy(np.float64),
+                                      source=f"lr column of {path.name}")))
+    return out
+
+
+def _row(source: str, curve: str, method: str, cut: float, f: dict, actual: float,
+         scale: float) -> dict:
+    """One forecast, scaled (loss: % of the actual; accuracy: points)."""
+    ok = bool(f["ok"])
+    return {"source": source, "curve": curve, "method": method, "cut": cut,
+            "n_points": f["n_points"], "ok": ok, "reason": f["reason"],
+            "value": f["value"] * scale if ok else None,
+            "lower": f["lower"] * scale if ok else None,
+            "upper": f["upper"] * scale if ok else None, "actual": actual * scale}
+
+
+def loss_rows(source: str, curve: str, steps, values, schedule, actual: float,
+              noise_sd: float | None, prior: dict, args) -> list[dict]:
+    """Every method on every cut of one lower-is-better series."""
+    rows, scale = [], 100.0 / abs(actual)
+    for q in args.cuts:
+        m = steps <= q * steps[-1]
+        for method in METHODS:
+            f = forecast_loss(steps[m], values[m], schedule, steps[-1], noise_sd=noise_sd,
+                              n_boot=args.n_boot, seed=args.seed, prior=prior,
+                              family="auto" if method == "ours" else method)
+            rows.append(_row(source, curve, method, q, f, actual, scale))
+    return rows
+
+
+def accuracy_rows(source: str, curve: str, steps, acc, schedule, actual: float,
+                  noise_sd: float | None, floor: float | None, args) -> list[dict]:
+    """``forecast_final`` and every peer (on 1 - acc) on every cut of one accuracy series."""
+    rows = []
+    for q in args.cuts:
+        m = steps <= q * steps[-1]
+        f = forecast_final(steps[m], acc[m], schedule, steps[-1], n_boot=args.n_boot,
+                           seed=args.seed, measurement_sd=noise_sd, floor=floor)
+        ok = f["ok"] and None not in f["ci95"]
+        f = {**f, "ok": ok, "lower": f["ci95"][0], "upper": f["ci95"][1]}
+        rows.append(_row(source, curve, "ours", q, f, actual, 100.0))
+        for method in PEERS:
+            g = forecast_loss(steps[m], 1.0 - acc[m], schedule, steps[-1], noise_sd=noise_sd,
+                              n_boot=args.n_boot, seed=args.seed, family=method)
+            if g["ok"]:
+                g = {**g, "value": 1 - g["value"], "lower": 1 - g["upper"],
+                     "upper": 1 - g["lower"]}
+            rows.append(_row(source, curve, method, q, g, actual, 100.0))
+    return rows
+
+
+def public_rows(curves, args) -> list[dict]:
+    """The public loss curves, ours with a prior calibrated on the other curves."""
+    rows = []
+    for name, steps, loss, schedule in curves:
+        prior = calibrate_prior(curves, exclude=name)
+        rows += loss_rows("public loss curves", name, steps, loss, schedule, float(loss[-1]),
+                          None, prior, args)
+    return rows
+
+
+def history_rows(paths: list[Path], args) -> list[dict]:
+    """Accuracy and loss of each history's chosen series (held-out when it has 10+ points)."""
+    rows, prior = [], default_prior()
+    for path in paths:
+        h = load_history(path)
+        s = select_series(h, "auto")
+        schedule = history_schedule(h)
+        if schedule is not None and schedule.end is not None and s.steps[-1] > schedule.end:
+            schedule = schedule.with_continuation("constant")
+        acc = actual_value(h, s)
+        name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        rows += accuracy_rows("project accuracy", name, s.steps, s.acc, schedule, acc["value"],
+                              acc["stderr"], unigram_floor(h.meta), args)
+        frame, key = (h.eval, H.EVAL_LOSS) if s.kind == "eval" else (h.train, H.LOSS)
+        if key not in frame.columns:
+            continue
+        loss = frame[key].to_numpy(np.float64)
+        if s.kind == "eval":
+            actual, noise = float(loss[-1]), None
+        else:
+            a = actual_value(h, Series("train", s.steps, loss))
+            actual, noise = a["value"], a["stderr"]
+        rows += loss_rows("project loss", name, s.steps, loss, schedule, actual, noise, prior,
+                          args)
+    return rows
+
+
+def _wsd(total: int, warmup: int, decay_from: float) -> TabulatedSchedule:
+    """Warmup, constant, then a linear decay to 10 % over the last ``1 - decay_from``."""
+    steps = np.linspace(0, total, 401)
+    lr = np.interp(steps, [0, warmup, decay_from * total, total], [0.0, 1e-3, 1e-3, 1e-4])
+    return TabulatedSchedule(steps, lr, source="synthetic WSD")
+
+
+def synthetic_rows(count: int, args) -> list[dict]:
+    """``count`` synthetic accuracy histories (held-out series, ``make_scheduled_history``) and
+    ``count`` loss curves of Tissue's law (``make_loss_curve``), cosine / linear / constant /
+    WSD schedules."""
+    rows, prior = [], default_prior()
+    for i in range(count):
+        seed = args.seed + i
+        kind = ("cosine", "linear", "constant")[i % 3]
+        plan = Schedule(1e-3, 200 + 100 * (i % 4), 10_000, kind)
+        h = make_scheduled_history(plan, seed=seed, n=1000, noise=0.03, rho=0.5, eval_every=25)
+        steps, acc = np.asarray(h[H.EVAL_STEPS], float), np.asarray(h[H.EVAL_MLM_ACC], float)
+        rows += accuracy_rows("synthetic accuracy", f"{kind} seed {seed}", steps, acc, plan,
+                              float(acc[-1]), h[H.EVAL_STDERR][-1], None, args)
+        sched = _wsd(10_000, 200, 0.8) if i % 4 == 3 else plan
+        c = make_loss_curve(sched, n=200, noise=0.01, rho=0.5, seed=seed)
+        loss = np.asarray(c["loss"])
+        rows += loss_rows("synthetic loss", f"{sched.kind} seed {seed}", np.asarray(c["steps"]),
+                          loss, sched, float(loss[-1]), 0.01, prior, args)
+    return rows
+
+
+def _block(rows: list[dict]) -> dict:
+    """:func:`interval_summary` of some rows, with refusals and the 95 % binomial band."""
+    s = interval_summary([r for r in rows if r["ok"]], LEVEL)
+    s["refused"] = sum(not r["ok"] for r in rows)
+    s["band"] = list(binomial_band(s["n"])) if s["n"] else None
+    return s
+
+
+def wins(rows: list[dict]) -> dict:
+    """Per curve, the method with the lowest mean interval score over the cuts every method
+    forecast; ``{"curves", "ours", "best": {curve: method}}`` (curves with no such cut left out)."""
+    best = {}
+    for curve in dict.fromkeys(r["curve"] for r in rows):
+        rs = [r for r in rows if r["curve"] == curve]
+        cuts = [q for q in dict.fromkeys(r["cut"] for r in rs)
+                if all(r["ok"] for r in rs if r["cut"] == q)]
+        if not cuts:
+            continue
+        score = {m: interval_summary([r for r in rs if r["method"] == m and r["cut"] in cuts],
+                                     LEVEL)["mean_interval_score"] for m in METHODS}
+        best[curve] = min(METHODS, key=lambda m: score[m])  # ties go to the first: ours
+    return {"curves": len(best), "ours": sum(m == "ours" for m in best.values()), "best": best}
+
+
+def summarise(rows: list[dict], cuts) -> dict:
+    """Per source: per method, per cut and pooled blocks, and the interval-score wins."""
+    out = {}
+    for source in dict.fromkeys(r["source"] for r in rows):
+        rs = [r for r in rows if r["source"] == source]
+        out[source] = {
+            "unit": "% of the final value" if "loss" in source else "accuracy points",
+            "curves": len({r["curve"] for r in rs}), "wins": wins(rs),
+            "methods": {m: {"pooled": _block([r for r in rs if r["method"] == m]),
+                            "cuts": {str(q): _block([r for r in rs if r["method"] == m
+                                                     and r["cut"] == q]) for q in cuts}}
+                        for m in METHODS}}
+    return out
+
+
+def targets(summary: dict) -> dict:
+    """The issue's loss targets for ours: pooled coverage 90-98 %, each cut's count within its
+    binomial band, mean width at the 50 % cut at most 3 % of the final value, best interval score
+    on at least two thirds of the curves."""
+    out = {}
+    for source, s in summary.items():
+        if "loss" not in source:
+            continue
+        ours = s["methods"]["ours"]
+        cov = ours["pooled"]["coverage"]
+        half = ours["cuts"].get("0.5", {}).get("mean_width")
+        cut_ok = all(b["n"] == 0 or b["band"][0] <= b["covered"] <= b["band"][1]
+                     for b in ours["cuts"].values())
+        out[source] = {"pooled_coverage_90_98": cov is not None and 0.90 <= cov <= 0.98,
+                       "per_cut_within_band": cut_ok,
+                       "width_at_50pct_at_most_3pct": half is not None and half <= 3.0,
+                       "best_interval_score_on_two_thirds": 3 * s["wins"]["ours"]
+                       >= 2 * s["wins"]["curves"] > 0}
+    return out
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def markdown_table(record: dict) -> str:
+    """The record's tables, one per source."""
+    lines = []
+    for source, s in record["summary"].items():
+        w = s["wins"]
+        lines += [f"**{source}** ({s['curves']} curves; widths, scores and errors in "
+                  f"{s['unit']}; ours has the best mean interval score on {w['ours']} of "
+                  f"{w['curves']} curves)", "",
+                  "| method | cut | forecasts (refused) | covered (95 % band) | coverage "
+                  "| mean width | mean interval score | mean abs error |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for m, blocks in s["methods"].items():
+            for cut, b in [*blocks["cuts"].items(), ("pooled", blocks["pooled"])]:
+                band = f"{b['band'][0]}-{b['band'][1]}" if b["band"] else "–"
+                label = cut if cut == "pooled" else f"{float(cut):.0%}"
+                lines.append(f"| {m} | {label} | {b['n']} ({b['refused']}) | {b['covered']} "
+                             f"({band}) | {_fmt(b['coverage'], '.0%')} | {_fmt(b['mean_width'])} "
+                             f"| {_fmt(b['mean_interval_score'])} | "
+                             f"{_fmt(b['mean_abs_error'])} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _history_paths(args) -> list[Path]:
+    if args.histories is not None:
+        return list(args.histories)
+    return sorted({p for pattern in DEFAULT_HISTORIES for p in ROOT.glob(pattern)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every method on every source, print the tables, write the record and the tables."""
+    args = parse_args(argv)
+    t0, c0 = time.perf_counter(), time.process_time()
+    curves = read_curves(args.curves)
+    if args.write_prior is not None:
+        prior = calibrate_prior(curves)
+        prior["command"] = f"python studies/forecast_peers.py --write-prior {args.write_prior}"
+        atomic_write_json(args.write_prior, prior)
+        print(f"wrote {args.write_prior} (from {len(curves)} curves)")
+        return 0
+    rows = public_rows(curves, args) + history_rows(_history_paths(args), args)
+    rows += synthetic_rows(args.synthetic, args)
+    summary = summarise(rows, args.cuts)
+    record = {"command": "python studies/forecast_peers.py" + (" " + " ".join(argv)
+                                                                if argv else ""),
+              "settings": {"cuts": args.cuts, "n_boot": args.n_boot, "seed": args.seed,
+                           "synthetic": args.synthetic, "level": LEVEL, "quick": args.quick},
+              "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+              "cpu_count": os.cpu_count(), "methods": list(METHODS), "summary": summary,
+              "targets": targets(summary), "rows": rows}
+    table = markdown_table(record)
+    print(table)
+    print(f"{len(rows)} forecasts in {record['wall_s']:.0f} s wall, {record['cpu_s']:.0f} CPU s")
+    atomic_write_json(args.json, record)
+    atomic_write_text(args.json.with_suffix(".md"), table)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
