@@ -96,15 +96,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def get_task(name: str):
-    """The registered task ``name``; UserError naming the choices otherwise."""
-    from zhbert.downstream.tasks import TASKS
-
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
-    return TASKS[name]
-
-
 def default_out(model: Path, task: str, init: str, seed: int) -> Path:
     """``RUN/finetune/TASK-WHAT-seedN``: WHAT is the checkpoint (``step_3000``), the export's
     folder name (``final``) or ``random``."""
@@ -122,11 +113,13 @@ def check_out(out: Path) -> None:
 
 def write_output(out: Path, model, source_dir: Path, result: dict, save_model: bool) -> None:
     """``out``: result.json, and the model (save_pretrained) with the export's tokenizer files."""
+    from zhbert.downstream.source import quiet_transformers
     from zhbert.export import TOKENIZER_FILES
 
     with atomic_dir(out) as tmp:
         if save_model:
-            model.save_pretrained(tmp)
+            with quiet_transformers():
+                model.save_pretrained(tmp)
             for name in TOKENIZER_FILES:
                 if (source_dir / name).is_file():
                     shutil.copyfile(source_dir / name, tmp / name)
@@ -152,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from zhbert.downstream.finetune import finetune
     from zhbert.downstream.source import open_source
+    from zhbert.downstream.tasks import get_task
 
     args = parse_args(argv)
     task = get_task(args.task)

@@ -63,6 +63,9 @@ class FakeTask:
     def score(self, gold: list, pred: list) -> dict:
         return _accuracy(gold, pred)
 
+    def gold(self, examples: list) -> list:
+        return [list(e.tags) if self.kind == "token" else e.label for e in examples]
+
 
 TOKEN_TASK = FakeTask("faketag", "token", ("O", "S-PER"))
 SEQUENCE_TASK = FakeTask("fakecls", "sequence", ("neg", "pos"))

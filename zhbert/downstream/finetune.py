@@ -133,17 +133,10 @@ def predict(model, task, examples, items, tokenizer, cfg: FinetuneConfig, autoca
     return E.assemble_tags(examples, items, predicted, task.labels)
 
 
-def gold_of(task, examples) -> list:
-    """The gold labels in the form the task's scorer takes."""
-    if task.kind == "sequence":
-        return [ex.label for ex in examples]
-    return [list(ex.tags) for ex in examples]
-
-
 def _score(task, model, split: tuple, tokenizer, cfg, autocast) -> dict:
     examples, items = split
     pred = predict(model, task, examples, items, tokenizer, cfg, autocast)
-    return task.score(gold_of(task, examples), pred)
+    return task.score(task.gold(examples), pred)
 
 
 def _bar(total: int, progress: bool, desc: str):
@@ -239,5 +232,5 @@ def finetune(task, source: ModelSource, cfg: FinetuneConfig, progress: bool = Fa
     return model, tokenizer, result
 
 
-__all__ = ["DEFAULT_MAX_LENGTH", "FinetuneConfig", "resolve_config", "encode_split", "finetune", "gold_of",
+__all__ = ["DEFAULT_MAX_LENGTH", "FinetuneConfig", "resolve_config", "encode_split", "finetune",
            "load_splits", "predict", "train"]

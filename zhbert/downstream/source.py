@@ -83,7 +83,7 @@ def open_source(path: str | Path) -> Iterator[ModelSource]:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bars (the missing keys are checked here)."""
     from transformers.utils import logging
 
@@ -112,7 +112,7 @@ def load_task_model(source: ModelSource, kind: str, labels: tuple[str, ...], ini
     names = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                  label2id={name: i for i, name in enumerate(labels)})
     torch.manual_seed(seed)
-    with _quiet_transformers():
+    with quiet_transformers():
         if init == "random":
             return cls.from_config(AutoConfig.from_pretrained(source.hf_dir, **names))
         model, info = cls.from_pretrained(source.hf_dir, output_loading_info=True, **names)
@@ -127,8 +127,8 @@ def load_tokenizer(source: ModelSource):
     """The export's tokenizer, as ``AutoTokenizer`` loads it."""
     from transformers import AutoTokenizer
 
-    with _quiet_transformers():
+    with quiet_transformers():
         return AutoTokenizer.from_pretrained(source.hf_dir)
 
 
-__all__ = ["ModelSource", "export_step", "load_task_model", "load_tokenizer", "open_source"]
+__all__ = ["ModelSource", "export_step", "quiet_transformers", "load_task_model", "load_tokenizer", "open_source"]
