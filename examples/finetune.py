@@ -59,7 +59,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=d.epochs,
                    help=f"passes over the train split (default {d.epochs})")
     p.add_argument("--max-steps", type=int, default=d.max_steps,
-                   help="stop after this many updates (default 0: the epochs decide)")
+                   help="train this many updates, over as many epochs as needed (default 0: "
+                        "--epochs decides)")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"examples (windows) per update (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")

@@ -266,3 +266,9 @@ def test_the_record_reader_rejects_malformed_files(tmp_path, change, needle):
     with pytest.raises(UserError):
         schema.update_record(path, _entry(seed=3))
     assert path.read_text() == before  # a malformed record is never overwritten
+
+
+def test_the_record_format_loads_without_torch():
+    from tests.test_imports import loaded_after
+
+    assert loaded_after("import zhbert.downstream.schema", ("torch", "zhbert.training")) == []

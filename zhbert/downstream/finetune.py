@@ -38,7 +38,7 @@ class FinetuneConfig:
 
     init: str = "pretrained"  # "pretrained" or "random" (same architecture, untrained)
     epochs: int = 3  # passes over the train split
-    max_steps: int = 0  # stop after this many updates (0: epochs decide)
+    max_steps: int = 0  # this many updates, over as many epochs as needed (0: epochs decide)
     batch_size: int = 32
     lr: float = 1e-3  # peak learning rate
     warmup: float = 0.1  # fraction of the updates spent warming up
@@ -146,28 +146,56 @@ def _bar(total: int, progress: bool, desc: str):
                 dynamic_ncols=True)
 
 
+def _update(model, optimizer, scaler, autocast, inputs: dict, lr: float, clip: float):
+    """One optimizer update on one batch at learning rate ``lr``; returns the loss."""
+    with autocast() if autocast else contextlib.nullcontext():
+        loss = model(**inputs).loss
+    (scaler.scale(loss) if scaler else loss).backward()
+    if scaler:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip or math.inf)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    scaler.step(optimizer) if scaler else optimizer.step()
+    if scaler:
+        scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def planned_updates(n_items: int, cfg: FinetuneConfig) -> int:
+    """``max_steps`` when set (as many epochs as it takes), else ``epochs`` full passes.
+
+    >>> planned_updates(100, FinetuneConfig(epochs=2, batch_size=32)), \
+    ...     planned_updates(100, FinetuneConfig(max_steps=5))
+    (8, 5)
+    """
+    return cfg.max_steps or cfg.epochs * math.ceil(n_items / cfg.batch_size)
+
+
 def train(model, task, data: dict, tokenizer, cfg: FinetuneConfig, precision: str,
           progress: bool = False) -> dict:
     """Fine-tune ``model`` in place; it ends holding the best dev weights. Returns the record:
-    updates, best update, dev curve."""
+    updates, best update, its dev scores, the dev curve, seconds."""
     device = torch.device(cfg.device)
     autocast, scaler = autocast_factory(precision, device), make_scaler(precision, device)
-    optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay)
-    optimizer = make_optimizer(model, optim, device)
+    optimizer = make_optimizer(model, OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay),
+                               device)
     items = data["train"][1]
-    per_epoch = math.ceil(len(items) / cfg.batch_size)
-    total = min(cfg.epochs * per_epoch, cfg.max_steps or math.inf)
+    total = planned_updates(len(items), cfg)
     warmup = round(cfg.warmup * total)
     gen = torch.Generator().manual_seed(cfg.seed)
-    step, curve, best = 0, [], None
+    step, curve, best, eval_s, t0 = 0, [], None, 0.0, time.perf_counter()
 
     def evaluate() -> None:
-        nonlocal best
+        nonlocal best, eval_s
+        t = time.perf_counter()
         dev = _score(task, model, data["dev"], tokenizer, cfg, autocast)
+        eval_s += time.perf_counter() - t
         curve.append({"step": step, "dev": dev["score"]})
         if best is None or dev["score"] > best["dev"]["score"]:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = {"step": step, "dev": dev, "state": state}
+            best = {"step": step, "dev": dev,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         model.train()
 
     model.train()
@@ -176,18 +204,8 @@ def train(model, task, data: dict, tokenizer, cfg: FinetuneConfig, precision: st
             for batch in E.train_batches(items, cfg.batch_size, gen):
                 inputs = {k: v.to(device) for k, v in
                           E.collate([items[k] for k in batch], tokenizer.pad_token_id).items()}
-                with autocast() if autocast else contextlib.nullcontext():
-                    loss = model(**inputs).loss
-                (scaler.scale(loss) if scaler else loss).backward()
-                if scaler:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm or math.inf)
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * lr_factor(step + 1, warmup, total, "linear")
-                scaler.step(optimizer) if scaler else optimizer.step()
-                if scaler:
-                    scaler.update()
-                optimizer.zero_grad(set_to_none=True)
+                lr = cfg.lr * lr_factor(step + 1, warmup, total, "linear")
+                loss = _update(model, optimizer, scaler, autocast, inputs, lr, cfg.clip_norm)
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
@@ -198,14 +216,17 @@ def train(model, task, data: dict, tokenizer, cfg: FinetuneConfig, precision: st
             if not cfg.eval_every and (not curve or curve[-1]["step"] != step):
                 evaluate()  # end of an epoch
     model.load_state_dict(best["state"])
-    return {"updates": step, "best_step": best["step"], "dev": best["dev"], "dev_curve": curve}
+    train_s = time.perf_counter() - t0 - eval_s
+    return {"updates": step, "best_step": best["step"], "dev": best["dev"], "dev_curve": curve,
+            "seconds": {"train": round(train_s, 2), "dev": round(eval_s, 2),
+                        "per_update": round(train_s / max(step, 1), 4)}}
 
 
 def finetune(task, source: ModelSource, cfg: FinetuneConfig, progress: bool = False):
     """``(model, tokenizer, result)``: the fine-tuned model (best dev weights) and the result
     dict of ``result.json`` (without the model path and versions, which the caller adds)."""
     cfg = resolve_config(cfg, source)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tokenizer = load_tokenizer(source)
     examples = load_splits(task, cfg)
     data = {s: (ex, encode_split(task, ex, tokenizer, cfg, train=s == "train"))
@@ -214,9 +235,13 @@ def finetune(task, source: ModelSource, cfg: FinetuneConfig, progress: bool = Fa
     choice = choose_precision(cfg.precision, device, source.config,
                               tokens=cfg.batch_size * cfg.max_length)
     model = load_task_model(source, task.kind, tuple(task.labels), cfg.init, cfg.seed).to(device)
+    setup_s = time.perf_counter() - t0
     record = train(model, task, data, tokenizer, cfg, choice.precision, progress)
+    t = time.perf_counter()
     test = _score(task, model, data["test"], tokenizer, cfg, autocast_factory(choice.precision,
                                                                                 device))
+    seconds = {"setup": round(setup_s, 2), **record["seconds"],
+               "test": round(time.perf_counter() - t, 2)}
     result = {
         "task": task.name, "metric": task.metric, "init": cfg.init, "seed": cfg.seed,
         "kind": source.kind, "arch": source.config.arch,
@@ -227,7 +252,8 @@ def finetune(task, source: ModelSource, cfg: FinetuneConfig, progress: bool = Fa
         "windows": {s: len(items) for s, (_, items) in data.items()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "precision": choice.record(), "config": asdict(cfg),
-        "time_s": round(time.perf_counter() - t0, 2),
+        "time_s": round(time.perf_counter() - t0, 2), "seconds": seconds,
+        "cpu_s": round(time.process_time() - c0, 2), "threads": torch.get_num_threads(),
     }
     return model, tokenizer, result
 
