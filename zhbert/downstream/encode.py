@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import torch
 
 from zhbert.corpus.text import normalize_text
+from zhbert.layout import IGNORE_INDEX
 
-IGNORE = -100  # label of [CLS], [SEP] and padding: no loss, no prediction
+IGNORE = IGNORE_INDEX  # label of [CLS], [SEP] and padding: no loss, no prediction
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def owners(n: int, spans: Sequence[tuple[int, int]]) -> list[int]:
     """For each position, the span (index) with the most context on its shorter side.
 
     >>> owners(7, [(0, 4), (2, 6), (3, 7)])
-    [0, 0, 1, 1, 2, 2, 2]
+    [0, 0, 0, 1, 1, 2, 2]
     """
     return [max(range(len(spans)), key=lambda w: (min(i - spans[w][0], spans[w][1] - 1 - i), -w))
             for i in range(n)]

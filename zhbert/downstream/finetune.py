@@ -166,8 +166,7 @@ def _update(model, optimizer, scaler, autocast, inputs: dict, lr: float, clip: f
 def planned_updates(n_items: int, cfg: FinetuneConfig) -> int:
     """``max_steps`` when set (as many epochs as it takes), else ``epochs`` full passes.
 
-    >>> planned_updates(100, FinetuneConfig(epochs=2, batch_size=32)), \
-    ...     planned_updates(100, FinetuneConfig(max_steps=5))
+    >>> planned_updates(100, FinetuneConfig(epochs=2)), planned_updates(100, FinetuneConfig(max_steps=5))
     (8, 5)
     """
     return cfg.max_steps or cfg.epochs * math.ceil(n_items / cfg.batch_size)
