@@ -18,7 +18,7 @@ from zhbert.model_config import BertConfig
 from zhbert.models import build_model
 
 
-def _load_checkpoint_model(directory: Path, config_json: dict):
+def load_checkpoint_model(directory: Path, config_json: dict):
     """Our own checkpoint layout: config.json {"model": {BertConfig fields}, ...} + safetensors."""
     fields = {f.name for f in dataclasses.fields(BertConfig)}
     model_cfg = config_json["model"]
@@ -51,7 +51,7 @@ def load_for_inference(path):
     if "model_type" in config_json:
         model = import_hf(directory)  # validates model_type / architectures
     elif "model" in config_json:
-        model = _load_checkpoint_model(directory, config_json)
+        model = load_checkpoint_model(directory, config_json)
     else:
         raise UserError(
             f"{directory / 'config.json'}: neither a transformers BERT config (model_type) "
@@ -115,4 +115,4 @@ def fill_mask(model, tokenizer, texts: list[str], top_k: int = 5) -> list[list[l
     return results
 
 
-__all__ = ["load_for_inference", "fill_mask"]
+__all__ = ["load_for_inference", "load_checkpoint_model", "fill_mask"]
