@@ -3,14 +3,14 @@
 
     python examples/finetune.py --model runs/demo/final --task ner
     python examples/finetune.py --model runs/demo/checkpoints/step_3000 --task cws \\
-        --train-limit 2000 --epochs 1 --record runs/demo/downstream.json
+        --train-limit 2000 --epochs 1 --record runs/demo
     python examples/finetune.py --model runs/demo/final --task sentiment --init random
 
 Loads the model with transformers' AutoModelForTokenClassification / ...SequenceClassification
 (a checkpoint is first converted with the export code), trains with AdamW, linear warmup and
 decay and the trainer's CPU precision rule, keeps the weights of the best dev score, scores test
 with them, and writes --out: result.json and the fine-tuned model in transformers format.
---record adds the scores to a run's downstream record (zhbert/downstream/schema.py).
+--record RUN adds the scores to the run's RUN/downstream_scores.json (zhbert/downstream_schema.py).
 docs/DOWNSTREAM.md describes the tasks, the splits and every flag.
 """
 
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
+from zhbert import downstream_schema as S  # noqa: E402
 from zhbert.downstream.finetune import DEFAULT_MAX_LENGTH, FinetuneConfig  # noqa: E402
-from zhbert.downstream.schema import BUDGET_KEYS, Entry, read_record, update_record  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_dir, atomic_write_json  # noqa: E402
 
@@ -51,8 +51,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="output folder (default: RUN/finetune/TASK-WHAT-seedN beside the model)")
     p.add_argument("--no-model", action="store_true",
                    help="write result.json only, not the fine-tuned weights")
-    p.add_argument("--record", type=Path, default=None,
-                   help="also add the scores to this downstream record (RUN/downstream.json)")
+    p.add_argument("--record", type=Path, default=None, metavar="RUN",
+                   help="also add the scores to the run's downstream scores file "
+                        "(RUN/downstream_scores.json, zhbert/downstream_schema.py)")
     p.add_argument("--step", type=int, default=None,
                    help="pretraining step of --model for the record (default: a checkpoint's "
                         "own step, or the last step of RUN/training_history.json for RUN/final)")
@@ -127,16 +128,32 @@ def write_output(out: Path, model, source_dir: Path, result: dict, save_model: b
         atomic_write_json(tmp / RESULT_NAME, result)
 
 
-def record_entry(result: dict, out: Path) -> Entry:
-    """The downstream-record entry of a fine-tune's result."""
+#: the fine-tuning settings that make two fine-tunes of one checkpoint comparable
+BUDGET_KEYS = ("epochs", "max_steps", "batch_size", "lr", "max_length")
+
+
+def budget_name(result: dict) -> str:
+    """The record's budget: the settings that decide how much a fine-tune learns, as one name.
+
+    >>> budget_name({"config": {"epochs": 1, "max_steps": 0, "batch_size": 32, "lr": 0.001,
+    ...              "max_length": 64}, "examples": {"train": 2000}})
+    'train2000-epochs1-max_steps0-batch_size32-lr0.001-max_length64'
+    """
     cfg = result["config"]
-    budget = {k: cfg[k] for k in BUDGET_KEYS if k in cfg}
-    budget["train_examples"] = result["examples"]["train"]
-    return Entry(task=result["task"], metric=result["metric"], step=result["pretrain_step"],
-                 init=result["init"], seed=result["seed"], dev=result["dev"],
-                 test=result["test"], budget=budget, updates=result["updates"],
-                 time_s=result["time_s"], precision=result["precision"]["precision"],
-                 model=result["model"], result=str(out / RESULT_NAME))
+    return "-".join([f"train{result['examples']['train']}",
+                     *(f"{k}{cfg[k]}" for k in BUDGET_KEYS if k in cfg)])
+
+
+def score_record(result: dict, out: Path) -> dict:
+    """The ``downstream_scores.json`` record of a fine-tune's result (its test score)."""
+    return {"task": result["task"], "step": int(result["pretrain_step"] or 0),
+            "init": result["init"], "seed": int(result["seed"]), "split": "test",
+            "metric": result["metric"], "score": float(result["test"]["score"]),
+            "dev_score": float(result["dev"]["score"]), "budget": budget_name(result),
+            "train_examples": int(result["examples"]["train"]),
+            "optimizer_steps": int(result["updates"]), "elapsed_s": float(result["time_s"]),
+            "scores": result["test"], "model": str(result["model"]),
+            "checkpoint": str(out / RESULT_NAME)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or default_out(args.model, task.name, cfg.init, cfg.seed)
     check_out(out)
     if args.record is not None:
-        read_record(args.record, missing_ok=True)  # a malformed record fails before training
+        S.load_scores(args.record)  # a malformed scores file fails before training
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0 (got {args.threads})")
     if args.threads:
@@ -177,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{result['precision']['precision']}")
     print(f"written: {out}")
     if args.record is not None:
-        entries = update_record(args.record, record_entry(result, out))
-        print(f"recorded: {args.record} ({len(entries)} entries)")
+        records = S.save_records(args.record, [score_record(result, out)])
+        print(f"recorded: {S.scores_path(args.record)} ({len(records)} records)")
     return 0
 
 

@@ -1,5 +1,5 @@
 """Fine-tuning through transformers (zhbert.downstream.finetune, examples/finetune.py) and the
-downstream record (zhbert.downstream.schema), on tiny exports and checkpoints."""
+downstream scores file (zhbert.downstream_schema), on tiny exports and checkpoints."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import torch
 from tests.helpers_downstream import SEQUENCE_TASK, TOKEN_TASK, make_checkpoint, make_export
 from tests.helpers_model import make_tokenizer_dir
 from tests.helpers_scripts import load_script
+from zhbert import downstream_schema as S
 from zhbert.downstream import encode as E
-from zhbert.downstream import schema
 from zhbert.downstream.finetune import FinetuneConfig, finetune
 from zhbert.downstream.source import open_source
 from zhbert.errors import UserError
@@ -155,7 +155,7 @@ def test_the_script_writes_a_loadable_model_and_records_it(exports, tmp_path, mo
 
     script = load_script("examples/finetune.py")
     monkeypatch.setattr("zhbert.downstream.tasks.get_task", lambda name: TOKEN_TASK)
-    out, record = tmp_path / "ft", tmp_path / "run" / "downstream.json"
+    out, record = tmp_path / "ft", tmp_path / "run"
     args = ["--model", str(exports["bert"]), "--task", "faketag", "--max-steps", "2",
             "--batch-size", "4", "--max-length", "10", "--precision", "fp32", "--quiet",
             "--out", str(out), "--record", str(record)]
@@ -165,13 +165,14 @@ def test_the_script_writes_a_loadable_model_and_records_it(exports, tmp_path, mo
     model = AutoModelForTokenClassification.from_pretrained(out)
     assert model.config.id2label == {0: "O", 1: "S-PER"}
     assert AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("今") == 5
-    (entry,) = schema.read_record(record)
-    assert (entry.task, entry.step, entry.init, entry.seed) == ("faketag", 7, "pretrained", 0)
-    assert entry.test == result["test"] and entry.budget["train_examples"] == 20
-    # the same fine-tune again replaces its entry; another seed adds one
+    (rec,) = S.load_scores(record)
+    assert (rec["task"], rec["step"], rec["init"], rec["seed"]) == ("faketag", 7, "pretrained", 0)
+    assert rec["score"] == result["test"]["score"] and rec["dev_score"] == result["dev"]["score"]
+    assert rec["train_examples"] == 20 and rec["budget"].startswith("train20-")
+    # the same fine-tune again replaces its record; another seed adds one
     assert script.main(args) == 0
     assert script.main([*args, "--seed", "1", "--no-model", "--out", str(tmp_path / "ft1")]) == 0
-    assert [e.seed for e in schema.read_record(record)] == [0, 1]
+    assert [r["seed"] for r in S.load_scores(record)] == [0, 1]
     assert not (tmp_path / "ft1" / "model.safetensors").exists()
 
 
@@ -194,15 +195,17 @@ def test_bad_model_folders_and_records_are_one_line_errors(exports, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "gpt").mkdir()
     (tmp_path / "gpt" / "config.json").write_text('{"model_type": "gpt2"}')
-    bad_record = tmp_path / "downstream.json"
-    bad_record.write_text('{"format": "something else"}')
+    bad_record = tmp_path / "badrun"
+    bad_record.mkdir()
+    (bad_record / S.SCORES_NAME).write_text('{"format": "something else"}')
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     cases = [
         (["--model", str(tmp_path / "nothing")], "directory not found"),
         (["--model", str(tmp_path / "empty")], "config.json: file not found"),
         (["--model", str(tmp_path / "gpt")], "model_type 'gpt2'"),
-        (["--model", str(exports["bert"]), "--record", str(bad_record)], "not a downstream record"),
+        (["--model", str(exports["bert"]), "--record", str(bad_record)],
+         "not a downstream scores file"),
     ]
     for extra, needle in cases:
         out = tmp_path / "ft"
@@ -216,59 +219,7 @@ def test_bad_model_folders_and_records_are_one_line_errors(exports, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-# ------------------------------------------------------------------ the record format
-
-
-def _entry(**over) -> schema.Entry:
-    base = dict(task="ner", metric="entity_f1", step=100, init="pretrained", seed=0,
-                dev={"score": 0.5}, test={"score": 0.4},
-                budget={"train_examples": 20, "epochs": 1, "max_steps": 0, "batch_size": 4,
-                        "lr": 1e-3, "max_length": 10},
-                updates=5, time_s=1.5, precision="fp32", model="runs/x/final")
-    return schema.Entry(**{**base, **over})
-
-
-def test_the_record_round_trips_and_replaces_an_equal_key(tmp_path):
-    path = tmp_path / schema.DOWNSTREAM_NAME
-    schema.update_record(path, _entry(step=200))
-    schema.update_record(path, _entry(init="random", step=0))
-    schema.update_record(path, _entry(step=200, test={"score": 0.9}))  # same key: replaced
-    entries = schema.read_record(path)
-    assert [(e.step, e.init) for e in entries] == [(0, "random"), (200, "pretrained")]
-    assert entries[1].test == {"score": 0.9}
-    bigger = {**_entry().budget, "train_examples": 2000}
-    schema.update_record(path, _entry(step=200, budget=bigger))  # another budget: kept apart
-    assert len(schema.read_record(path)) == 3
-    assert json.loads(path.read_text())["format"] == "zhbert-downstream"
-
-
-@pytest.mark.parametrize("change, needle", [
-    (lambda d: d.update(version=2), "version 2"),
-    (lambda d: d.update(entries={}), "'entries' must be a list"),
-    (lambda d: d["entries"][0].pop("test"), "missing test"),
-    (lambda d: d["entries"][0].update(colour="red"), "unknown key(s) colour"),
-    (lambda d: d["entries"][0].update(step=-1), "step must be an integer >= 0"),
-    (lambda d: d["entries"][0].update(init="warm"), "init must be one of"),
-    (lambda d: d["entries"][0].update(init="random"), "a random-init entry has step 0"),
-    (lambda d: d["entries"][0]["dev"].update(score=None), "dev must be an object"),
-    (lambda d: d["entries"][0]["budget"].pop("lr"), "budget must be an object"),
-    (lambda d: d["entries"].append(dict(d["entries"][0])), "are the same fine-tune"),
-])
-def test_the_record_reader_rejects_malformed_files(tmp_path, change, needle):
-    data = schema.record_dict([_entry()])
-    change(data)
-    path = tmp_path / "downstream.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(UserError, match="downstream") as info:
-        schema.read_record(path)
-    assert needle in str(info.value)
-    before = path.read_text()
-    with pytest.raises(UserError):
-        schema.update_record(path, _entry(seed=3))
-    assert path.read_text() == before  # a malformed record is never overwritten
-
-
-def test_the_record_format_loads_without_torch():
+def test_the_scores_format_loads_without_torch():
     from tests.test_imports import loaded_after
 
-    assert loaded_after("import zhbert.downstream.schema", ("torch", "zhbert.training")) == []
+    assert loaded_after("import zhbert.downstream_schema", ("torch", "zhbert.training")) == []
