@@ -23,7 +23,8 @@ SET     ?=
 DEMO_ARGS = --preset $(PRESET) --corpus $(CORPUS) --run-dir $(RUN) $(if $(OUT),--out-dir $(OUT),) \
             $(if $(REDO),--redo,) $(foreach s,$(SET),--set $(s))
 
-.PHONY: install check-python demo demo-run reference study study-reference test lint bench clean
+.PHONY: install check-python demo demo-run reference study study-reference downstream \
+        downstream-headline test lint bench clean
 
 install: check-python $(STAMP)
 
@@ -66,6 +67,18 @@ study: install
 study-reference: install
 	$(PYTHON) examples/run_study.py --corpus $(CORPUS) --runs runs/study --out-dir results/study \
 		--update-readme
+
+# The downstream study (after make demo): fine-tune the demo run's checkpoints and a random init
+# on ner, cws and sentiment, 3 seeds each, with a fixed small budget (studies/downstream_study.py;
+# its wall time is in results/downstream/study/study.json). Rewrites results/downstream/study/
+# and README's study block (committed code only).
+downstream: install
+	$(PYTHON) studies/downstream_study.py --run $(RUN) --update-readme
+
+# The headline score of each task: one longer fine-tune of $(RUN)/final on the whole train split
+# (studies/downstream_headline.py; results/downstream/headline/, times in headline.json).
+downstream-headline: install
+	$(PYTHON) studies/downstream_headline.py --run $(RUN)
 
 test: install
 	$(PYTHON) -m pytest -n 2 tests

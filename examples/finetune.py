@@ -29,7 +29,8 @@ if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
 from zhbert import downstream_schema as S  # noqa: E402
-from zhbert.downstream.finetune import DEFAULT_MAX_LENGTH, FinetuneConfig  # noqa: E402
+from zhbert.downstream.finetune import DEFAULT_MAX_LENGTH, POOLING_HELP, FinetuneConfig  # noqa: E402
+from zhbert.downstream.record import score_record  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import atomic_dir, atomic_write_json  # noqa: E402
 
@@ -92,6 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "trainer's rule); default auto")
     p.add_argument("--device", choices=("cpu", "cuda"), default=d.device,
                    help="where to train (default cpu)")
+    p.add_argument("--pooling", choices=("auto", "cls", "mean"), default=d.pooling,
+                   help=POOLING_HELP + " (default auto)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default 0: torch's own choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -126,34 +129,6 @@ def write_output(out: Path, model, source_dir: Path, result: dict, save_model: b
                 if (source_dir / name).is_file():
                     shutil.copyfile(source_dir / name, tmp / name)
         atomic_write_json(tmp / RESULT_NAME, result)
-
-
-#: the fine-tuning settings that make two fine-tunes of one checkpoint comparable
-BUDGET_KEYS = ("epochs", "max_steps", "batch_size", "lr", "max_length")
-
-
-def budget_name(result: dict) -> str:
-    """The record's budget: the settings that decide how much a fine-tune learns, as one name.
-
-    >>> budget_name({"config": {"epochs": 1, "max_steps": 0, "batch_size": 32, "lr": 0.001,
-    ...              "max_length": 64}, "examples": {"train": 2000}})
-    'train2000-epochs1-max_steps0-batch_size32-lr0.001-max_length64'
-    """
-    cfg = result["config"]
-    return "-".join([f"train{result['examples']['train']}",
-                     *(f"{k}{cfg[k]}" for k in BUDGET_KEYS if k in cfg)])
-
-
-def score_record(result: dict, out: Path) -> dict:
-    """The ``downstream_scores.json`` record of a fine-tune's result (its test score)."""
-    return {"task": result["task"], "step": int(result["pretrain_step"] or 0),
-            "init": result["init"], "seed": int(result["seed"]), "split": "test",
-            "metric": result["metric"], "score": float(result["test"]["score"]),
-            "dev_score": float(result["dev"]["score"]), "budget": budget_name(result),
-            "train_examples": int(result["examples"]["train"]),
-            "optimizer_steps": int(result["updates"]), "elapsed_s": float(result["time_s"]),
-            "scores": result["test"], "model": str(result["model"]),
-            "checkpoint": str(out / RESULT_NAME)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

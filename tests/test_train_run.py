@@ -66,6 +66,17 @@ def test_checkpoints_rotated_and_loadable(smoke_run):
     assert cfg["step"] == 20 and cfg["model"]["hidden_size"] == 32
 
 
+def test_milestones_off_the_save_interval_are_saved_and_evaluated(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    rc = main_train.main(["--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}",
+                          "--set", "run.max_steps=8", "--set", "run.milestones=[3, 7]",
+                          "--set", "run.export_final=false", "--run-dir", str(run_dir)])
+    assert rc == 0
+    assert [s for s, _ in list_checkpoints(run_dir)] == [3, 7, 8]  # keep_last 2, milestones
+    h = json.loads((run_dir / "training_history.json").read_text())
+    assert h["eval_steps"] == [3, 5, 7, 8]
+
+
 def test_final_loads_in_transformers(smoke_run, tiny_corpus, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer, BertForMaskedLM

@@ -82,7 +82,7 @@ class RunConfig:
     eval_interval: int = 1000  # steps between held-out evaluations (and at the last step)
     save_interval: int = 2000  # steps between checkpoints (and at the last step)
     keep_last: int = 3  # most recent checkpoints kept
-    milestones: list[int] = field(default_factory=list)  # checkpoint steps never rotated away
+    milestones: list[int] = field(default_factory=list)  # steps saved, evaluated, never rotated away
     seed: int = 42  # seed of initialisation, data order, masks and dropout
     precision: str = "auto"  # "auto" (bf16 where supported, else fp16 on GPU), "bf16", "fp16", "fp32"
     compile: bool = False  # torch.compile the model (checkpoints keep clean names)

@@ -54,7 +54,14 @@ class FinetuneConfig:
     data_seed: int = 0  # which examples a limit keeps
     precision: str = "auto"  # "auto", "fp32" or "bf16"
     device: str = "cpu"
+    pooling: str = "auto"  # sequence tasks: "cls", "mean", or "auto" (see POOLING_HELP)
 
+
+#: what --pooling means (docs/FINETUNE.md)
+POOLING_HELP = ("how a sequence task reads the encoder: cls (the [CLS] vector; BERT through its "
+                "pooler) or mean (the mean over the text's tokens; ModernBERT only); auto: mean "
+                "for ModernBERT, whose pretraining never trains [CLS] for a sentence task, cls "
+                "for BERT, where transformers has no other head")
 
 #: the default --max-length when the model allows more
 DEFAULT_MAX_LENGTH = 128
@@ -82,6 +89,14 @@ def resolve_config(cfg: FinetuneConfig, source: ModelSource) -> FinetuneConfig:
     if not 3 <= cfg.max_length <= limit:
         raise UserError(f"--max-length must be in [3, {limit}] for {source.path} (its "
                         f"max_position_embeddings; got {cfg.max_length})")
+    if cfg.pooling not in ("auto", "cls", "mean"):
+        raise UserError(f"--pooling must be auto, cls or mean (got {cfg.pooling!r})")
+    modern = source.config.arch == "modern"
+    if cfg.pooling == "auto":
+        cfg = replace(cfg, pooling="mean" if modern else "cls")
+    elif cfg.pooling == "mean" and not modern:
+        raise UserError(f"--pooling mean: {source.path} is a BERT export, whose sequence head in "
+                        "transformers pools [CLS] only (use --pooling cls)")
     if cfg.init not in ("pretrained", "random"):
         raise UserError(f"--init must be pretrained or random (got {cfg.init!r})")
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -233,7 +248,8 @@ def finetune(task, source: ModelSource, cfg: FinetuneConfig, progress: bool = Fa
     device = torch.device(cfg.device)
     choice = choose_precision(cfg.precision, device, source.config,
                               tokens=cfg.batch_size * cfg.max_length)
-    model = load_task_model(source, task.kind, tuple(task.labels), cfg.init, cfg.seed).to(device)
+    model = load_task_model(source, task.kind, tuple(task.labels), cfg.init, cfg.seed,
+                            pooling=cfg.pooling).to(device)
     setup_s = time.perf_counter() - t0
     record = train(model, task, data, tokenizer, cfg, choice.precision, progress)
     t = time.perf_counter()

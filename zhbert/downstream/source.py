@@ -98,10 +98,11 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def load_task_model(source: ModelSource, kind: str, labels: tuple[str, ...], init: str,
-                    seed: int) -> torch.nn.Module:
+                    seed: int, pooling: str = "cls") -> torch.nn.Module:
     """``AutoModelForTokenClassification`` (``kind="token"``) or ``...SequenceClassification``
     from ``source``: its weights (``init="pretrained"``) or the same architecture freshly
-    initialised (``init="random"``). The new head is initialised from ``seed``."""
+    initialised (``init="random"``). The new head is initialised from ``seed``. ``pooling`` is
+    ModernBERT's ``classifier_pooling`` of a sequence task ("cls" or "mean")."""
     from transformers import (
         AutoConfig,
         AutoModelForSequenceClassification,
@@ -111,6 +112,8 @@ def load_task_model(source: ModelSource, kind: str, labels: tuple[str, ...], ini
     cls = AutoModelForTokenClassification if kind == "token" else AutoModelForSequenceClassification
     names = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                  label2id={name: i for i, name in enumerate(labels)})
+    if kind == "sequence" and source.config.arch == "modern":
+        names["classifier_pooling"] = pooling
     torch.manual_seed(seed)
     with quiet_transformers():
         if init == "random":

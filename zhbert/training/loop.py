@@ -247,7 +247,8 @@ def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
         bar.set_postfix({k: v for k, v in post.items() if v is not None}, refresh=False)
         _log_line(s, row)
     last = p.step == p.planned_steps
-    if p.step % r.eval_interval == 0 or last:
+    milestone = p.step in r.milestones  # saved and evaluated, so each has its held-out point
+    if p.step % r.eval_interval == 0 or last or milestone:
         ev = eval_point(s, p, monitor)
         changed = True
         p.last_eval = f"{ev[H.EVAL_MLM_ACC]:.4f}"
@@ -255,7 +256,7 @@ def _points(s: Setup, p: Progress, monitor: Monitor, bar) -> None:
                    ev[H.EVAL_MLM_ACC], ev[H.EVAL_STDERR], ev[H.EVAL_LOSS], monitor.describe())
     if changed and s.dist.is_main:
         s.history.save()
-    if p.step % r.save_interval == 0 or last:
+    if p.step % r.save_interval == 0 or last or milestone:
         save_point(s, p)
 
 

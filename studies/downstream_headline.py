@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""The headline downstream scores (``make downstream-headline``): one longer fine-tune of the
+run's final model on each task's whole train split, scored on the whole test split.
+
+    python studies/downstream_headline.py                      # after make demo
+    python studies/downstream_headline.py --tasks sentiment --out-dir /tmp/h --allow-dirty
+
+The study (``studies/downstream_study.py``) fine-tunes every checkpoint with a small fixed
+budget; this is the score a user gets from the final export with a full one (:data:`HEADLINE`).
+The fine-tunes run side by side in ``--workers`` processes (one torch thread each), are recorded
+in ``RUN/downstream_scores.json`` under their own budget (``headline-...``, so the study's
+analysis leaves them out), kept in ``RUN/downstream_study/`` for reuse, and tabulated beside the
+task's baselines (``results/downstream/baselines.json``) in ``--out-dir``: ``headline.json`` and
+``headline.md``; under ``results/`` only from committed code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow running without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+from studies import downstream_study as D  # noqa: E402
+from zhbert import downstream_schema as S  # noqa: E402
+from zhbert.downstream.finetune import FinetuneConfig  # noqa: E402
+from zhbert.errors import UserError, run_cli  # noqa: E402
+from zhbert.io_utils import atomic_write_json, atomic_write_text, read_json  # noqa: E402
+from zhbert.provenance import check_clean, git_state, in_results  # noqa: E402
+
+#: the headline budget of each task: the whole train, dev and test splits
+HEADLINE: dict[str, dict] = {
+    "ner": dict(epochs=2, lr=1e-3),
+    "cws": dict(epochs=1, lr=1e-3),
+    "sentiment": dict(epochs=2, lr=1e-3),
+}
+#: the published or measured anchors the table puts beside each task (other splits: see docs)
+ANCHORS = {"ner": "ALBERT-tiny 84.77 F1 on CLUE's MSRA-NER split; BERT-base about 95"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, default=Path("runs/demo"),
+                   help="the pretraining run whose export RUN/final is fine-tuned (default "
+                        "runs/demo)")
+    p.add_argument("--tasks", nargs="+", default=list(HEADLINE), choices=list(HEADLINE),
+                   help="tasks (default all: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default 0)")
+    p.add_argument("--out-dir", type=Path, default=Path("results/downstream/headline"),
+                   help="headline.json and headline.md (default results/downstream/headline)")
+    p.add_argument("--baselines", type=Path, default=ROOT / "results/downstream/baselines.json",
+                   help="the baselines record to tabulate beside (default the committed one)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="fine-tuning precision (default fp32, pinned)")
+    p.add_argument("--redo", action="store_true", help="fine-tune again what was done")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write into the repository's results/ from uncommitted code (warns)")
+    return p.parse_args(argv)
+
+
+def headline_jobs(args) -> list[dict]:
+    """One fine-tune of RUN/final per task."""
+    final = args.run / "final"
+    if not (final / "config.json").is_file():
+        raise UserError(f"{args.run}: no export {final} (train the run first: make demo)")
+    jobs = []
+    for task in args.tasks:
+        cfg = replace(FinetuneConfig(**HEADLINE[task]), seed=args.seed, precision=args.precision)
+        jobs.append({"name": f"headline-{task}-final-seed{args.seed}", "task": task,
+                     "step": None, "seed": args.seed, "model": str(final),
+                     "config": asdict(cfg)})
+    return jobs
+
+
+def baseline_rows(path: Path) -> dict[str, list[dict]]:
+    """``{task: [{baseline, score}, ...]}`` from the baselines record (empty when missing)."""
+    if not path.is_file():
+        return {}
+    tasks = read_json(path, "a baselines record", obj=True).get("tasks", {})
+    return {task: [{"baseline": name, "score": b["score"]} for name, b in found.items()]
+            for task, found in tasks.items()}
+
+
+def headline_markdown(rows: list[dict]) -> str:
+    """The headline table: the fine-tuned final model beside its task's baselines."""
+    lines = ["| task | metric | fine-tuned demo model (test) | train / dev / test examples | "
+             "epochs | updates | minutes | baselines on the same test split |",
+             "|---|---|---:|---|---:|---:|---:|---|"]
+    for r in rows:
+        ex = r["examples"]
+        base = "; ".join(f"{b['baseline']} {100 * b['score']:.2f}" for b in r["baselines"])
+        lines.append(f"| {r['task']} | {r['metric']} | **{100 * r['score']:.2f}** | "
+                     f"{ex['train']:,} / {ex['dev']:,} / {ex['test']:,} | {r['epochs']} | "
+                     f"{r['updates']:,} | {r['time_s'] / 60:.1f} | {base} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Fine-tune (or reuse), record, tabulate."""
+    args = parse_args(argv)
+    for flag in ("workers", "threads"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be >= 1 (got {getattr(args, flag)})")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise UserError(f"--out-dir {args.out_dir}: is a file, expected a directory")
+    jobs = headline_jobs(args)
+    if in_results(args.out_dir):
+        check_clean({}, args.allow_dirty, what="the headline fine-tunes", ignore=("results",))
+    S.load_scores(args.run)
+    results, wall = D.run_jobs(args, jobs)
+    commit = git_state().commit
+    records = []
+    for r in results:
+        rec = D.study_record(r, commit)
+        rec["budget"] = rec["budget"].replace(f"{D.BUDGET_PREFIX}-", "headline-", 1)
+        records.append(rec)
+    S.save_records(args.run, records)
+    base = baseline_rows(args.baselines)
+    rows = [{"task": r["task"], "metric": r["metric"], "score": r["test"]["score"],
+             "dev_score": r["dev"]["score"], "test": r["test"], "examples": r["examples"],
+             "epochs": r["config"]["epochs"], "updates": r["updates"],
+             "pretrain_step": r["pretrain_step"], "time_s": r["time_s"], "cpu_s": r["cpu_s"],
+             "anchor": ANCHORS.get(r["task"]), "baselines": base.get(r["task"], [])}
+            for r in results]
+    argv_shown = " ".join(argv if argv is not None else sys.argv[1:])
+    record = {"command": f"python studies/downstream_headline.py {argv_shown}".strip(),
+              "run": str(args.run), "git_commit": commit, "wall_s": round(wall, 1),
+              "workers": args.workers, "threads": args.threads, "precision": args.precision,
+              "machine": D.machine(), "rows": rows}
+    md = headline_markdown(rows)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out_dir / "headline.json", record)
+    atomic_write_text(args.out_dir / "headline.md", md + "\n")
+    print("\n" + md + f"\n\nwritten: {args.out_dir / 'headline.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
