@@ -40,6 +40,7 @@ HEADLINE: dict[str, dict] = {
     "sentiment": dict(epochs=2, lr=1e-3),
 }
 #: the published or measured anchors the table puts beside each task (other splits: see docs)
+README_BLOCK = "downstream-headline"
 ANCHORS = {"ner": "ALBERT-tiny 84.77 F1 on CLUE's MSRA-NER split; BERT-base about 95"}
 
 
@@ -62,6 +63,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
                    help="fine-tuning precision (default fp32, pinned)")
     p.add_argument("--redo", action="store_true", help="fine-tune again what was done")
+    p.add_argument("--update-readme", action="store_true",
+                   help="rewrite README.md's headline block from the result")
     p.add_argument("--allow-dirty", action="store_true",
                    help="write into the repository's results/ from uncommitted code (warns)")
     return p.parse_args(argv)
@@ -141,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_json(args.out_dir / "headline.json", record)
     atomic_write_text(args.out_dir / "headline.md", md + "\n")
     print("\n" + md + f"\n\nwritten: {args.out_dir / 'headline.json'}")
+    if args.update_readme:
+        D.update_readme(ROOT / "README.md", md, block=README_BLOCK)
+        print(f"updated: {ROOT / 'README.md'}")
     return 0
 
 

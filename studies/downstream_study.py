@@ -50,9 +50,9 @@ from zhbert.provenance import check_clean, git_state, in_results  # noqa: E402
 #: the fixed fine-tuning budget of each task: FinetuneConfig fields (the same for every
 #: checkpoint and seed; the headline fine-tunes of the final model are downstream_headline.py's)
 BUDGETS: dict[str, dict] = {
-    "ner": dict(train_limit=2000, dev_limit=500, test_limit=1000, epochs=2, lr=1e-3),
+    "ner": dict(train_limit=2000, dev_limit=500, test_limit=1000, epochs=1, lr=1e-3),
     "cws": dict(train_limit=1000, dev_limit=300, test_limit=1000, epochs=1, lr=1e-3),
-    "sentiment": dict(train_limit=2000, dev_limit=500, test_limit=1000, epochs=1, lr=1e-3),
+    "sentiment": dict(train_limit=2000, dev_limit=500, test_limit=1000, epochs=3, lr=3e-4),
 }
 #: the study's name for its budget in the scores file (``budget`` key)
 BUDGET_PREFIX = "study"
@@ -72,7 +72,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                    help="fine-tuning seeds of every checkpoint (default 0 1 2)")
     p.add_argument("--steps", nargs="+", type=int, default=None,
-                   help="pretraining steps to fine-tune (default: every checkpoint in "
+                   help="pretraining steps to fine-tune (default: the run's milestones, "
+                        "run.milestones of its config, else every checkpoint in "
                         "RUN/checkpoints); step 0 is the random init, always included")
     p.add_argument("--out-dir", type=Path, default=Path("results/downstream/study"),
                    help="study.json, study.md, downstream.png and the copies (default "
@@ -131,9 +132,25 @@ def job_config(task: str, seed: int, step: int, precision: str) -> FinetuneConfi
                    init="random" if step == 0 else "pretrained")
 
 
-def plan(args, checkpoints: dict[int, Path]) -> list[dict]:
-    """Every fine-tune of the study, the costliest task first (for balanced workers)."""
-    steps = args.steps if args.steps is not None else list(checkpoints)
+def run_milestones(history: dict, checkpoints: dict[int, Path]) -> list[int]:
+    """The milestone steps of the run's config that it has checkpoints of (all of its
+    checkpoints when it names none).
+
+    >>> ck = {100: Path("a"), 250: Path("b"), 300: Path("c")}
+    >>> run_milestones({"meta": {"config": {"run": {"milestones": [100, 250, 500]}}}}, ck)
+    [100, 250]
+    >>> run_milestones({}, ck)
+    [100, 250, 300]
+    """
+    config = (history.get(H.META_KEY) or {}).get(H.META_CONFIG) or {}
+    wanted = (config.get("run") or {}).get("milestones") or []
+    chosen = [s for s in checkpoints if s in set(wanted)]
+    return chosen or list(checkpoints)
+
+
+def plan(args, checkpoints: dict[int, Path], history: dict) -> list[dict]:
+    """Every fine-tune of the study."""
+    steps = args.steps if args.steps is not None else run_milestones(history, checkpoints)
     missing = sorted(set(steps) - set(checkpoints) - {0})
     if missing:
         raise UserError(f"--steps {missing}: no such checkpoint in {args.run}/checkpoints "
@@ -196,6 +213,8 @@ def run_jobs(args, jobs: list[dict]) -> tuple[list[dict], float]:
             todo.append(job)
     print(f"==> {len(jobs)} fine-tunes: {len(jobs) - len(todo)} reused, {len(todo)} to run on "
           f"{args.workers} worker(s) x {args.threads} thread(s)", flush=True)
+    # the longest fine-tunes first, so that the workers end together
+    todo.sort(key=lambda j: -j["config"]["epochs"] * (j["config"]["train_limit"] or 10**9))
     t0 = time.perf_counter()
 
     def keep(k: int, job: dict, result: dict) -> None:
@@ -287,15 +306,17 @@ def study_markdown(record: dict) -> str:
         budget_markdown(record["budgets"]), summary_markdown(block), steps_markdown(block)])
 
 
-def update_readme(readme: Path, md: str, figure: str) -> None:
-    """Replace README.md's study block with ``md`` and the figure."""
-    start, end = f"<!-- {README_BLOCK}:start -->", f"<!-- {README_BLOCK}:end -->"
+def update_readme(readme: Path, md: str, figure: str | None = None,
+                  block: str = README_BLOCK) -> None:
+    """Replace README.md's ``block`` with ``md`` (and the figure)."""
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     text = readme.read_text("utf-8")
     if start not in text or end not in text:
         raise UserError(f"{readme}: no {start} ... {end} block to update")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    body = f"{start}\n{md}\n\n![downstream study]({figure})\n{end}"
+    shown = f"\n\n![downstream study]({figure})" if figure else ""
+    body = f"{start}\n{md}{shown}\n{end}"
     atomic_write_text(readme, head + body + tail)
 
 
@@ -327,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     history_file = args.run / H.HISTORY_NAME
     if not history_file.is_file():
         raise UserError(f"{args.run}: no {H.HISTORY_NAME}; train the run first (make demo)")
-    jobs = plan(args, run_checkpoints(args.run))
+    jobs = plan(args, run_checkpoints(args.run),
+                read_json(history_file, "a training history", obj=True))
     if args.dry_run:
         for j in jobs:
             print(f"{j['name']}: {j['model']} {'(random init)' if j['step'] == 0 else ''}")

@@ -57,7 +57,7 @@ class FinetuneConfig:
     pooling: str = "auto"  # sequence tasks: "cls", "mean", or "auto" (see POOLING_HELP)
 
 
-#: what --pooling means (docs/FINETUNE.md)
+#: what --pooling means (docs/DOWNSTREAM.md)
 POOLING_HELP = ("how a sequence task reads the encoder: cls (the [CLS] vector; BERT through its "
                 "pooler) or mean (the mean over the text's tokens; ModernBERT only); auto: mean "
                 "for ModernBERT, whose pretraining never trains [CLS] for a sentence task, cls "
