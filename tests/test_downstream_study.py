@@ -135,6 +135,8 @@ def test_the_headline_fine_tunes_the_export_and_tabulates_baselines(study, tmp_p
     rec = json.loads((out / "headline.json").read_text())
     row = rec["rows"][0]
     assert row["pretrain_step"] == 9 and row["baselines"] == [{"baseline": "crf", "score": 0.5}]
+    assert 0 <= row["random_score"] <= 1 and len(rec["rows"]) == 1
     scores = S.load_scores(final.parent)
-    assert [r["budget"].split("-")[0] for r in scores] == ["headline"]
+    assert {(r["init"], r["step"], r["budget"].split("-")[0]) for r in scores} == {
+        ("pretrained", 9, "headline"), ("random", 0, "headline")}
     assert "crf 50.00" in (out / "headline.md").read_text()

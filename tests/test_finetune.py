@@ -120,6 +120,20 @@ def test_another_seed_and_random_init_change_the_model(exports):
     assert result["init"] == "random" and result["pretrain_step"] == 0
 
 
+def test_pooling_auto_is_mean_for_modernbert_and_cls_for_bert(exports):
+    for arch, want in (("modern", "mean"), ("bert", "cls")):
+        with open_source(exports[arch]) as source:
+            model, _, result = finetune(SEQUENCE_TASK, source, FAST)
+        assert result["config"]["pooling"] == want
+        if arch == "modern":
+            assert model.config.classifier_pooling == "mean"
+    with open_source(exports["modern"]) as source:  # cls on request, and a different model
+        model, _, cls = finetune(SEQUENCE_TASK, source, replace(FAST, pooling="cls"))
+    assert model.config.classifier_pooling == "cls" and cls["config"]["pooling"] == "cls"
+    with open_source(exports["bert"]) as source, pytest.raises(UserError, match="pools"):
+        finetune(SEQUENCE_TASK, source, replace(FAST, pooling="mean"))
+
+
 def test_the_best_dev_weights_are_kept(exports):
     cfg = replace(FAST, max_steps=6, eval_every=1, lr=5e-2)
     with open_source(exports["bert"]) as source:

@@ -162,47 +162,34 @@ def _extrapolation(r: dict) -> list[str]:
     return lines
 
 
-def _lower_backtest(b: dict) -> list[str]:
-    """The backtest section of a lower-is-better metric: values as they are."""
-    a = b["actual"]
-    lines = _head("回测 | Backtest")
-    lines.append(f"actual at step {b['target_step']:,.0f}: {_g(a['value'])} +- {_g(a['stderr'])} "
-                 f"({a['how']})")
-    lines.append(f"{'cut':>5}{'points':>8}{'forecast':>10}{'95% interval':>22}{'error':>10}  covered")
-    for row in b["rows"]:
-        if row["covered"] is None:
-            lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}  not forecast: {row['reason']}")
-            continue
-        lo, hi = row["ci95"]
-        lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}{_g(row['forecast']):>10}"
-                     f"{'[' + _g(lo) + ', ' + _g(hi) + ']':>22}{row['error']:>+10.4f}  "
-                     f"{'yes' if row['covered'] else 'no'}")
-    lines.append(f"mean absolute error {_g(b['mean_abs_error'])}, coverage "
-                 f"{_f(b['coverage'], '.0%')} of {b['n_forecast']} forecasts")
-    return lines
-
-
 def _backtest(r: dict) -> list[str]:
+    """The backtest section: accuracies in percent and errors in points, or the values of a
+    lower-is-better metric as they are."""
     b = r.get("backtest")
     if not b:
         return []
-    if _lower(r):
-        return _lower_backtest(b)
+    lower = _lower(r)
+    val, unit, (iw, ew) = (_g, "", (22, 10)) if lower else (_pct, "%", (20, 8))
+
+    def err(e: float) -> str:
+        return f"{e:>+10.4f}" if lower else f"{100 * e:>+8.2f}"
+
     a = b["actual"]
     lines = _head("回测 | Backtest")
-    lines.append(f"actual at step {b['target_step']:,.0f}: {_pct(a['value'])}% +- "
-                 f"{_pct(a['stderr'])} ({a['how']})")
-    lines.append(f"{'cut':>5}{'points':>8}{'forecast':>10}{'95% interval':>20}{'error':>8}  covered")
+    lines.append(f"actual at step {b['target_step']:,.0f}: {val(a['value'])}{unit} +- "
+                 f"{val(a['stderr'])} ({a['how']})")
+    lines.append(f"{'cut':>5}{'points':>8}{'forecast':>10}{'95% interval':>{iw}}{'error':>{ew}}"
+                 "  covered")
     for row in b["rows"]:
         if row["covered"] is None:
             lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}  not forecast: {row['reason']}")
             continue
         lo, hi = row["ci95"]
-        lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}{_pct(row['forecast']):>10}"
-                     f"{'[' + _pct(lo) + ', ' + _pct(hi) + ']':>20}"
-                     f"{100 * row['error']:>+8.2f}  {'yes' if row['covered'] else 'no'}")
-    lines.append(f"mean absolute error {_pct(b['mean_abs_error'])} points, coverage "
-                 f"{_f(b['coverage'], '.0%')} of {b['n_forecast']} forecasts")
+        lines.append(f"{row['cut']:>5.0%}{row['n_points']:>8}{val(row['forecast']):>10}"
+                     f"{'[' + val(lo) + ', ' + val(hi) + ']':>{iw}}{err(row['error'])}  "
+                     f"{'yes' if row['covered'] else 'no'}")
+    lines.append(f"mean absolute error {val(b['mean_abs_error'])}{'' if lower else ' points'}, "
+                 f"coverage {_f(b['coverage'], '.0%')} of {b['n_forecast']} forecasts")
     return lines
 
 
