@@ -78,7 +78,7 @@ downstream: install
 # The headline score of each task: one longer fine-tune of $(RUN)/final on the whole train split
 # (studies/downstream_headline.py; results/downstream/headline/, times in headline.json).
 downstream-headline: install
-	$(PYTHON) studies/downstream_headline.py --run $(RUN)
+	$(PYTHON) studies/downstream_headline.py --run $(RUN) --update-readme
 
 test: install
 	$(PYTHON) -m pytest -n 2 tests

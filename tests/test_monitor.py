@@ -111,7 +111,7 @@ def test_resumed_run_continues_the_curves_without_duplicates(no_plateau_floor, t
     the events the first session wrote after step 4 are purged by TensorBoard's reader."""
     run = tmp_path / "run"
     args = [*BASE, "--set", f"data.corpus_dir={tiny_corpus}", "--set", "run.max_steps=12",
-            "--set", "run.save_interval=4", "--set", "run.keep_last=3", "--run-dir", str(run)]
+            "--set", "run.save_interval=4", "--set", "run.keep_last=4", "--run-dir", str(run)]
     assert main_train.main(args) == 0
     first = _history(run)
     for step in (8, 10, 12):  # milestone 10 of the smoke preset too

@@ -41,6 +41,7 @@ def test_torchrun_time_budget_ranks_agree_where_to_stop(tiny_corpus, tmp_path):
            "main_train.py", "--preset", "smoke", "--set", f"data.corpus_dir={tiny_corpus}",
            "--set", "run.max_steps=100000", "--set", "run.time_budget_s=4",
            "--set", "run.save_interval=100000", "--set", "run.eval_interval=100000",
+           "--set", "run.milestones=[]",
            "--set", "run.log_interval=5", "--set", "run.export_final=false",
            "--set", "run.tensorboard=false", "--run-dir", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
