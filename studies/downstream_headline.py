@@ -61,15 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-random", dest="random", action="store_false",
                    help="skip the random-init fine-tunes of the same budget (the baseline that "
                         "says what pretraining adds; run by default)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                   help="fine-tuning precision (default fp32, pinned)")
-    p.add_argument("--redo", action="store_true", help="fine-tune again what was done")
+    D.add_worker_args(p)
     p.add_argument("--update-readme", action="store_true",
                    help="rewrite README.md's headline block from the result")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="write into the repository's results/ from uncommitted code (warns)")
     return p.parse_args(argv)
 
 
@@ -118,9 +112,7 @@ def headline_markdown(rows: list[dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Fine-tune (or reuse), record, tabulate."""
     args = parse_args(argv)
-    for flag in ("workers", "threads"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag} must be >= 1 (got {getattr(args, flag)})")
+    D.check_positive(args, "workers", "threads")
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise UserError(f"--out-dir {args.out_dir}: is a file, expected a directory")
     jobs = headline_jobs(args)
@@ -131,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commit = git_state().commit
     records = []
     for r in results:
-        rec = D.study_record(r, commit)
-        rec["budget"] = rec["budget"].replace(f"{D.BUDGET_PREFIX}-", "headline-", 1)
-        records.append(rec)
+        records.append(D.study_record(r, commit, prefix="headline"))
     S.save_records(args.run, records)
     base = baseline_rows(args.baselines)
     by_random = {r["task"]: r for r in results if r["init"] == "random"}

@@ -60,6 +60,28 @@ JOBS_DIR = "downstream_study"
 README_BLOCK = "downstream-study"
 
 
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    """The options this study and the headline fine-tunes share: how the jobs run and reuse."""
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker processes fine-tuning side by side (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per worker (default 1)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="fine-tuning precision; pinned (default fp32) so that a timing probe "
+                        "cannot change it between fine-tunes")
+    p.add_argument("--redo", action="store_true",
+                   help="fine-tune again what an earlier call already did")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write into the repository's results/ from uncommitted code (warns)")
+
+
+def check_positive(args, *names: str) -> None:
+    """UserError for an option among ``names`` below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -78,20 +100,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=Path("results/downstream/study"),
                    help="study.json, study.md, downstream.png and the copies (default "
                         "results/downstream/study)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="worker processes fine-tuning side by side (default 2)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per worker (default 1)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                   help="fine-tuning precision; pinned (default fp32) so that a timing probe "
-                        "cannot change it between checkpoints")
-    p.add_argument("--redo", action="store_true",
-                   help="fine-tune again what an earlier call already did")
+    add_worker_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the fine-tunes and stop")
     p.add_argument("--update-readme", action="store_true",
                    help="rewrite README.md's study block from the result")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="write into the repository's results/ from uncommitted code (warns)")
     p.add_argument("--n-boot", type=int, default=2000,
                    help="bootstrap resamples of the Spearman interval (default 2000)")
     return p.parse_args(argv)
@@ -244,10 +256,10 @@ def run_jobs(args, jobs: list[dict]) -> tuple[list[dict], float]:
     return [results[j["name"]] for j in jobs], time.perf_counter() - t0
 
 
-def study_record(result: dict, commit: str | None) -> dict:
-    """The scores-file record of one study fine-tune (budget ``study-...``)."""
+def study_record(result: dict, commit: str | None, prefix: str = BUDGET_PREFIX) -> dict:
+    """The scores-file record of one fine-tune, its budget named ``PREFIX-...``."""
     rec = score_record({**result, "git_commit": commit} if commit else result)
-    rec["budget"] = f"{BUDGET_PREFIX}-{rec['budget']}"
+    rec["budget"] = f"{prefix}-{rec['budget']}"
     return rec
 
 
@@ -340,9 +352,7 @@ def machine() -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """Plan, fine-tune (or reuse), record, analyse, write."""
     args = parse_args(argv)
-    for flag in ("workers", "threads", "n_boot"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be >= 1 (got {getattr(args, flag)})")
+    check_positive(args, "workers", "threads", "n_boot")
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise UserError(f"--out-dir {args.out_dir}: is a file, expected a directory")
     history_file = args.run / H.HISTORY_NAME
