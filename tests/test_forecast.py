@@ -107,13 +107,30 @@ def test_fits_at_a_bound_are_flagged_and_get_no_weight():
     assert 0.0 <= f["ci95"][0] <= f["ci95"][1] <= 1.0
 
 
-def test_too_few_points_and_accelerating_curves_are_not_forecast():
+def test_too_few_points_refused_and_accelerating_curves_flagged():
     f = forecast_final([10, 20, 30], [0.1, 0.2, 0.3], None)
-    assert not f["ok"] and "points" in f["reason"]
+    assert not f["ok"] and "points" in f["reason"] and "schedule" in f["reason"]
+    plan = Schedule(peak=1e-3, warmup=10, total=300, kind="linear")
+    f2 = forecast_final([10, 20], [0.1, 0.2], plan)  # a known schedule needs 3, not 5
+    assert not f2["ok"] and "at least 3" in f2["reason"]
     steps = np.arange(10, 301, 10, dtype=float)
     plateau_escape = 0.05 + 0.3 / (1 + np.exp(-(steps - 280) / 20))
-    g = forecast_final(steps, plateau_escape, None)
-    assert not g["ok"] and "accelerating" in g["reason"]
+    g = forecast_final(steps, plateau_escape, None, n_boot=20)
+    assert g["accelerating"] is True and "accelerating" in g["note"]
+    assert g["ok"] and g["ci95"][0] <= g["value"] <= g["ci95"][1]
+    r = forecast_final(steps, plateau_escape, None, when_accelerating="refuse")
+    assert not r["ok"] and "accelerating" in r["reason"]
+
+
+def test_four_points_with_a_known_schedule_are_forecast():
+    plan = Schedule(peak=1e-3, warmup=10, total=400, kind="cosine")
+    steps = np.array([50.0, 100.0, 150.0, 200.0])
+    truth = 0.4 - 0.3 * (steps / 100) ** -0.5
+    f = forecast_final(steps, truth, plan, n_boot=20)
+    assert f["ok"] and f["n_points"] == 4
+    assert f["ci95"][0] <= 0.25 <= f["ci95"][1]  # the law's value at step 400
+    g = forecast_final(steps[1:], truth[1:], plan, n_boot=20)  # 3 points: tried, no family pins
+    assert not g["ok"] and "forecast again after more evaluations" in g["reason"]
 
 
 def test_weights_and_weighted_quantiles():

@@ -54,8 +54,10 @@ def test_quick_run_writes_the_record_and_its_table(tmp_path):
     assert pub["pooled"]["mean_width"] == pytest.approx(
         np.mean([r["upper"] - r["lower"] for r in done]))
     assert set(pub["cuts"]) == {"0.3", "0.5"} and pub["cuts"]["0.5"]["band"] is not None
-    assert {"pooled_coverage_90_98", "per_cut_within_band", "width_at_50pct_at_most_3pct",
+    assert {"pooled_coverage_90_98", "per_cut_within_band", "width_at_50pct_within_limit",
             "best_interval_score_on_two_thirds"} <= set(rec["targets"]["public loss curves"])
+    assert rec["targets"]["public loss curves"]["width_limit"] == 3.0
+    assert rec["targets"]["project accuracy"]["width_limit"] == 10.0
     assert rec["settings"]["n_boot"] == 20 and rec["wall_s"] > 0
     assert out.with_suffix(".md").read_text() == peers.markdown_table(rec)
 
@@ -80,3 +82,58 @@ def test_a_folder_without_loss_columns_is_a_one_line_error(tmp_path):
         peers.read_curves(tmp_path)
     with pytest.raises(UserError, match="no such folder"):
         peers.read_curves(tmp_path / "missing")
+
+
+BASELINES = {"acc": {"unigram": 0.02, "left_bigram": 0.05, "right_bigram": 0.04,
+                     "gap_trigram": 0.1}}
+
+
+def _histories(folder, n=4):
+    folder.mkdir()
+    paths = []
+    for i in range(n):
+        h = make_scheduled_history(PLAN, n=200, seed=i, eval_every=10)
+        h["meta"]["baselines"] = BASELINES
+        paths.append(folder / f"h{i}.json")
+        paths[-1].write_text(json.dumps(h))
+    return paths
+
+
+def test_a_copied_history_counts_once(tmp_path):
+    peers = load_script("studies/forecast_peers.py")
+    paths = _histories(tmp_path / "h", n=2)
+    copy = tmp_path / "copy.json"
+    copy.write_text(paths[0].read_text())
+    kept, dups = peers.unique_histories([paths[0], copy, paths[1]])
+    assert [p for p, _ in kept] == [paths[0], paths[1]]
+    assert dups == {str(paths[0]): [str(copy)]}
+
+
+def test_write_calibration_fits_classes_on_the_histories(tmp_path):
+    peers = load_script("studies/forecast_peers.py")
+    paths = _histories(tmp_path / "h")
+    out = tmp_path / "cal.json"
+    assert peers.main(["--write-calibration", str(out), "--n-boot", "20", "--histories",
+                       *map(str, paths)]) == 0
+    cal = json.loads(out.read_text())
+    assert cal["curves"] == [str(p) for p in paths] and cal["cuts"] == [0.2, 0.3, 0.5]
+    # 4 histories x 3 cuts, accuracy and loss, all above the bigram tables
+    assert cal["classes"]["accuracy/context"]["n"] == 12
+    assert cal["classes"]["loss/context"]["n"] == 12
+
+
+def test_recalibration_in_the_study_leaves_the_scored_curve_out():
+    peers = load_script("studies/forecast_peers.py")
+
+    def row(curve, actual):
+        return {"source": "project accuracy", "curve": curve, "method": "ours", "cut": 0.5,
+                "ok": True, "value": 30.0, "lower": 29.0, "upper": 31.0, "raw_lower": 29.0,
+                "raw_upper": 31.0, "actual": actual, "cls": "accuracy/plateau", "scale": 100.0,
+                "recalibrated": False}
+
+    rows = [row(f"c{i}", 30.0 + 0.1 * i) for i in range(12)] + [row("far", 60.0)]
+    peers.recalibrate_rows(rows)
+    far, near = rows[-1], rows[0]
+    assert far["recalibrated"] and far["upper"] < 60.0  # its own miss is not in its pool
+    assert near["upper"] == pytest.approx(60.0)  # the others' pools hold the far curve's miss
+    assert far["raw_upper"] == 31.0

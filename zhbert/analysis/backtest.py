@@ -23,6 +23,7 @@ from zhbert import history_schema as H
 from zhbert.analysis.forecast import DEFAULT_N_BOOT, LEVEL, forecast_final
 from zhbert.analysis.history import History, Series
 from zhbert.analysis.lower import forecast_lower
+from zhbert.analysis.recalibrate import recalibrated
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.scoring import interval_score
 from zhbert.analysis.trend import effective_n, lag1_autocorr
@@ -59,12 +60,15 @@ def _weights(f: dict) -> dict:
 def _forecast(history: History, series: Series, m: np.ndarray, schedule, last: float,
               sd: float, n_boot: int, seed: int) -> dict:
     """The forecast of the last step from the points ``m``: the accuracy forecast, or the loss
-    forecaster's for a lower-is-better series."""
+    forecaster's for a lower-is-better series; recalibrated as in the analysis
+    (:func:`zhbert.analysis.recalibrate.recalibrated`)."""
     if not series.higher_is_better:
-        return forecast_lower(series.steps[m], series.acc[m], schedule, last, noise_sd=sd,
-                              n_boot=n_boot, seed=seed)
-    return forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
-                          seed=seed, measurement_sd=sd, floor=unigram_floor(history.meta))
+        f = forecast_lower(series.steps[m], series.acc[m], schedule, last, noise_sd=sd,
+                           n_boot=n_boot, seed=seed)
+    else:
+        f = forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
+                           seed=seed, measurement_sd=sd, floor=unigram_floor(history.meta))
+    return recalibrated(f, history, series, float(series.steps[m][-1]))
 
 
 def backtest(history: History, series: Series, schedule: Schedule | None,

@@ -18,6 +18,7 @@ from zhbert.analysis.forecast import BAND_POINTS, DEFAULT_N_BOOT, forecast_final
 from zhbert.analysis.history import MIN_POINTS, History, Series, select_series
 from zhbert.analysis.lower import LOWER_FAMILIES, forecast_lower, metric_block
 from zhbert.analysis.phases import marginal_gain, noise_block, phases
+from zhbert.analysis.recalibrate import recalibrated
 from zhbert.analysis.schedule import history_schedule
 from zhbert.analysis.trend import trend_analysis
 from zhbert.baselines import analysis_block, unigram_floor
@@ -62,14 +63,17 @@ def _band_steps(steps: np.ndarray, target: float) -> np.ndarray:
 def _extrapolation(history: History, s: Series, schedule, target: float,
                    target_step: float | None, n_boot: int, seed: int) -> dict:
     """The forecast at the target step: the accuracy forecast, or the loss forecaster's for a
-    lower-is-better series (:mod:`zhbert.analysis.lower`)."""
+    lower-is-better series (:mod:`zhbert.analysis.lower`), its interval recalibrated on other
+    runs' backtests where its class has an entry (:mod:`zhbert.analysis.recalibrate`)."""
     if not s.higher_is_better:
         _, source = resolve_target(s.steps, schedule, target_step)
-        return forecast_lower(s.steps, s.acc, schedule, target, target_source=source,
-                              n_boot=n_boot, seed=seed)
-    return forecast_final(s.steps, s.acc, schedule, target_step, n_boot=n_boot, seed=seed,
-                          band_steps=_band_steps(s.steps, target),
-                          floor=unigram_floor(history.meta))
+        f = forecast_lower(s.steps, s.acc, schedule, target, target_source=source,
+                           n_boot=n_boot, seed=seed)
+    else:
+        f = forecast_final(s.steps, s.acc, schedule, target_step, n_boot=n_boot, seed=seed,
+                           band_steps=_band_steps(s.steps, target),
+                           floor=unigram_floor(history.meta))
+    return recalibrated(f, history, s, float(s.steps[-1]))
 
 
 def jsonable(obj: Any) -> Any:

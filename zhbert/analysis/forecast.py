@@ -60,7 +60,9 @@ FORECAST_MAX_POINTS = 200
 DEFAULT_N_BOOT = 400
 LIVE_N_BOOT = 100
 TAIL_FRACTION = 0.2
+#: points needed without a schedule, and with one (the lr areas carry the curve's time axis)
 MIN_POINTS = 5
+MIN_POINTS_SCHEDULE = 3
 LEVEL = 0.95
 #: the tail log-likelihood ratio counts at most this many effective observations: the tail test
 #: extrapolates 25% past its fit while a forecast goes much further, so its evidence is tempered
@@ -427,14 +429,19 @@ def _empty_result(n_points: int, target: float, source: str, schedule: Schedule 
                               "last 20%, tempered to 1 effective observation); mixture of every "
                               "family's bootstrap refits + extrapolation allowance",
             "families": {}, "n_boot": int(n_boot), "n_refits": 0, "block_length": None,
+            "accelerating": None, "note": None,
             "seed": int(seed), "band": None}
 
 
-def _too_early(acc: np.ndarray, floor: float | None) -> str | None:
+def _too_early(acc: np.ndarray, floor: float | None, scheduled: bool) -> str | None:
     """Why the series is not forecast before any fit (None: it is): fewer than ``MIN_POINTS``
-    points, or its last third still under ``PLATEAU_MARGIN`` x the unigram ``floor``."""
-    if len(acc) < MIN_POINTS:
-        return f"only {len(acc)} points (at least {MIN_POINTS} are needed)"
+    points (``MIN_POINTS_SCHEDULE`` with a known schedule), or its last third still under
+    ``PLATEAU_MARGIN`` x the unigram ``floor``."""
+    need = MIN_POINTS_SCHEDULE if scheduled else MIN_POINTS
+    if len(acc) < need:
+        how = ("" if scheduled else f"; with the lr schedule known (an lr column or the run's "
+               f"config) {MIN_POINTS_SCHEDULE} are enough")
+        return f"only {len(acc)} points (at least {need} are needed{how})"
     level = float(np.mean(acc[2 * len(acc) // 3:]))
     if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
         return (f"the curve has not left the unigram plateau yet (its last third of "
@@ -445,6 +452,11 @@ def _too_early(acc: np.ndarray, floor: float | None) -> str | None:
 
 ACCELERATING = ("the curve is still accelerating (its slope over the last third of the points "
                 "exceeds the middle third's): too early for a forecast")
+#: said (not refused) when an accelerating curve is forecast
+ACCELERATING_NOTE = ("the curve is still accelerating (its slope over the last third of the "
+                     "points exceeds the middle third's): where its rise ends cannot be read "
+                     "from these points, so the interval is wide and the recalibration of "
+                     "zhbert.analysis.recalibrate matters most")
 
 
 def _candidates(families, X: np.ndarray, X_at: np.ndarray, scheduled: bool,
@@ -485,7 +497,8 @@ def _interval(preds: np.ndarray, wts: np.ndarray, value: np.ndarray, extra: np.n
 
 def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: float | None = None,
                    *, n_boot: int = LIVE_N_BOOT, seed: int = 0, measurement_sd: float | None = None,
-                   band_steps=None, families=None, floor: float | None = None) -> dict:
+                   band_steps=None, families=None, floor: float | None = None,
+                   when_accelerating: str = "forecast") -> dict:
     """Forecast ``acc`` at ``target_step`` with a 95% interval including model uncertainty.
 
     Arguments:
@@ -508,6 +521,8 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
             averages under ``PLATEAU_MARGIN`` x floor has not left the unigram plateau: it is
             not forecast (where the take-off comes, and where it ends, cannot be read from a
             plateau; the backtests in docs/ANALYSIS.md show such forecasts missing).
+        when_accelerating: ``"forecast"`` (flagged: ``accelerating`` True and a ``note``) or
+            ``"refuse"`` (the live forecast in training) a curve that is still accelerating.
 
     Returns a JSON-able dict: ``value``, ``ci95`` [low, high] (None when too few refits),
     ``target_step``, ``target_source``, ``interval_for`` ("curve" or "one measured point"),
@@ -519,23 +534,28 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
     target, source = resolve_target(steps, schedule, target_step)
     out = _empty_result(len(acc), target, source, schedule, n_boot=n_boot, seed=seed,
                         measurement_sd=measurement_sd)
-    out["reason"] = _too_early(acc, floor)
+    out["reason"] = _too_early(acc, floor, schedule is not None)
     if out["reason"]:
         return out
     bs, by = bin_series(steps, acc, FORECAST_MAX_POINTS)
     X = design(bs, schedule, float(bs[-1]))
     extra = np.asarray(band_steps if band_steps is not None else [], dtype=np.float64)
     X_at = design(np.concatenate([[target], extra]), schedule, float(bs[-1]))
-    if accelerating(bs, by):
-        out["reason"] = ACCELERATING
-        return out
+    out["accelerating"] = bool(accelerating(bs, by))
+    if out["accelerating"]:
+        if when_accelerating == "refuse":
+            out["reason"] = ACCELERATING
+            return out
+        out["note"] = ACCELERATING_NOTE
     cands = _candidates(families, X, X_at, schedule is not None)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         fits, weights, drift = _fit_block(X, by, cands)
         out["families"] = _family_report(fits, weights, X_at, by, cands)
         if not weights:
-            out["reason"] = "no family fitted without a parameter at its bound"
+            out["reason"] = "no family fitted without a parameter at its bound" + (
+                f" (only {len(by)} points: forecast again after more evaluations)"
+                if len(by) < MIN_POINTS else "")
             return out
         rng = np.random.default_rng(seed)
         preds, wts, block = _bootstrap(X, by, fits, weights, drift, X_at, n_boot, rng, cands)

@@ -40,7 +40,7 @@ def live_forecast(steps, acc, config: dict, seed: int = 0, time_budget: dict | N
     if schedule is not None:  # the trainer holds the lr of the schedule's last step after it
         schedule = schedule.with_continuation("constant")
     fc = forecast_final(steps[ok], acc[ok], schedule, target, n_boot=LIVE_N_BOOT, seed=seed,
-                        floor=floor)
+                        floor=floor, when_accelerating="refuse")
     if not fc["ok"] or None in fc["ci95"]:
         return None
     return {"step": target, "acc": fc["value"], "low": fc["ci95"][0], "high": fc["ci95"][1]}

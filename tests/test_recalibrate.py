@@ -1,0 +1,112 @@
+"""zhbert.analysis.recalibrate: split-conformal recalibration of forecast intervals by class."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from zhbert.analysis import load_history, select_series
+from zhbert.analysis import recalibrate as R
+from zhbert.analysis.schedule import Schedule
+from zhbert.analysis.synthetic import make_scheduled_history
+
+PLAN = Schedule(1e-3, 100, 4000, "cosine")
+BASELINES = {"acc": {"unigram": 0.02, "left_bigram": 0.05, "right_bigram": 0.04,
+                     "gap_trigram": 0.1}}
+
+
+def _records(n, rng, sd_true=2.0, cls="accuracy/context"):
+    """Forecasts whose raw +-1 point intervals are too narrow: the truth scatters by sd_true."""
+    out = []
+    for _ in range(n):
+        v = 0.3 + 0.01 * rng.normal()
+        out.append({"cls": cls, "kind": "accuracy", "value": v, "lower": v - 0.01,
+                    "upper": v + 0.01, "actual": v + 0.01 * sd_true * rng.normal()})
+    return out
+
+
+def test_phase_uses_the_best_bigram_table_plus_the_pad():
+    b = {"left_bigram": 0.16, "right_bigram": 0.17}
+    assert R.phase(0.17 + R.PLATEAU_PAD - 1e-6, b) == "plateau"
+    assert R.phase(0.17 + R.PLATEAU_PAD + 1e-6, b) == "context"
+    assert R.phase(0.3, {"unigram": 0.05}) is None and R.phase(float("nan"), b) is None
+    assert R.series_class("loss", np.array([0.3, 0.31]), {"baselines": BASELINES}) == "loss/context"
+    assert R.series_class("accuracy", np.array([]), {"baselines": BASELINES}) is None
+    with pytest.raises(ValueError, match="unknown kind"):
+        R.series_class("perplexity", np.array([0.3]), None)
+
+
+def test_fit_takes_the_conformal_rank_and_narrows_only_from_a_large_pool():
+    rng = np.random.default_rng(0)
+    recs = _records(79, rng)
+    cal = R.fit(recs)["classes"]["accuracy/context"]
+    up = sorted(R.excess("accuracy", r["value"], r["lower"], r["upper"], r["actual"])[0]
+                for r in recs)
+    assert cal["n"] == 79 and cal["upper"] == pytest.approx(up[math.ceil(80 * 0.975) - 1])
+    wide = [{**r, "lower": r["value"] - 0.2, "upper": r["value"] + 0.2} for r in recs]
+    assert R.fit(wide)["classes"]["accuracy/context"]["upper"] < 0  # 79: may narrow
+    small = R.fit(wide[:20])["classes"]["accuracy/context"]
+    assert small["upper"] == 0.0 and small["lower"] == 0.0  # 20: too few to narrow
+    assert R.fit(recs[: R.MIN_POOL - 1])["classes"] == {}
+    assert R.fit([{**r, "cls": None} for r in recs])["classes"] == {}
+
+
+def test_recalibrated_intervals_cover_held_out_forecasts():
+    rng = np.random.default_rng(1)
+    cal = R.fit(_records(200, rng))
+    test = _records(400, rng)
+    raw = np.mean([r["lower"] <= r["actual"] <= r["upper"] for r in test])
+    new = [R.apply("accuracy", r["value"], r["lower"], r["upper"], r["cls"], cal) for r in test]
+    cov = np.mean([n["lower"] <= r["actual"] <= n["upper"] for n, r in zip(new, test,
+                                                                          strict=True)])
+    assert raw < 0.5 and 0.9 <= cov <= 1.0
+    assert all(n["lower"] <= r["value"] <= n["upper"] and n["raw"] == [r["lower"], r["upper"]]
+               for n, r in zip(new, test, strict=True))
+
+
+def test_apply_clips_accuracy_and_leaves_unknown_classes():
+    cal = {"classes": {"accuracy/plateau": {"n": 50, "upper": 50.0, "lower": 50.0},
+                       "loss/plateau": {"n": 50, "upper": 1.0, "lower": 1.0}}}
+    r = R.apply("accuracy", 0.5, 0.45, 0.55, "accuracy/plateau", cal)
+    assert r["lower"] == 0.0 and r["upper"] == 1.0
+    loss = R.apply("loss", 4.0, 3.9, 4.1, "loss/plateau", cal)  # width 5 % of 4.0: root 5**0.5
+    assert loss["upper"] == pytest.approx(4.1 + math.sqrt(5.0) * 4.0 / 100)
+    assert R.apply("accuracy", 0.5, 0.45, 0.55, "accuracy/context", cal) is None
+    assert R.apply("accuracy", 0.5, 0.45, 0.55, None, cal) is None
+
+
+def _history(tmp_path, baselines=True):
+    h = make_scheduled_history(PLAN, n=200, seed=1, eval_every=10)
+    if baselines:
+        h["meta"]["baselines"] = BASELINES
+    path = tmp_path / ("b.json" if baselines else "nb.json")
+    path.write_text(json.dumps(h))
+    return load_history(path)
+
+
+def test_recalibrated_replaces_the_interval_of_a_classed_history(tmp_path):
+    h = _history(tmp_path)
+    s = select_series(h, "auto")
+    f = {"ok": True, "value": 0.35, "ci95": [0.34, 0.36]}
+    cal = {"classes": {"accuracy/context": {"n": 30, "upper": 1.0, "lower": 0.5}}}
+    out = R.recalibrated(f, h, s, float(s.steps[-1]), cal)
+    assert out["recalibration"]["applied"] and out["recalibration"]["class"] == "accuracy/context"
+    assert out["ci95_raw"] == [0.34, 0.36] and out["ci95"][1] == pytest.approx(
+        0.36 + math.sqrt(2.0) / 100)
+    assert f["ci95"] == [0.34, 0.36]  # the input is not changed
+    none = R.recalibrated(f, _history(tmp_path, baselines=False), s, float(s.steps[-1]), cal)
+    assert not none["recalibration"]["applied"] and "baselines" in none["recalibration"]["why"]
+    assert none["ci95"] == [0.34, 0.36] and "ci95_raw" not in none
+    refused = R.recalibrated({"ok": False, "value": None, "ci95": [None, None]}, h, s, 1e9, cal)
+    assert refused["recalibration"]["why"] == "no interval to recalibrate"
+
+
+def test_the_shipped_calibration_has_its_command_and_classes():
+    cal = R.default_calibration()
+    assert cal["command"].startswith("python studies/forecast_peers.py --write-calibration")
+    assert cal["classes"] and all(v["n"] >= R.MIN_POOL for v in cal["classes"].values())
+    assert set(cal["classes"]) <= {f"{k}/{p}" for k in ("accuracy", "loss")
+                                   for p in ("plateau", "context")}

@@ -1,0 +1,219 @@
+"""Recalibrate a forecast's interval on the backtests of OTHER runs (split-conformal, two-sided).
+
+A masked-LM run of this project leaves its bigram plateau (accuracy near the bigram count
+table's) at a step no fit of the points before it can see: the raw intervals of the forecasts
+cover far less than 95 % there (docs/ANALYSIS.md, "Head to head"). This module widens, or
+narrows, an interval by what the backtests of other runs in the same *class* needed:
+
+* the class is ``"{kind}/{phase}"``: ``kind`` ``accuracy`` or ``loss``; ``phase`` from the run's
+  count-table baselines (``zhbert.baselines``, recorded in a history's ``meta``) and its accuracy
+  at the cut (:func:`phase`): ``plateau`` up to the best bigram table's accuracy plus
+  :data:`PLATEAU_PAD`, ``context`` above. A series without baselines (another tool's log, a
+  public curve) has no class and keeps its raw interval;
+* a backtest's excess over each edge, ``(actual - upper)`` and ``(lower - actual)``, is measured
+  in the kind's unit (accuracy points; loss in % of the forecast value) and divided by the square
+  root of the interval's width in that unit (:func:`excess`);
+* per class, the ``ceil((n + 1)(1 - alpha/2))``-th smallest of the ``n`` excesses of each edge
+  is that edge's shift (:func:`fit`): the split-conformal quantile (Vovk et al. 2005; Romano et
+  al. 2019 for intervals), so each edge misses at most alpha/2 of the time if the run is
+  exchangeable with the calibration runs. A negative shift narrows, but only from a pool large
+  enough for that rank (``n >= 39`` at 95 %); a smaller pool takes its largest excess and never
+  narrows, which is conservative. A class with fewer than :data:`MIN_POOL` backtests is left
+  out.
+
+The package's calibration, ``interval_calibration.json``, is fitted on the backtests of this
+project's committed run histories (``python studies/forecast_peers.py --write-calibration
+zhbert/analysis/interval_calibration.json``); the head-to-head study refits it leaving out the
+curve it scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from zhbert import history_schema as H
+from zhbert.baselines import read_baselines
+from zhbert.io_utils import read_json
+
+CAL_FILE = Path(__file__).with_name("interval_calibration.json")
+#: the plateau class reaches this far (accuracy fraction) above the best bigram table
+PLATEAU_PAD = 0.01
+#: a class needs at least this many backtests to be used
+MIN_POOL = 10
+#: widths are floored at this (in the kind's unit) before their square root is taken
+WIDTH_FLOOR = 0.25
+
+
+def phase(level: float, baselines: dict | None) -> str | None:
+    """``"plateau"`` or ``"context"`` for an accuracy ``level`` (fraction) against the count
+    tables' accuracies, None without bigram baselines.
+
+    >>> phase(0.12, {"left_bigram": 0.16, "right_bigram": 0.15}), phase(0.3, {"left_bigram": 0.16})
+    ('plateau', 'context')
+    >>> phase(0.3, None) is None
+    True
+    """
+    bigram = [v for k, v in (baselines or {}).items() if k.endswith("bigram")]
+    if not bigram or not math.isfinite(level):
+        return None
+    return "plateau" if level < max(bigram) + PLATEAU_PAD else "context"
+
+
+def cut_level(acc: np.ndarray) -> float:
+    """The accuracy level at a cut: the mean of the last third of the points.
+
+    >>> cut_level(np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))
+    0.55
+    """
+    acc = np.asarray(acc, np.float64)
+    return float(np.mean(acc[2 * len(acc) // 3:])) if acc.size else float("nan")
+
+
+def series_class(kind: str, acc_at_cut: np.ndarray | None, meta: dict | None) -> str | None:
+    """The class of a forecast of a ``kind`` series whose run's accuracy up to the cut is
+    ``acc_at_cut`` (None: unknown) and whose history ``meta`` holds the baselines."""
+    if kind not in ("accuracy", "loss"):
+        raise ValueError(f"unknown kind {kind!r}")
+    if acc_at_cut is None or len(acc_at_cut) == 0:
+        return None
+    p = phase(cut_level(acc_at_cut), read_baselines(meta))
+    return None if p is None else f"{kind}/{p}"
+
+
+def _scale(kind: str, value: float) -> float:
+    """Units per value: accuracy points per fraction; loss % of the forecast value."""
+    return 100.0 if kind.startswith("accuracy") else 100.0 / max(abs(value), 1e-12)
+
+
+def excess(kind: str, value: float, lower: float, upper: float, actual: float,
+           ) -> tuple[float, float]:
+    """``(upper edge, lower edge)`` excess of ``actual`` over the interval, in the kind's unit
+    over the square root of the width (negative inside).
+
+    >>> [round(e, 3) for e in excess("accuracy", 0.2, 0.15, 0.24, 0.25)]
+    [0.333, -3.333]
+    """
+    s = _scale(kind, value)
+    root = math.sqrt(max((upper - lower) * s, WIDTH_FLOOR))
+    return (actual - upper) * s / root, (lower - actual) * s / root
+
+
+def fit(records: Iterable[dict], level: float = 0.95) -> dict:
+    """The per-class edge shifts from backtest ``records`` (each with ``cls``, ``kind``,
+    ``value``, ``lower``, ``upper``, ``actual``): ``{"level", "classes": {cls: {"n", "upper",
+    "lower"}}}``; classes with fewer than :data:`MIN_POOL` records are left out.
+
+    >>> recs = [{"cls": "accuracy/plateau", "kind": "accuracy", "value": 0.2, "lower": 0.18,
+    ...          "upper": 0.22, "actual": 0.2 + 0.01 * i} for i in range(12)]
+    >>> c = fit(recs)["classes"]["accuracy/plateau"]
+    >>> c["n"], round(c["upper"], 3), round(c["lower"], 3)  # 12 are too few to narrow an edge
+    (12, 4.5, 0.0)
+    """
+    alpha = 1.0 - level
+    pools: dict[str, list[tuple[float, float]]] = {}
+    for r in records:
+        if r.get("cls") is None:
+            continue
+        pools.setdefault(r["cls"], []).append(
+            excess(r["kind"], r["value"], r["lower"], r["upper"], r["actual"]))
+    classes = {}
+    for cls, ex in sorted(pools.items()):
+        n = len(ex)
+        k = min(math.ceil((n + 1) * (1 - alpha / 2)), n)  # a small pool: its largest
+        if n < MIN_POOL:
+            continue
+        up, lo = np.sort([e[0] for e in ex]), np.sort([e[1] for e in ex])
+        shifts = [float(up[k - 1]), float(lo[k - 1])]
+        if k == n and n < math.ceil((n + 1) * (1 - alpha / 2)):  # too few to narrow
+            shifts = [max(v, 0.0) for v in shifts]
+        classes[cls] = {"n": n, "upper": shifts[0], "lower": shifts[1]}
+    return {"level": level, "rule": "split-conformal per class: excess over each edge in the "
+            "kind's unit / sqrt(width); the ceil((n+1)(1-alpha/2))-th smallest (at most the "
+            "largest)", "classes": classes}
+
+
+def apply(kind: str, value: float, lower: float, upper: float, cls: str | None,
+          calibration: dict | None) -> dict | None:
+    """The recalibrated interval ``{"lower", "upper", "raw", "class", "n", "shift"}``, or None
+    when ``cls`` has no entry in ``calibration`` (the raw interval stands). The interval always
+    holds the point forecast; an accuracy stays within [0, 1].
+
+    >>> cal = {"classes": {"accuracy/plateau": {"n": 20, "upper": 1.0, "lower": -0.5}}}
+    >>> r = apply("accuracy", 0.2, 0.18, 0.22, "accuracy/plateau", cal)
+    >>> round(r["lower"], 4), round(r["upper"], 4)
+    (0.19, 0.24)
+    """
+    entry = ((calibration or {}).get("classes") or {}).get(cls) if cls else None
+    if entry is None:
+        return None
+    s = _scale(kind, value)
+    root = math.sqrt(max((upper - lower) * s, WIDTH_FLOOR))
+    lo = min(lower - entry["lower"] * root / s, value)
+    hi = max(upper + entry["upper"] * root / s, value)
+    if kind == "accuracy":
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return {"lower": float(lo), "upper": float(hi), "raw": [float(lower), float(upper)],
+            "class": cls, "n": int(entry["n"]), "shift": [entry["lower"], entry["upper"]]}
+
+
+def default_calibration() -> dict:
+    """The calibration shipped with the package (see the module docstring for its command)."""
+    return read_json(CAL_FILE, "the forecast interval calibration")
+
+
+#: the series a calibration class covers: its kind by (series kind, metric)
+_KINDS = {(H.EVAL_MLM_ACC, "eval"): "accuracy", (H.MLM_ACC, "train"): "accuracy",
+          (H.EVAL_LOSS, "eval"): "loss", (H.LOSS, "train"): "loss"}
+
+
+def history_class(history, series, upto_step: float) -> str | None:
+    """The class of a forecast of ``series`` (a ``zhbert.analysis.history.Series``) of
+    ``history`` from its points up to ``upto_step``: the run's masked-LM accuracy of the same
+    kind (held-out or training-batch) up to there, against the baselines in its ``meta``. None
+    for a series no class covers (another metric, no baselines, no accuracy column)."""
+    kind = _KINDS.get((series.metric, series.kind))
+    frame = history.eval if series.kind == "eval" else history.train
+    steps_key, acc_key = ((H.EVAL_STEPS, H.EVAL_MLM_ACC) if series.kind == "eval"
+                          else (H.STEPS, H.MLM_ACC))
+    if kind is None or frame is None or acc_key not in frame.columns:
+        return None
+    steps = frame[steps_key].to_numpy(np.float64)
+    acc = frame[acc_key].to_numpy(np.float64)
+    keep = (steps <= upto_step) & np.isfinite(acc)
+    return series_class(kind, acc[keep], history.meta)
+
+
+def recalibrated(forecast: dict, history, series, upto_step: float,
+                 calibration: dict | None = None) -> dict:
+    """``forecast`` (a ``forecast_final`` or ``forecast_lower`` result) with its interval
+    recalibrated when its class has a calibration entry: ``ci95`` (and a loss forecast's
+    ``lower``/``upper``) replaced, ``ci95_raw`` the forecaster's own, and a ``recalibration``
+    block saying what was done (``applied`` False, with why, otherwise). The band of the figure
+    stays raw."""
+    out = dict(forecast)
+    ci = forecast.get("ci95") or [None, None]
+    cls = history_class(history, series, upto_step)
+    block = {"applied": False, "class": cls, "why": None}
+    if not forecast.get("ok") or None in ci or forecast.get("value") is None:
+        block["why"] = "no interval to recalibrate"
+    elif cls is None:
+        block["why"] = ("no class: the run records no count-table baselines or the series is "
+                        "not masked-LM accuracy or loss")
+    else:
+        cal = calibration if calibration is not None else default_calibration()
+        kind = cls.split("/")[0]
+        r = apply(kind, forecast["value"], ci[0], ci[1], cls, cal)
+        if r is None:
+            block["why"] = f"the calibration has no entry for {cls}"
+        else:
+            block = {"applied": True, **r}
+            out["ci95_raw"] = [float(ci[0]), float(ci[1])]
+            out["ci95"] = [r["lower"], r["upper"]]
+            if "lower" in out:
+                out["lower"], out["upper"] = r["lower"], r["upper"]
+    out["recalibration"] = block
+    return out
