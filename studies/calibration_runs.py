@@ -3,6 +3,7 @@
 
     python studies/calibration_runs.py                # train (or reuse) the runs, calibrate
     python studies/calibration_runs.py --skip-train   # calibrate the committed copies only
+    python studies/calibration_runs.py --skip-train --update-docs docs/ANALYSIS.md
     python studies/calibration_runs.py --dry-run      # print the training commands, stop
 
 1. Trains three short CPU runs on the demo corpus with different schedules (``RUNS``: smoke
@@ -36,7 +37,11 @@ if str(ROOT) not in sys.path:  # the repository root: `studies` (and zhbert with
 from studies import forecast_calibration as fc  # noqa: E402
 from studies import run_set as rs  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
+from zhbert.io_utils import (  # noqa: E402
+    atomic_write_bytes,
+    atomic_write_json,
+    replace_marked_block,
+)
 
 PRESET = "smoke"
 #: settings every short run shares (on top of the smoke preset)
@@ -68,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     rs.add_args(p, names=list(RUNS), names_flag="--runs", runs_dir="runs/calibration",
                 out_dir="results/calibration", record="calibration.json")
     fc.add_calibration_args(p, synthetic=60)
+    p.add_argument("--update-docs", type=Path, default=None, metavar="DOC.md",
+                   help="also write both tables into DOC.md's calibration-sources and "
+                        "calibration-pooled blocks (docs/ANALYSIS.md)")
     return p.parse_args(argv)
 
 
@@ -242,6 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "calibration_s": calib_s, "total_s": round(time.perf_counter() - start, 1),
         "rows": rows})
     print(f"\nwrote {args.out_dir / 'calibration.json'} (calibration {calib_s:.0f} s)")
+    if args.update_docs is not None:
+        replace_marked_block(args.update_docs, "calibration-sources",
+                             source_markdown(compact, args.cuts))
+        replace_marked_block(args.update_docs, "calibration-pooled", pooled_markdown(pooled))
     return 0
 
 

@@ -44,7 +44,13 @@ from zhbert import history_schema as H  # noqa: E402
 from zhbert.downstream.finetune import FinetuneConfig  # noqa: E402
 from zhbert.downstream.record import score_record  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json  # noqa: E402
+from zhbert.io_utils import (  # noqa: E402
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    replace_marked_block,
+)
 from zhbert.provenance import check_clean, git_state, in_results  # noqa: E402
 
 #: the fixed fine-tuning budget of each task: FinetuneConfig fields (the same for every
@@ -321,15 +327,8 @@ def study_markdown(record: dict) -> str:
 def update_readme(readme: Path, md: str, figure: str | None = None,
                   block: str = README_BLOCK) -> None:
     """Replace README.md's ``block`` with ``md`` (and the figure)."""
-    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    text = readme.read_text("utf-8")
-    if start not in text or end not in text:
-        raise UserError(f"{readme}: no {start} ... {end} block to update")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
     shown = f"\n\n![downstream study]({figure})" if figure else ""
-    body = f"{start}\n{md}{shown}\n{end}"
-    atomic_write_text(readme, head + body + tail)
+    replace_marked_block(readme, block, f"{md}{shown}")
 
 
 def machine() -> dict:

@@ -42,29 +42,40 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from studies.peers_report import (  # noqa: E402, F401 - wins and summarise re-exported
+    LEVEL,
+    METHODS,
+    markdown_table,
+    summarise,
+    targets,
+    targets_markdown,
+    wins,
+)
 from zhbert import history_schema as H  # noqa: E402
-from zhbert.analysis import load_history, select_series  # noqa: E402
+from zhbert.analysis import load_history, recalibrate, select_series  # noqa: E402
 from zhbert.analysis.backtest import actual_value  # noqa: E402
 from zhbert.analysis.forecast import forecast_final  # noqa: E402
 from zhbert.analysis.history import Series  # noqa: E402
-from zhbert.analysis.loss_forecast import PEERS, forecast_loss  # noqa: E402
+from zhbert.analysis.loss_forecast import forecast_loss  # noqa: E402
 from zhbert.analysis.loss_laws import TabulatedSchedule  # noqa: E402
 from zhbert.analysis.loss_prior import calibrate_prior, default_prior  # noqa: E402
-from zhbert.analysis import recalibrate  # noqa: E402
 from zhbert.analysis.schedule import Schedule, history_schedule  # noqa: E402
-from zhbert.analysis.scoring import binomial_band, interval_summary  # noqa: E402
 from zhbert.analysis.synthetic import make_loss_curve, make_scheduled_history  # noqa: E402
 from zhbert.baselines import unigram_floor  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
+from zhbert.io_utils import (  # noqa: E402
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    replace_marked_block,
+)
 
-METHODS = ("ours", *PEERS)
 DEFAULT_CURVES = ROOT.parent / "shared" / "curves"
 DEFAULT_HISTORIES = ("results/training_history.json", "results/demo_*/training_history.json",
                      "results/study/history_*.json", "results/tuning*/*_history.json",
                      "results/calibration/*_history.json")
 DEFAULT_JSON = ROOT / "results" / "forecast_peers" / "peers.json"
-LEVEL = 0.95
+DOC_BLOCK = "peers"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -87,6 +98,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=DEFAULT_JSON,
                    help="the record (default results/forecast_peers/peers.json); the markdown "
                         "table is written beside it (.md)")
+    p.add_argument("--update-docs", type=Path, default=None, metavar="DOC.md",
+                   help=f"also write the tables and the targets into DOC.md's {DOC_BLOCK} block")
+    p.add_argument("--from-record", action="store_true",
+                   help="run nothing: render the tables of the existing --json record (and "
+                        "--update-docs)")
     p.add_argument("--write-calibration", type=Path, default=None, metavar="CAL.json",
                    help="only fit the forecast interval calibration on ours' backtests of the "
                         "--histories at the --cuts and write it here (the package's is "
@@ -257,16 +273,24 @@ def calibration_records(rows: list[dict]) -> list[dict]:
             if r["method"] == "ours" and r["ok"] and r.get("cls")]
 
 
-def recalibrate_rows(rows: list[dict]) -> None:
+def recalibrate_rows(rows: list[dict], norm: str = "sqrt_width", narrow_small_pools=False,
+                     by_kind: bool = False) -> None:
     """Ours' intervals recalibrated on the OTHER curves' backtests (leave one curve out), in
-    place; ``raw_lower``/``raw_upper`` keep the forecaster's own."""
+    place; ``raw_lower``/``raw_upper`` keep the forecaster's own. ``norm``,
+    ``narrow_small_pools`` as in ``zhbert.analysis.recalibrate.fit``; ``by_kind``: one class per
+    kind instead of per kind and phase (the variants of studies/recalibration_variants.py)."""
     records = calibration_records(rows)
+    if by_kind:
+        records = [{**x, "cls": x["kind"]} for x in records]
     for r in rows:
         if r["method"] != "ours" or not r["ok"] or not r.get("cls"):
             continue
-        cal = recalibrate.fit([x for x in records if x["curve"] != r["curve"]], LEVEL)
+        r.update(lower=r["raw_lower"], upper=r["raw_upper"], recalibrated=False)
+        cal = recalibrate.fit([x for x in records if x["curve"] != r["curve"]], LEVEL, norm,
+                              narrow_small_pools)
         n = _natural(r)
-        out = recalibrate.apply(n["kind"], n["value"], n["lower"], n["upper"], r["cls"], cal)
+        cls = n["kind"] if by_kind else r["cls"]
+        out = recalibrate.apply(n["kind"], n["value"], n["lower"], n["upper"], cls, cal)
         if out is not None:
             r.update(lower=out["lower"] * r["scale"], upper=out["upper"] * r["scale"],
                      recalibrated=True)
@@ -300,93 +324,6 @@ def synthetic_rows(count: int, args) -> list[dict]:
     return rows
 
 
-def _block(rows: list[dict]) -> dict:
-    """:func:`interval_summary` of some rows, with refusals and the 95 % binomial band."""
-    s = interval_summary([r for r in rows if r["ok"]], LEVEL)
-    s["refused"] = sum(not r["ok"] for r in rows)
-    s["band"] = list(binomial_band(s["n"])) if s["n"] else None
-    return s
-
-
-def wins(rows: list[dict]) -> dict:
-    """Per curve, the method with the lowest mean interval score over the cuts every method
-    forecast; ``{"curves", "ours", "best": {curve: method}}`` (curves with no such cut left out)."""
-    best = {}
-    for curve in dict.fromkeys(r["curve"] for r in rows):
-        rs = [r for r in rows if r["curve"] == curve]
-        cuts = [q for q in dict.fromkeys(r["cut"] for r in rs)
-                if all(r["ok"] for r in rs if r["cut"] == q)]
-        if not cuts:
-            continue
-        score = {m: interval_summary([r for r in rs if r["method"] == m and r["cut"] in cuts],
-                                     LEVEL)["mean_interval_score"] for m in METHODS}
-        best[curve] = min(METHODS, key=lambda m: score[m])  # ties go to the first: ours
-    return {"curves": len(best), "ours": sum(m == "ours" for m in best.values()), "best": best}
-
-
-def summarise(rows: list[dict], cuts) -> dict:
-    """Per source: per method, per cut and pooled blocks, and the interval-score wins."""
-    out = {}
-    for source in dict.fromkeys(r["source"] for r in rows):
-        rs = [r for r in rows if r["source"] == source]
-        out[source] = {
-            "unit": "% of the final value" if "loss" in source else "accuracy points",
-            "curves": len({r["curve"] for r in rs}), "wins": wins(rs),
-            "methods": {m: {"pooled": _block([r for r in rs if r["method"] == m]),
-                            "cuts": {str(q): _block([r for r in rs if r["method"] == m
-                                                     and r["cut"] == q]) for q in cuts}}
-                        for m in METHODS}}
-    return out
-
-
-def targets(summary: dict) -> dict:
-    """The issue's targets for ours, per source: pooled coverage 90-98 %, each cut's count
-    within its binomial band, mean width at the 50 % cut at most 3 % of the final value (loss)
-    or 10 points (accuracy), best interval score on at least two thirds of the curves."""
-    out = {}
-    for source, s in summary.items():
-        ours = s["methods"]["ours"]
-        limit = 3.0 if "loss" in source else 10.0
-        cov = ours["pooled"]["coverage"]
-        half = ours["cuts"].get("0.5", {}).get("mean_width")
-        cut_ok = all(b["n"] == 0 or b["band"][0] <= b["covered"] <= b["band"][1]
-                     for b in ours["cuts"].values())
-        out[source] = {"pooled_coverage_90_98": cov is not None and 0.90 <= cov <= 0.98,
-                       "per_cut_within_band": cut_ok,
-                       "width_at_50pct_within_limit": half is not None and half <= limit,
-                       "width_limit": limit,
-                       "best_interval_score_on_two_thirds": 3 * s["wins"]["ours"]
-                       >= 2 * s["wins"]["curves"] > 0}
-    return out
-
-
-def _fmt(v, spec: str = ".2f") -> str:
-    return "–" if v is None else format(v, spec)
-
-
-def markdown_table(record: dict) -> str:
-    """The record's tables, one per source."""
-    lines = []
-    for source, s in record["summary"].items():
-        w = s["wins"]
-        lines += [f"**{source}** ({s['curves']} curves; widths, scores and errors in "
-                  f"{s['unit']}; ours has the best mean interval score on {w['ours']} of "
-                  f"{w['curves']} curves)", "",
-                  "| method | cut | forecasts (refused) | covered (95 % band) | coverage "
-                  "| mean width | mean interval score | mean abs error |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for m, blocks in s["methods"].items():
-            for cut, b in [*blocks["cuts"].items(), ("pooled", blocks["pooled"])]:
-                band = f"{b['band'][0]}-{b['band'][1]}" if b["band"] else "–"
-                label = cut if cut == "pooled" else f"{float(cut):.0%}"
-                lines.append(f"| {m} | {label} | {b['n']} ({b['refused']}) | {b['covered']} "
-                             f"({band}) | {_fmt(b['coverage'], '.0%')} | {_fmt(b['mean_width'])} "
-                             f"| {_fmt(b['mean_interval_score'])} | "
-                             f"{_fmt(b['mean_abs_error'])} |")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
 def _history_paths(args) -> list[Path]:
     if args.histories is not None:
         return list(args.histories)
@@ -413,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write_calibration is not None:
         write_calibration(args.write_calibration, args)
         return 0
+    if args.from_record:
+        publish(read_json(args.json, "the head-to-head record"), args)
+        return 0
     curves = read_curves(args.curves)
     if args.write_prior is not None:
         prior = calibrate_prior(curves)
@@ -433,12 +373,21 @@ def main(argv: Sequence[str] | None = None) -> int:
               "cpu_count": os.cpu_count(), "methods": list(METHODS),
               "duplicates_left_out": dups, "summary": summary,
               "targets": targets(summary), "rows": rows}
-    table = markdown_table(record)
-    print(table)
     print(f"{len(rows)} forecasts in {record['wall_s']:.0f} s wall, {record['cpu_s']:.0f} CPU s")
     atomic_write_json(args.json, record)
-    atomic_write_text(args.json.with_suffix(".md"), table)
+    publish(record, args)
     return 0
+
+
+def publish(record: dict, args) -> None:
+    """Print the record's tables and write them beside it (.md) and, with ``--update-docs``,
+    into the doc."""
+    table = markdown_table(record)
+    print(table)
+    atomic_write_text(args.json.with_suffix(".md"), table)
+    if args.update_docs is not None:
+        replace_marked_block(args.update_docs, DOC_BLOCK,
+                             f"{table}\n{targets_markdown(record)}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,14 @@ def test_quick_run_writes_the_record_and_its_table(tmp_path):
     assert rec["targets"]["project accuracy"]["width_limit"] == 10.0
     assert rec["settings"]["n_boot"] == 20 and rec["wall_s"] > 0
     assert out.with_suffix(".md").read_text() == peers.markdown_table(rec)
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- peers:start -->\n<!-- peers:end -->\n")
+    out.with_suffix(".md").unlink()
+    assert peers.main(["--from-record", "--json", str(out), "--update-docs", str(doc)]) == 0
+    text = doc.read_text()
+    assert peers.markdown_table(rec) in text and "* public loss curves: pooled coverage" in text
+    assert out.with_suffix(".md").read_text() == peers.markdown_table(rec)
+    assert json.loads(out.read_text()) == rec  # rendering does not rewrite the record
 
 
 def test_wins_count_the_lowest_mean_interval_score(tmp_path):
@@ -137,3 +145,30 @@ def test_recalibration_in_the_study_leaves_the_scored_curve_out():
     assert far["recalibrated"] and far["upper"] < 60.0  # its own miss is not in its pool
     assert near["upper"] == pytest.approx(60.0)  # the others' pools hold the far curve's miss
     assert far["raw_upper"] == 31.0
+
+
+def test_variants_score_the_record_and_write_the_doc_block(tmp_path):
+    variants = load_script("studies/recalibration_variants.py")
+
+    def row(curve, cut, actual):
+        return {"source": "project accuracy", "curve": curve, "method": "ours", "cut": cut,
+                "ok": True, "value": 30.0, "lower": 29.0, "upper": 31.0, "raw_lower": 29.0,
+                "raw_upper": 31.0, "actual": actual, "cls": "accuracy/plateau", "scale": 100.0,
+                "recalibrated": False}
+
+    rows = [row(f"c{i}", cut, 30.0 + 0.5 * i) for i in range(12) for cut in (0.3, 0.5)]
+    rec = tmp_path / "peers.json"
+    rec.write_text(json.dumps({"rows": rows}))
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- recalibration-variants:start -->\n<!-- recalibration-variants:end -->\n")
+    assert variants.main(["--record", str(rec), "--update-docs", str(doc)]) == 0
+    out = json.loads((tmp_path / "recalibration_variants.json").read_text())
+    raw = out["table"]["raw"]["project accuracy"]["pooled"]
+    assert raw["n"] == 24 and raw["covered"] == 6  # actuals 30.0 .. 31.0 of 30.0 .. 35.5
+    pkg = out["table"]["package"]["project accuracy"]["pooled"]
+    assert pkg["covered"] > raw["covered"] and pkg["mean_width"] > raw["mean_width"]
+    assert "| package | project accuracy |" in doc.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": []}))
+    with pytest.raises(UserError, match="no forecasts of ours"):
+        variants.main(["--record", str(bad)])

@@ -110,3 +110,18 @@ def test_the_shipped_calibration_has_its_command_and_classes():
     assert cal["classes"] and all(v["n"] >= R.MIN_POOL for v in cal["classes"].values())
     assert set(cal["classes"]) <= {f"{k}/{p}" for k in ("accuracy", "loss")
                                    for p in ("plateau", "context")}
+
+
+def test_the_norm_is_recorded_and_read_back():
+    rng = np.random.default_rng(2)
+    recs = _records(50, rng)
+    cal = R.fit(recs, norm="additive")
+    assert cal["norm"] == "additive"
+    shift = cal["classes"]["accuracy/context"]["upper"]
+    r = R.apply("accuracy", 0.3, 0.29, 0.31, "accuracy/context", cal)
+    assert r["upper"] == pytest.approx(max(0.31 + shift / 100, 0.3))  # points, not scaled
+    with pytest.raises(ValueError, match="unknown norm"):
+        R.fit(recs, norm="log")
+    wide = [{**r, "lower": r["value"] - 0.2, "upper": r["value"] + 0.2} for r in recs[:20]]
+    small = R.fit(wide, narrow_small_pools=True)["classes"]["accuracy/context"]
+    assert small["lower"] < 0 and small["upper"] < 0  # allowed to narrow although only 20

@@ -147,6 +147,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def replace_marked_block(path: str | os.PathLike, block: str, body: str) -> None:
+    """Replace the text between ``<!-- block:start -->`` and ``<!-- block:end -->`` in the file
+    at ``path`` with ``body`` (atomically); a UserError when the markers are missing."""
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    text = Path(path).read_text("utf-8")
+    if start not in text or end not in text:
+        raise UserError(f"{path}: no {start} ... {end} block to update")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, f"{head}{start}\n{body.rstrip()}\n{end}{tail}")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as UTF-8 JSON (non-ASCII kept readable) atomically."""
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")

@@ -44,8 +44,10 @@ CAL_FILE = Path(__file__).with_name("interval_calibration.json")
 PLATEAU_PAD = 0.01
 #: a class needs at least this many backtests to be used
 MIN_POOL = 10
-#: widths are floored at this (in the kind's unit) before their square root is taken
+#: widths are floored at this (in the kind's unit) before they divide an excess
 WIDTH_FLOOR = 0.25
+#: how an excess is scaled: by the square root of the width (the package's), the width, or not
+NORMS = ("sqrt_width", "width", "additive")
 
 
 def phase(level: float, baselines: dict | None) -> str | None:
@@ -89,23 +91,36 @@ def _scale(kind: str, value: float) -> float:
     return 100.0 if kind.startswith("accuracy") else 100.0 / max(abs(value), 1e-12)
 
 
+def _divisor(width: float, norm: str) -> float:
+    """What an excess (in the kind's unit) is divided by, for an interval ``width`` there."""
+    width = max(width, WIDTH_FLOOR)
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r} (one of {', '.join(NORMS)})")
+    return {"sqrt_width": math.sqrt(width), "width": width, "additive": 1.0}[norm]
+
+
 def excess(kind: str, value: float, lower: float, upper: float, actual: float,
-           ) -> tuple[float, float]:
+           norm: str = "sqrt_width") -> tuple[float, float]:
     """``(upper edge, lower edge)`` excess of ``actual`` over the interval, in the kind's unit
-    over the square root of the width (negative inside).
+    over :func:`_divisor` (by default the square root of the width; negative inside).
 
     >>> [round(e, 3) for e in excess("accuracy", 0.2, 0.15, 0.24, 0.25)]
     [0.333, -3.333]
+    >>> [round(e, 3) for e in excess("accuracy", 0.2, 0.15, 0.24, 0.25, norm="additive")]
+    [1.0, -10.0]
     """
     s = _scale(kind, value)
-    root = math.sqrt(max((upper - lower) * s, WIDTH_FLOOR))
-    return (actual - upper) * s / root, (lower - actual) * s / root
+    d = _divisor((upper - lower) * s, norm)
+    return (actual - upper) * s / d, (lower - actual) * s / d
 
 
-def fit(records: Iterable[dict], level: float = 0.95) -> dict:
+def fit(records: Iterable[dict], level: float = 0.95, norm: str = "sqrt_width",
+        narrow_small_pools: bool = False) -> dict:
     """The per-class edge shifts from backtest ``records`` (each with ``cls``, ``kind``,
-    ``value``, ``lower``, ``upper``, ``actual``): ``{"level", "classes": {cls: {"n", "upper",
-    "lower"}}}``; classes with fewer than :data:`MIN_POOL` records are left out.
+    ``value``, ``lower``, ``upper``, ``actual``): ``{"level", "norm", "rule", "classes": {cls:
+    {"n", "upper", "lower"}}}``; classes with fewer than :data:`MIN_POOL` records are left out.
+    ``norm`` is one of :data:`NORMS`; ``narrow_small_pools`` lets a pool too small for the
+    conformal rank narrow an edge as well (studied in docs/ANALYSIS.md; not the package's).
 
     >>> recs = [{"cls": "accuracy/plateau", "kind": "accuracy", "value": 0.2, "lower": 0.18,
     ...          "upper": 0.22, "actual": 0.2 + 0.01 * i} for i in range(12)]
@@ -119,7 +134,7 @@ def fit(records: Iterable[dict], level: float = 0.95) -> dict:
         if r.get("cls") is None:
             continue
         pools.setdefault(r["cls"], []).append(
-            excess(r["kind"], r["value"], r["lower"], r["upper"], r["actual"]))
+            excess(r["kind"], r["value"], r["lower"], r["upper"], r["actual"], norm))
     classes = {}
     for cls, ex in sorted(pools.items()):
         n = len(ex)
@@ -128,12 +143,16 @@ def fit(records: Iterable[dict], level: float = 0.95) -> dict:
             continue
         up, lo = np.sort([e[0] for e in ex]), np.sort([e[1] for e in ex])
         shifts = [float(up[k - 1]), float(lo[k - 1])]
-        if k == n and n < math.ceil((n + 1) * (1 - alpha / 2)):  # too few to narrow
+        small = n < math.ceil((n + 1) * (1 - alpha / 2))
+        if small and not narrow_small_pools:  # too few to narrow
             shifts = [max(v, 0.0) for v in shifts]
         classes[cls] = {"n": n, "upper": shifts[0], "lower": shifts[1]}
-    return {"level": level, "rule": "split-conformal per class: excess over each edge in the "
-            "kind's unit / sqrt(width); the ceil((n+1)(1-alpha/2))-th smallest (at most the "
-            "largest)", "classes": classes}
+    return {"level": level, "norm": norm,
+            "rule": f"split-conformal per class: excess over each edge in the kind's unit / "
+                    f"{norm}; the ceil((n+1)(1-alpha/2))-th smallest (at most the largest; a "
+                    f"pool too small for that rank "
+                    f"{'may narrow' if narrow_small_pools else 'never narrows'})",
+            "classes": classes}
 
 
 def apply(kind: str, value: float, lower: float, upper: float, cls: str | None,
@@ -151,9 +170,9 @@ def apply(kind: str, value: float, lower: float, upper: float, cls: str | None,
     if entry is None:
         return None
     s = _scale(kind, value)
-    root = math.sqrt(max((upper - lower) * s, WIDTH_FLOOR))
-    lo = min(lower - entry["lower"] * root / s, value)
-    hi = max(upper + entry["upper"] * root / s, value)
+    d = _divisor((upper - lower) * s, calibration.get("norm", "sqrt_width"))
+    lo = min(lower - entry["lower"] * d / s, value)
+    hi = max(upper + entry["upper"] * d / s, value)
     if kind == "accuracy":
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     return {"lower": float(lo), "upper": float(hi), "raw": [float(lower), float(upper)],

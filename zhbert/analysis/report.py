@@ -123,6 +123,18 @@ def _pct(v) -> str:
     return _f(100 * v if v is not None else None, ".2f")
 
 
+def _recalibration(x: dict, fmt) -> list[str]:
+    """How the interval was recalibrated on other runs' backtests (nothing when it was not)."""
+    c = x.get("recalibration") or {}
+    if not c.get("applied"):
+        return []
+    lo, hi = c["raw"]
+    where = f"class {c['class']}, {c['n']} backtests of other runs: zhbert.analysis.recalibrate"
+    if [lo, hi] == [c["lower"], c["upper"]]:
+        return [f"  interval unchanged by the recalibration ({where})"]
+    return [f"  interval recalibrated ({where}); the forecaster's own: {fmt(lo)} .. {fmt(hi)}"]
+
+
 def _lower_extrapolation(r: dict) -> list[str]:
     """The forecast section of a lower-is-better metric (the loss forecaster's result)."""
     x = r["extrapolation"]
@@ -135,6 +147,7 @@ def _lower_extrapolation(r: dict) -> list[str]:
     lines.append(f"at step {x['target_step']:,.0f} ({x['target_source']}): {_g(x['value'])} "
                  f"(95% interval {_g(lo)} .. {_g(hi)}, for the {x['interval_for']}); family "
                  f"{x.get('family') or 'n/a'}, in {axis}; {x['n_points']} points")
+    lines += _recalibration(x, _g)
     for g in r["marginal_gain"]:
         lines.append(f"  change per 1K steps at step {g['step']:,.0f}: {g['gain_per_1k']:+.4g}")
     return lines
@@ -151,6 +164,9 @@ def _extrapolation(r: dict) -> list[str]:
     axis = "lr area S1 (and steps)" if x["time_axis"] == "lr_area" else "steps"
     lines.append(f"at step {x['target_step']:,.0f} ({x['target_source']}): {_pct(x['value'])}% "
                  f"(95% interval {_pct(lo)}% .. {_pct(hi)}%, for the {x['interval_for']})")
+    lines += _recalibration(x, lambda v: f"{_pct(v)}%")
+    if x.get("note"):
+        lines.append(f"  note: {x['note']}")
     lines.append(f"  fitted in {axis}; {x['weights_method']}; {x['n_refits']} refits from "
                  f"{x['n_boot']} resamples, block {x['block_length']}")
     for name, f in x["families"].items():
