@@ -70,7 +70,8 @@ def history_rows(path: Path, cuts, n_boot: int, source: str = "real") -> list[di
     kinds = ["train"] + (["eval"] if h.eval is not None and len(h.eval) >= MIN_POINTS else [])
     rows = []
     for kind in kinds:
-        b = backtest(h, select_series(h, kind), schedule, cuts, n_boot)
+        # the forecaster's own intervals: the package's recalibration was fitted on these
+        b = backtest(h, select_series(h, kind), schedule, cuts, n_boot, recalibrate=False)
         for r in b["rows"]:
             rows.append({"source": source, "history": str(path), "series": kind, "cut": r["cut"],
                          "forecast": r["forecast"], "ci95": r["ci95"], "actual":

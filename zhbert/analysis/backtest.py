@@ -58,7 +58,7 @@ def _weights(f: dict) -> dict:
 
 
 def _forecast(history: History, series: Series, m: np.ndarray, schedule, last: float,
-              sd: float, n_boot: int, seed: int) -> dict:
+              sd: float, n_boot: int, seed: int, recalibrate: bool = True) -> dict:
     """The forecast of the last step from the points ``m``: the accuracy forecast, or the loss
     forecaster's for a lower-is-better series; recalibrated as in the analysis
     (:func:`zhbert.analysis.recalibrate.recalibrated`)."""
@@ -68,12 +68,15 @@ def _forecast(history: History, series: Series, m: np.ndarray, schedule, last: f
     else:
         f = forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
                            seed=seed, measurement_sd=sd, floor=unigram_floor(history.meta))
-    return recalibrated(f, history, series, float(series.steps[m][-1]))
+    return recalibrated(f, history, series, float(series.steps[m][-1])) if recalibrate else f
 
 
 def backtest(history: History, series: Series, schedule: Schedule | None,
-             cuts=DEFAULT_CUTS, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
-    """Forecast the last step from each cut; rows plus mean absolute error and coverage."""
+             cuts=DEFAULT_CUTS, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+             recalibrate: bool = True) -> dict:
+    """Forecast the last step from each cut; rows plus mean absolute error and coverage.
+    ``recalibrate`` False keeps the forecaster's own intervals (a study of the forecaster on
+    the histories the package's calibration was fitted on)."""
     actual = actual_value(history, series)
     last = float(series.steps[-1])
     if (schedule is not None and schedule.end is not None and last > schedule.end
@@ -88,7 +91,8 @@ def backtest(history: History, series: Series, schedule: Schedule | None,
                          "width": None, "interval_score": None,
                          "reason": "no point at or before the cut", "weights": {}})
             continue
-        f = _forecast(history, series, m, schedule, last, actual["stderr"], n_boot, seed)
+        f = _forecast(history, series, m, schedule, last, actual["stderr"], n_boot, seed,
+                      recalibrate)
         row = {"cut": float(q), "cut_step": float(series.steps[m][-1]) if m.any() else None,
                "n_points": int(m.sum()), "forecast": f["value"], "ci95": f["ci95"],
                "error": None, "covered": None, "width": None, "interval_score": None,
