@@ -125,3 +125,23 @@ def test_the_norm_is_recorded_and_read_back():
     wide = [{**r, "lower": r["value"] - 0.2, "upper": r["value"] + 0.2} for r in recs[:20]]
     small = R.fit(wide, narrow_small_pools=True)["classes"]["accuracy/context"]
     assert small["lower"] < 0 and small["upper"] < 0  # allowed to narrow although only 20
+
+
+def test_the_analysis_recalibrates_a_plateau_backtest_of_a_project_history(tmp_path):
+    from pathlib import Path
+
+    from zhbert.analysis import analyze
+
+    src = Path(__file__).resolve().parents[1] / "results" / "tuning" / "base_history.json"
+    copy = tmp_path / "h.json"
+    copy.write_text(src.read_text())
+    out = analyze(load_history(copy), n_boot=40, backtest_cuts=[0.5])
+    row = out["backtest"]["rows"][0]
+    rc = row["recalibration"]
+    assert rc["applied"] and rc["class"] == "accuracy/plateau" and rc["n"] >= R.MIN_POOL
+    lo, hi = row["ci95"]
+    raw_lo, raw_hi = row["ci95_raw"]
+    assert lo <= raw_lo and hi > raw_hi  # the plateau class widens, upwards most
+    assert hi - raw_hi > raw_lo - lo
+    assert row["covered"] == (lo <= out["backtest"]["actual"]["value"] <= hi)
+    assert out["extrapolation"]["recalibration"]["class"] == "accuracy/context"  # the end

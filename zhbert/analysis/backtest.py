@@ -89,14 +89,16 @@ def backtest(history: History, series: Series, schedule: Schedule | None,
             rows.append({"cut": float(q), "cut_step": None, "n_points": 0, "forecast": None,
                          "ci95": [None, None], "error": None, "covered": None,
                          "width": None, "interval_score": None,
-                         "reason": "no point at or before the cut", "weights": {}})
+                         "reason": "no point at or before the cut", "weights": {},
+                         "ci95_raw": None, "recalibration": None})
             continue
         f = _forecast(history, series, m, schedule, last, actual["stderr"], n_boot, seed,
                       recalibrate)
         row = {"cut": float(q), "cut_step": float(series.steps[m][-1]) if m.any() else None,
                "n_points": int(m.sum()), "forecast": f["value"], "ci95": f["ci95"],
                "error": None, "covered": None, "width": None, "interval_score": None,
-               "reason": f["reason"], "weights": _weights(f)}
+               "reason": f["reason"], "weights": _weights(f),
+               "ci95_raw": f.get("ci95_raw"), "recalibration": f.get("recalibration")}
         if f["ok"] and None not in f["ci95"]:
             row["error"] = f["value"] - actual["value"]
             row["covered"] = bool(f["ci95"][0] <= actual["value"] <= f["ci95"][1])
