@@ -29,6 +29,7 @@ curve it scores.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -179,8 +180,10 @@ def apply(kind: str, value: float, lower: float, upper: float, cls: str | None,
             "class": cls, "n": int(entry["n"]), "shift": [entry["lower"], entry["upper"]]}
 
 
+@functools.lru_cache(maxsize=1)
 def default_calibration() -> dict:
-    """The calibration shipped with the package (see the module docstring for its command)."""
+    """The calibration shipped with the package (see the module docstring for its command),
+    read once per process (callers only read it)."""
     return read_json(CAL_FILE, "the forecast interval calibration")
 
 
