@@ -111,8 +111,8 @@ def test_too_few_points_refused_and_accelerating_curves_flagged():
     f = forecast_final([10, 20, 30], [0.1, 0.2, 0.3], None)
     assert not f["ok"] and "points" in f["reason"] and "schedule" in f["reason"]
     plan = Schedule(peak=1e-3, warmup=10, total=300, kind="linear")
-    f2 = forecast_final([10, 20], [0.1, 0.2], plan)  # a known schedule needs 3, not 5
-    assert not f2["ok"] and "at least 3" in f2["reason"]
+    f2 = forecast_final([10, 20, 30], [0.1, 0.2, 0.25], plan)  # a known schedule needs 4, not 5
+    assert not f2["ok"] and "at least 4" in f2["reason"]
     steps = np.arange(10, 301, 10, dtype=float)
     plateau_escape = 0.05 + 0.3 / (1 + np.exp(-(steps - 280) / 20))
     g = forecast_final(steps, plateau_escape, None, n_boot=20)
@@ -129,8 +129,8 @@ def test_four_points_with_a_known_schedule_are_forecast():
     f = forecast_final(steps, truth, plan, n_boot=20)
     assert f["ok"] and f["n_points"] == 4
     assert f["ci95"][0] <= 0.25 <= f["ci95"][1]  # the law's value at step 400
-    g = forecast_final(steps[1:], truth[1:], plan, n_boot=20)  # 3 points: tried, no family pins
-    assert not g["ok"] and "forecast again after more evaluations" in g["reason"]
+    g = forecast_final(steps[1:], truth[1:], plan, n_boot=20)  # 3 points: too few
+    assert not g["ok"] and "at least 4" in g["reason"]
 
 
 def test_weights_and_weighted_quantiles():

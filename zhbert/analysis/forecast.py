@@ -60,9 +60,10 @@ FORECAST_MAX_POINTS = 200
 DEFAULT_N_BOOT = 400
 LIVE_N_BOOT = 100
 TAIL_FRACTION = 0.2
-#: points needed without a schedule, and with one (the lr areas carry the curve's time axis)
+#: points needed without a schedule, and with one (the lr areas carry the curve's time axis; the
+#: two-parameter log-linear family needs two residual degrees of freedom, so 4 is the least)
 MIN_POINTS = 5
-MIN_POINTS_SCHEDULE = 3
+MIN_POINTS_SCHEDULE = 4
 LEVEL = 0.95
 #: the tail log-likelihood ratio counts at most this many effective observations: the tail test
 #: extrapolates 25% past its fit while a forecast goes much further, so its evidence is tempered
