@@ -172,3 +172,20 @@ def test_variants_score_the_record_and_write_the_doc_block(tmp_path):
     bad.write_text(json.dumps({"rows": []}))
     with pytest.raises(UserError, match="no forecasts of ours"):
         variants.main(["--record", str(bad)])
+
+
+def test_the_docs_show_the_committed_head_to_head_and_variants():
+    """docs/ANALYSIS.md's head-to-head tables, targets and variants are the committed records'."""
+    peers = load_script("studies/forecast_peers.py")
+    variants = load_script("studies/recalibration_variants.py")
+    doc = (peers.ROOT / "docs" / "ANALYSIS.md").read_text()
+    rec = json.loads(peers.DEFAULT_JSON.read_text())
+    assert peers.markdown_table(rec) in doc and peers.targets_markdown(rec) in doc
+    assert rec["targets"] == peers.targets(rec["summary"])
+    table = {name: variants.score(variants.variant_rows(rec["rows"], opts))
+             for name, opts in variants.VARIANTS.items()}
+    assert variants.markdown(table) in doc
+    shipped = json.loads((peers.ROOT / "zhbert" / "analysis" / "interval_calibration.json")
+                         .read_text())
+    assert shipped["curves"] == sorted(shipped["curves"])  # every committed history, once
+    assert "results/training_history.json" not in shipped["curves"]  # the copy is left out
