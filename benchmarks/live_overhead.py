@@ -75,7 +75,8 @@ def replay(path: Path) -> dict:
     for i in range(1, len(steps) + 1):
         t, c = time.perf_counter(), time.thread_time()
         fc = live_forecast(steps[:i], acc[:i], config, seed=int(config["run"]["seed"]),
-                           time_budget=meta.get(H.META_TIME_BUDGET), floor=unigram_floor(meta))
+                           time_budget=meta.get(H.META_TIME_BUDGET), floor=unigram_floor(meta),
+                           meta=meta)
         cpu += time.thread_time() - c
         wall += time.perf_counter() - t
         made += fc is not None

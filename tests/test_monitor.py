@@ -152,6 +152,20 @@ def test_live_forecast_recovers_a_known_curve():
     assert live_forecast(steps[:10], seen, plan)["step"] == 1000
 
 
+def test_live_forecast_on_the_bigram_plateau_is_recalibrated():
+    steps = np.arange(50, 1050, 50, dtype=float)
+    truth = 0.16 - 0.05 * (steps / 1000) ** -0.5  # levels off just under the bigram tables
+    seen = truth[:10] + np.random.default_rng(1).normal(0, 0.002, 10)
+    plan = {"run": {"max_steps": 1000}}
+    meta = {"baselines": {"acc": {"unigram": 0.05, "left_bigram": 0.16, "right_bigram": 0.15}}}
+    raw, wide = live_forecast(steps[:10], seen, plan), live_forecast(steps[:10], seen, plan,
+                                                                     meta=meta)
+    assert wide["acc"] == raw["acc"] and wide["low"] <= raw["low"]
+    assert wide["high"] > raw["high"]  # the plateau class widens upwards (a climb may follow)
+    ctx = {"baselines": {"acc": {"left_bigram": 0.02, "right_bigram": 0.02}}}
+    assert live_forecast(steps[:10], seen, plan, meta=ctx)["high"] >= raw["high"]
+
+
 def test_small_helpers():
     assert remaining_seconds(60, 100, (50, 10.0), 20.0) == pytest.approx(40.0)
     assert remaining_seconds(50, 100, (50, 10.0), 20.0) is None

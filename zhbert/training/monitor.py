@@ -108,7 +108,7 @@ class Monitor:
                              h[H.EVAL_MLM_ACC] + [row[H.EVAL_MLM_ACC]], s.cfg.to_dict(),
                              seed=s.cfg.run.seed,
                              time_budget=h[H.META_KEY].get(H.META_TIME_BUDGET),
-                             floor=unigram_floor(h[H.META_KEY]))
+                             floor=unigram_floor(h[H.META_KEY]), meta=h[H.META_KEY])
         if fc is not None:
             out.update({H.EVAL_FORECAST_STEP: fc["step"], H.EVAL_FORECAST_ACC: fc["acc"],
                         H.EVAL_FORECAST_LOW: fc["low"], H.EVAL_FORECAST_HIGH: fc["high"]})
