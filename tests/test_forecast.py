@@ -120,6 +120,8 @@ def test_too_few_points_refused_and_accelerating_curves_flagged():
     assert g["ok"] and g["ci95"][0] <= g["value"] <= g["ci95"][1]
     r = forecast_final(steps, plateau_escape, None, when_accelerating="refuse")
     assert not r["ok"] and "accelerating" in r["reason"]
+    with pytest.raises(ValueError, match="when_accelerating"):
+        forecast_final(steps, plateau_escape, None, when_accelerating="skip")
 
 
 def test_four_points_with_a_known_schedule_are_forecast():
@@ -159,7 +161,7 @@ def test_no_forecast_on_the_unigram_plateau():
     """A series still within PLATEAU_MARGIN of the unigram baseline is not forecast (with the
     reason); the same series without a recorded baseline, or one that has left the plateau,
     is."""
-    from zhbert.analysis.forecast import PLATEAU_MARGIN
+    from zhbert.analysis.readiness import PLATEAU_MARGIN
 
     steps = np.arange(10, 401, 10, dtype=float)
     rise = 0.05 + 0.3 * (1 - np.exp(-steps / 80))

@@ -50,6 +50,13 @@ from zhbert.analysis.curves import (
     power_law_valid,
     start_and_bounds,
 )
+from zhbert.analysis.readiness import (
+    ACCELERATING,
+    ACCELERATING_NOTE,
+    MIN_POINTS,
+    accelerating,
+    too_early,
+)
 from zhbert.analysis.refit import Refit, grid_refit
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.trend import effective_n, lag1_autocorr
@@ -60,10 +67,6 @@ FORECAST_MAX_POINTS = 200
 DEFAULT_N_BOOT = 400
 LIVE_N_BOOT = 100
 TAIL_FRACTION = 0.2
-#: points needed without a schedule, and with one (the lr areas carry the curve's time axis; the
-#: two-parameter log-linear family needs two residual degrees of freedom, so 4 is the least)
-MIN_POINTS = 5
-MIN_POINTS_SCHEDULE = 4
 LEVEL = 0.95
 #: the tail log-likelihood ratio counts at most this many effective observations: the tail test
 #: extrapolates 25% past its fit while a forecast goes much further, so its evidence is tempered
@@ -309,34 +312,6 @@ def _fit_block(X: np.ndarray, y: np.ndarray, cands: dict[str, Candidate],
     return fits, weights, drift
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope and its standard error."""
-    xc = x - x.mean()
-    sxx = float(xc @ xc)
-    if len(x) < 3 or sxx <= 0:
-        return 0.0, math.inf
-    b = float(xc @ (y - y.mean())) / sxx
-    resid = y - y.mean() - b * xc
-    return b, math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx)
-
-
-#: a series must average at least this multiple of the unigram baseline (its last third) to be
-#: forecast: below it the model has learned little beyond the most frequent character
-PLATEAU_MARGIN = 1.25
-
-
-def accelerating(x: np.ndarray, y: np.ndarray) -> bool:
-    """The slope over the last third of the points exceeds the middle third's by more than two
-    standard errors: the curve has not passed its inflection (e.g. still leaving a plateau), so
-    no saturating-curve forecast is meaningful yet."""
-    n = len(y)
-    if n < 9:
-        return False
-    a, b = n // 3, 2 * n // 3
-    (s_mid, e_mid), (s_end, e_end) = _slope(x[a:b], y[a:b]), _slope(x[b:], y[b:])
-    return s_end - s_mid > 2 * math.hypot(e_mid, e_end)
-
-
 def value_range(y: np.ndarray) -> tuple[float, float]:
     """[0, 1] for accuracies (fractions), unbounded otherwise: forecasts are clipped into it."""
     return (0.0, 1.0) if np.min(y) >= 0 and np.max(y) <= 1 else (-np.inf, np.inf)
@@ -434,32 +409,6 @@ def _empty_result(n_points: int, target: float, source: str, schedule: Schedule 
             "seed": int(seed), "band": None}
 
 
-def _too_early(acc: np.ndarray, floor: float | None, scheduled: bool) -> str | None:
-    """Why the series is not forecast before any fit (None: it is): fewer than ``MIN_POINTS``
-    points (``MIN_POINTS_SCHEDULE`` with a known schedule), or its last third still under
-    ``PLATEAU_MARGIN`` x the unigram ``floor``."""
-    need = MIN_POINTS_SCHEDULE if scheduled else MIN_POINTS
-    if len(acc) < need:
-        how = ("" if scheduled else f"; with the lr schedule known (an lr column or the run's "
-               f"config) {MIN_POINTS_SCHEDULE} are enough")
-        return f"only {len(acc)} points (at least {need} are needed{how})"
-    level = float(np.mean(acc[2 * len(acc) // 3:]))
-    if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
-        return (f"the curve has not left the unigram plateau yet (its last third of "
-                f"points averages {level:.2%}, under {PLATEAU_MARGIN:g} x the unigram "
-                f"baseline {floor:.2%}): too early for a forecast")
-    return None
-
-
-ACCELERATING = ("the curve is still accelerating (its slope over the last third of the points "
-                "exceeds the middle third's): too early for a forecast")
-#: said (not refused) when an accelerating curve is forecast
-ACCELERATING_NOTE = ("the curve is still accelerating (its slope over the last third of the "
-                     "points exceeds the middle third's): where its rise ends cannot be read "
-                     "from these points, so the interval is wide and the recalibration of "
-                     "zhbert.analysis.recalibrate matters most")
-
-
 def _candidates(families, X: np.ndarray, X_at: np.ndarray, scheduled: bool,
                 ) -> dict[str, Candidate]:
     """The candidates named in ``families`` (None: all of :func:`forecast_families`) that apply:
@@ -519,7 +468,7 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
             :func:`forecast_families`).
         floor: the accuracy of the unigram count table on the held-out set
             (``zhbert.baselines.unigram_floor(meta)``). A series whose last third of points
-            averages under ``PLATEAU_MARGIN`` x floor has not left the unigram plateau: it is
+            averages under ``readiness.PLATEAU_MARGIN`` x floor has not left the unigram plateau: it is
             not forecast (where the take-off comes, and where it ends, cannot be read from a
             plateau; the backtests in docs/ANALYSIS.md show such forecasts missing).
         when_accelerating: ``"forecast"`` (flagged: ``accelerating`` True and a ``note``) or
@@ -531,11 +480,14 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
     family), ``weights_method``, ``n_boot``, ``n_refits``, ``block_length``, ``band`` (or None),
     ``ok`` (False with ``reason`` when no family could be used).
     """
+    if when_accelerating not in ("forecast", "refuse"):
+        raise ValueError(f"when_accelerating must be 'forecast' or 'refuse' "
+                         f"(got {when_accelerating!r})")
     steps, acc = _positive_steps(steps, acc)
     target, source = resolve_target(steps, schedule, target_step)
     out = _empty_result(len(acc), target, source, schedule, n_boot=n_boot, seed=seed,
                         measurement_sd=measurement_sd)
-    out["reason"] = _too_early(acc, floor, schedule is not None)
+    out["reason"] = too_early(acc, floor, schedule is not None)
     if out["reason"]:
         return out
     bs, by = bin_series(steps, acc, FORECAST_MAX_POINTS)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from zhbert import history_schema as H
-from zhbert.analysis.forecast import LIVE_N_BOOT, MIN_POINTS, forecast_final
+from zhbert.analysis.forecast import LIVE_N_BOOT, forecast_final
+from zhbert.analysis.readiness import MIN_POINTS
 from zhbert.analysis.recalibrate import apply, default_calibration, series_class
 from zhbert.analysis.schedule import planned_schedule
 
