@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -97,7 +98,15 @@ def test_recalibrated_replaces_the_interval_of_a_classed_history(tmp_path):
     assert out["ci95_raw"] == [0.34, 0.36] and out["ci95"][1] == pytest.approx(
         0.36 + math.sqrt(2.0) / 100)
     assert f["ci95"] == [0.34, 0.36]  # the input is not changed
-    none = R.recalibrated(f, _history(tmp_path, baselines=False), s, float(s.steps[-1]), cal)
+    old = _history(tmp_path, baselines=False)  # this project's format, no baselines: the kind
+    kind = R.recalibrated(f, old, s, float(s.steps[-1]), cal)
+    assert kind["recalibration"] == {"applied": False, "class": "accuracy",
+                                     "why": "the calibration has no entry for accuracy"}
+    both = {"classes": {**cal["classes"], "accuracy": {"n": 30, "upper": 2.0, "lower": 0.0}}}
+    assert R.recalibrated(f, old, s, float(s.steps[-1]), both)["ci95"][1] == pytest.approx(
+        0.36 + 2 * math.sqrt(2.0) / 100)
+    other = dataclasses.replace(old, format="trainer_state")  # another tool's log: no class
+    none = R.recalibrated(f, other, s, float(s.steps[-1]), both)
     assert not none["recalibration"]["applied"] and "baselines" in none["recalibration"]["why"]
     assert none["ci95"] == [0.34, 0.36] and "ci95_raw" not in none
     refused = R.recalibrated({"ok": False, "value": None, "ci95": [None, None]}, h, s, 1e9, cal)
@@ -109,7 +118,10 @@ def test_the_shipped_calibration_has_its_command_and_classes():
     assert cal["command"].startswith("python studies/forecast_peers.py --write-calibration")
     assert cal["classes"] and all(v["n"] >= R.MIN_POOL for v in cal["classes"].values())
     assert set(cal["classes"]) <= {f"{k}/{p}" for k in ("accuracy", "loss")
-                                   for p in ("plateau", "context")}
+                                   for p in ("plateau", "context")} | {"accuracy", "loss"}
+    for kind in ("accuracy", "loss"):  # the kind pools every phase and the unknown ones
+        assert cal["classes"][kind]["n"] > sum(v["n"] for k, v in cal["classes"].items()
+                                               if k.startswith(kind + "/"))
 
 
 def test_the_norm_is_recorded_and_read_back():

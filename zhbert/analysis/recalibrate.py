@@ -8,8 +8,9 @@ narrows, an interval by what the backtests of other runs in the same *class* nee
 * the class is ``"{kind}/{phase}"``: ``kind`` ``accuracy`` or ``loss``; ``phase`` from the run's
   count-table baselines (``zhbert.baselines``, recorded in a history's ``meta``) and its accuracy
   at the cut (:func:`phase`): ``plateau`` up to the best bigram table's accuracy plus
-  :data:`PLATEAU_PAD`, ``context`` above. A series without baselines (another tool's log, a
-  public curve) has no class and keeps its raw interval;
+  :data:`PLATEAU_PAD`, ``context`` above. An older history of this project without baselines
+  gets its kind's class, every phase pooled. Any other series (another tool's log, a public
+  curve, the original study's file) has no class and keeps its raw interval;
 * a backtest's excess over each edge, ``(actual - upper)`` and ``(lower - actual)``, is measured
   in the kind's unit (accuracy points; loss in % of the forecast value) and divided by the square
   root of the interval's width in that unit (:func:`excess`);
@@ -119,23 +120,30 @@ def fit(records: Iterable[dict], level: float = 0.95, norm: str = "sqrt_width",
         narrow_small_pools: bool = False) -> dict:
     """The per-class edge shifts from backtest ``records`` (each with ``cls``, ``kind``,
     ``value``, ``lower``, ``upper``, ``actual``): ``{"level", "norm", "rule", "classes": {cls:
-    {"n", "upper", "lower"}}}``; classes with fewer than :data:`MIN_POOL` records are left out.
+    {"n", "upper", "lower"}}}``, with a class per kind as well (``accuracy``, ``loss``: every
+    phase pooled, for a run whose phase is unknown); classes with fewer than :data:`MIN_POOL`
+    records are left out.
     ``norm`` is one of :data:`NORMS`; ``narrow_small_pools`` lets a pool too small for the
     conformal rank narrow an edge as well (studied in docs/ANALYSIS.md; not the package's).
 
     >>> recs = [{"cls": "accuracy/plateau", "kind": "accuracy", "value": 0.2, "lower": 0.18,
     ...          "upper": 0.22, "actual": 0.2 + 0.01 * i} for i in range(12)]
-    >>> c = fit(recs)["classes"]["accuracy/plateau"]
+    >>> cal = fit(recs)["classes"]
+    >>> c = cal["accuracy/plateau"]
     >>> c["n"], round(c["upper"], 3), round(c["lower"], 3)  # 12 are too few to narrow an edge
     (12, 4.5, 0.0)
+    >>> sorted(cal), cal["accuracy"] == c  # the kind's pool of every phase (here one)
+    (['accuracy', 'accuracy/plateau'], True)
     """
     alpha = 1.0 - level
     pools: dict[str, list[tuple[float, float]]] = {}
     for r in records:
         if r.get("cls") is None:
             continue
-        pools.setdefault(r["cls"], []).append(
-            excess(r["kind"], r["value"], r["lower"], r["upper"], r["actual"], norm))
+        e = excess(r["kind"], r["value"], r["lower"], r["upper"], r["actual"], norm)
+        pools.setdefault(r["cls"], []).append(e)
+        if "/" in r["cls"]:  # every phase also pools into its kind (a run of unknown phase)
+            pools.setdefault(r["cls"].split("/")[0], []).append(e)
     classes = {}
     for cls, ex in sorted(pools.items()):
         n = len(ex)
@@ -195,8 +203,10 @@ _KINDS = {(H.EVAL_MLM_ACC, "eval"): "accuracy", (H.MLM_ACC, "train"): "accuracy"
 def history_class(history, series, upto_step: float) -> str | None:
     """The class of a forecast of ``series`` (a ``zhbert.analysis.history.Series``) of
     ``history`` from its points up to ``upto_step``: the run's masked-LM accuracy of the same
-    kind (held-out or training-batch) up to there, against the baselines in its ``meta``. None
-    for a series no class covers (another metric, no baselines, no accuracy column)."""
+    kind (held-out or training-batch) up to there, against the baselines in its ``meta``; the
+    kind alone (every phase pooled) for a history of this project that records no baselines.
+    None for a series no class covers (another tool's log, the original study's file, another
+    metric, no accuracy column)."""
     kind = _KINDS.get((series.metric, series.kind))
     frame = history.eval if series.kind == "eval" else history.train
     steps_key, acc_key = ((H.EVAL_STEPS, H.EVAL_MLM_ACC) if series.kind == "eval"
@@ -206,7 +216,10 @@ def history_class(history, series, upto_step: float) -> str | None:
     steps = frame[steps_key].to_numpy(np.float64)
     acc = frame[acc_key].to_numpy(np.float64)
     keep = (steps <= upto_step) & np.isfinite(acc)
-    return series_class(kind, acc[keep], history.meta)
+    cls = series_class(kind, acc[keep], history.meta)
+    if cls is None and history.format == "zhbert" and keep.any():
+        return kind  # an older history of this project, without baselines: phase unknown
+    return cls
 
 
 def recalibrated(forecast: dict, history, series, upto_step: float,
