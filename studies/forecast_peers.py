@@ -282,12 +282,15 @@ def recalibrate_rows(rows: list[dict], norm: str = "sqrt_width", narrow_small_po
     records = calibration_records(rows)
     if by_kind:
         records = [{**x, "cls": x["kind"]} for x in records]
+    cals: dict[str, dict] = {}  # one leave-one-out calibration per curve
     for r in rows:
         if r["method"] != "ours" or not r["ok"] or not r.get("cls"):
             continue
         r.update(lower=r["raw_lower"], upper=r["raw_upper"], recalibrated=False)
-        cal = recalibrate.fit([x for x in records if x["curve"] != r["curve"]], LEVEL, norm,
-                              narrow_small_pools)
+        if r["curve"] not in cals:
+            cals[r["curve"]] = recalibrate.fit([x for x in records if x["curve"] != r["curve"]],
+                                               LEVEL, norm, narrow_small_pools)
+        cal = cals[r["curve"]]
         n = _natural(r)
         cls = n["kind"] if by_kind else r["cls"]
         out = recalibrate.apply(n["kind"], n["value"], n["lower"], n["upper"], cls, cal)
