@@ -354,7 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_calibration(args.write_calibration, args)
         return 0
     if args.from_record:
-        publish(read_json(args.json, "the head-to-head record"), args)
+        record = read_json(args.json, "the head-to-head record")
+        if not isinstance(record, dict) or not {"summary", "targets"} <= set(record):
+            raise UserError(f"{args.json}: not a head-to-head record (no summary and targets; "
+                            "write one with studies/forecast_peers.py)")
+        publish(record, args)
         return 0
     curves = read_curves(args.curves)
     if args.write_prior is not None:

@@ -63,8 +63,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+ROW_KEYS = ("source", "curve", "method", "cut", "ok", "value", "actual", "raw_lower",
+            "raw_upper", "cls", "scale")
+
+
 def _ours(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r["method"] == "ours" and "raw_lower" in r]
+    """Ours' rows that carry their raw intervals (a record of an older version has none)."""
+    return [r for r in rows if r.get("method") == "ours" and "raw_lower" in r]
+
+
+def _check(path: Path, rows) -> list[dict]:
+    """The record's rows of ours, or a UserError naming what is wrong."""
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UserError(f"{path}: 'rows' must be a list of forecast objects (a record of "
+                        "studies/forecast_peers.py)")
+    ours = _ours(rows)
+    if not ours:
+        raise UserError(f"{path}: no forecasts of ours with raw intervals (rerun "
+                        "studies/forecast_peers.py)")
+    missing = sorted({k for r in ours for k in ROW_KEYS if k not in r})
+    if missing:
+        raise UserError(f"{path}: forecasts of ours lack {', '.join(missing)}")
+    return rows
 
 
 def variant_rows(rows: list[dict], options: dict | None) -> list[dict]:
@@ -106,19 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Score every variant on the record; print and write the table."""
     args = parse_args(argv)
     record = read_json(args.record, "the head-to-head record")
-    rows = record.get("rows") if isinstance(record, dict) else None
-    if not rows or not _ours(rows):
-        raise UserError(f"{args.record}: no forecasts of ours with raw intervals (rerun "
-                        "studies/forecast_peers.py)")
+    rows = _check(args.record, record.get("rows") if isinstance(record, dict) else None)
     table = {name: score(variant_rows(rows, opts)) for name, opts in VARIANTS.items()}
     md = markdown(table)
     print(md)
+    if args.update_docs is not None:  # first: a doc without the block writes nothing
+        replace_marked_block(args.update_docs, DOC_BLOCK, md)
     out = args.record.with_name("recalibration_variants.json")
     atomic_write_json(out, {"command": "python studies/recalibration_variants.py",
                             "record": str(args.record), "variants": VARIANTS, "table": table})
     atomic_write_text(out.with_suffix(".md"), md)
-    if args.update_docs is not None:
-        replace_marked_block(args.update_docs, DOC_BLOCK, md)
     return 0
 
 

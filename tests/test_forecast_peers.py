@@ -68,6 +68,11 @@ def test_quick_run_writes_the_record_and_its_table(tmp_path):
     assert peers.markdown_table(rec) in text and "* public loss curves: pooled coverage" in text
     assert out.with_suffix(".md").read_text() == peers.markdown_table(rec)
     assert json.loads(out.read_text()) == rec  # rendering does not rewrite the record
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": []}))
+    with pytest.raises(UserError, match="not a head-to-head record"):
+        peers.main(["--from-record", "--json", str(bad)])
+    assert not bad.with_suffix(".md").exists()
 
 
 def test_wins_count_the_lowest_mean_interval_score(tmp_path):
@@ -172,6 +177,19 @@ def test_variants_score_the_record_and_write_the_doc_block(tmp_path):
     bad.write_text(json.dumps({"rows": []}))
     with pytest.raises(UserError, match="no forecasts of ours"):
         variants.main(["--record", str(bad)])
+    bad.write_text(json.dumps({"rows": 3}))
+    with pytest.raises(UserError, match="'rows' must be a list"):
+        variants.main(["--record", str(bad)])
+    bad.write_text(json.dumps({"rows": [{k: v for k, v in rows[0].items() if k != "scale"}]}))
+    with pytest.raises(UserError, match="lack scale"):
+        variants.main(["--record", str(bad)])
+    nodoc = tmp_path / "sub" / "nodoc.md"
+    nodoc.parent.mkdir()
+    nodoc.write_text("no block\n")
+    (nodoc.parent / "peers.json").write_text(rec.read_text())
+    with pytest.raises(UserError, match="block to update"):
+        variants.main(["--record", str(nodoc.parent / "peers.json"), "--update-docs", str(nodoc)])
+    assert sorted(p.name for p in nodoc.parent.iterdir()) == ["nodoc.md", "peers.json"]
 
 
 def test_the_docs_show_the_committed_head_to_head_and_variants():
