@@ -201,3 +201,45 @@ def test_target_flags_are_checked_against_the_metric(trainer_state, tmp_path, ca
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def _sparse_trainer_state(path, evals: int, upto: int):
+    """A run in progress evaluated every 40 steps: ``evals`` eval entries, train entries to
+    ``upto``, written by transformers."""
+    from transformers.trainer_callback import TrainerState
+
+    state = TrainerState(max_steps=TOTAL, logging_steps=10, eval_steps=40, global_step=upto)
+    for i, step in enumerate(STEPS.tolist()):
+        if step > upto:
+            break
+        state.log_history.append({"loss": float(LOSS[i]), "learning_rate": LR[i], "step": step})
+        if step % 40 == 0 and step // 40 <= evals:
+            state.log_history.append({"eval_loss": EVAL_LOSS[i], "eval_accuracy": ACC[i],
+                                      "eval_runtime": 1.5, "step": step})
+    state.save_to_json(str(path))
+    return path
+
+
+def test_a_trainer_that_evaluates_a_few_times_is_analysed_and_forecast(tmp_path, capsys):
+    """Four eval points of a run with a known schedule: the analysis runs (sections that need
+    more points say n/a), the loss is forecast at the planned last step; two points refuse."""
+    path = _sparse_trainer_state(tmp_path / "trainer_state.json", evals=4, upto=160)
+    out = tmp_path / "r.json"
+    assert _main(["--history", str(path), "--metric", "eval_loss", "--n-boot", str(N_BOOT),
+                  "--output", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["data_points"] == 4 and r["series"]["kind"] == "eval"
+    x = r["extrapolation"]
+    assert x["ok"] and x["target_step"] == pytest.approx(TOTAL, abs=10)
+    assert x["ci95"][0] < x["value"] < x["ci95"][1]
+    assert x["value"] < EVAL_LOSS[15]  # still falling after step 160
+    text = capsys.readouterr().out
+    assert "series: eval (4 points)" in text and "change n/a" in text  # a quarter with 1 point
+    (tmp_path / "two").mkdir()
+    two = _sparse_trainer_state(tmp_path / "two" / "trainer_state.json", evals=2, upto=160)
+    with pytest.raises(SystemExit):
+        run_cli(_main, ["--history", str(two), "--metric", "eval_loss", "--output",
+                        str(tmp_path / "r2.json")])
+    err = capsys.readouterr().err
+    assert "only 2 eval_loss points; at least 3 are needed" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r2.json").exists()

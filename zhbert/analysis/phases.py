@@ -97,13 +97,16 @@ def phases(steps: np.ndarray, acc: np.ndarray, lr_steps: np.ndarray | None = Non
 
 def marginal_gain(best: dict | None, steps: np.ndarray,
                   fractions=MARGINAL_FRACTIONS) -> list[dict]:
-    """Slope of the best fit (accuracy per 1,000 steps) at fractions of the last step."""
+    """Slope of the best fit (accuracy per 1,000 steps) at fractions of the last step; a
+    fraction before the first observed step is taken there, once."""
     if best is None:
         return []
     last, first = float(steps[-1]), float(steps[steps > 0].min())
     out = []
     for f in fractions:
         s = max(first, f * last)
+        if out and s == out[-1]["step"]:
+            continue
         h = max(1e-3 * last, 1e-6)
         lo, hi = max(s - h, first * 0.5), s + h
         y = evaluate_family(best["family"], best["params"], np.array([lo, hi]))

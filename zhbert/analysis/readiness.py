@@ -51,7 +51,8 @@ def too_early(acc: np.ndarray, floor: float | None, scheduled: bool) -> str | No
     if len(acc) < need:
         how = ("" if scheduled else f"; with the lr schedule known (an lr column or the run's "
                f"config) {MIN_POINTS_SCHEDULE} are enough")
-        return f"only {len(acc)} points (at least {need} are needed{how})"
+        many = "point" if len(acc) == 1 else "points"
+        return f"only {len(acc)} {many} (at least {need} are needed{how})"
     level = float(np.mean(acc[2 * len(acc) // 3:]))
     if floor is not None and floor > 0 and level < PLATEAU_MARGIN * floor:
         return (f"the curve has not left the unigram plateau yet (its last third of "

@@ -119,8 +119,9 @@ def _fits(r: dict) -> list[str]:
     return lines
 
 
-def _pct(v) -> str:
-    return _f(100 * v if v is not None else None, ".2f")
+def _pct(v, spec: str = ".2f") -> str:
+    """A fraction in percent ("n/a" for None)."""
+    return _f(100 * v if v is not None else None, spec)
 
 
 def _recalibration(x: dict, fmt) -> list[str]:
@@ -215,11 +216,12 @@ def _phases(r: dict) -> list[str]:
     for i, q in enumerate(ph["quarters"], 1):
         if _lower(r):
             lines.append(f"Q{i} {q['start_step']:>9,.0f}-{q['end_step']:<9,.0f} mean "
-                         f"{_g(q['mean_acc'])}  change {q['gain']:+.4g} ({q['gain_per_1k']:+.4g}/1K)")
+                         f"{_g(q['mean_acc'])}  change {_f(q['gain'], '+.4g')} "
+                         f"({_f(q['gain_per_1k'], '+.4g')}/1K)")
             continue
         lines.append(f"Q{i} {q['start_step']:>9,.0f}-{q['end_step']:<9,.0f} mean "
-                     f"{_f(100 * q['mean_acc'], '.2f')}%  gain {100 * q['gain']:+.2f} points "
-                     f"({100 * q['gain_per_1k']:+.3f}/1K)")
+                     f"{_pct(q['mean_acc'])}%  gain {_pct(q['gain'], '+.2f')} points "
+                     f"({_pct(q['gain_per_1k'], '+.3f')}/1K)")
     cps = ", ".join(f"{c['step']:,.0f}" for c in ph["change_points"]) or "none"
     lines.append(f"change points: {cps}")
     for ev in ph["lr_events"]:

@@ -40,7 +40,6 @@ import pandas as pd
 from zhbert import history_schema as H
 from zhbert.analysis.history import (
     MAX_NONFINITE_FRACTION,
-    MIN_POINTS,
     History,
     Series,
     check_accuracy_range,
@@ -66,6 +65,10 @@ EVAL_PARTS = ("eval", "val", "valid", "validation", "test", "dev")
 #: series that are the training loss (drawn and summarised as ``loss`` beside any metric)
 TRAIN_LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss")
 DIRECTIONS = ("max", "min")
+#: points a metric read from another tool's log needs: a Trainer that evaluates once per epoch
+#: logs a handful, and three already carry a trend and (with a known schedule) a loss forecast;
+#: the sections that need more say so themselves (a forecast's refusal names its own minimum)
+MIN_SERIES_POINTS = 3
 
 
 def _parts(name: str) -> list[str]:
@@ -199,11 +202,11 @@ def clean(path: Path, name: str, steps: np.ndarray, values: np.ndarray,
 
 def metric_series(path: Path, name: str, steps: np.ndarray, values: np.ndarray, kind: str,
                   higher: bool, warnings: list[str]) -> Series:
-    """The analysed :class:`Series`: at least ``MIN_POINTS`` points at steps >= 0; an
+    """The analysed :class:`Series`: at least ``MIN_SERIES_POINTS`` points at steps >= 0; an
     accuracy-like one in [0, 1], or in percent (read as fractions, with a warning)."""
-    if values.size < MIN_POINTS:
-        raise UserError(f"{path}: only {values.size} {name} points; at least {MIN_POINTS} are "
-                        f"needed")
+    if values.size < MIN_SERIES_POINTS:
+        raise UserError(f"{path}: only {values.size} {name} points; at least "
+                        f"{MIN_SERIES_POINTS} are needed")
     if steps[0] < 0:
         raise UserError(f"{path}: {name} steps must not be negative (found {steps[0]:g})")
     if higher:
