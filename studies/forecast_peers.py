@@ -42,6 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from studies.peers_recalibration import calibration_records, recalibrate_rows  # noqa: E402, F401
 from studies.peers_report import (  # noqa: E402, F401 - wins and summarise re-exported
     LEVEL,
     METHODS,
@@ -197,13 +198,23 @@ def accuracy_rows(source: str, curve: str, steps, acc, schedule, actual: float,
     return rows
 
 
-def public_rows(curves, args) -> list[dict]:
-    """The public loss curves, ours with a prior calibrated on the other curves."""
+NO_LR = "public loss curves, lr withheld"
+
+
+def public_rows(curves, args, sources=("public loss curves", NO_LR),
+                methods=METHODS) -> list[dict]:
+    """The public loss curves, ours with a prior calibrated on the other curves; in the source
+    :data:`NO_LR` the same curves forecast without their lr column (a loss-only export), ours
+    of class ``recalibrate.NO_SCHEDULE``."""
     rows = []
     for name, steps, loss, schedule in curves:
         prior = calibrate_prior(curves, exclude=name)
-        rows += loss_rows("public loss curves", name, steps, loss, schedule, float(loss[-1]),
-                          None, prior, args)
+        for source in sources:
+            blind = source == NO_LR
+            rows += loss_rows(source, name, steps, loss, None if blind else schedule,
+                              float(loss[-1]), None, prior, args,
+                              (lambda at: recalibrate.NO_SCHEDULE) if blind else _no_class,
+                              methods)
     return rows
 
 
@@ -258,47 +269,6 @@ def history_rows(histories: list[tuple[Path, object]], args, methods=METHODS) ->
     return rows
 
 
-def _natural(r: dict) -> dict:
-    """A row of ours in the units :mod:`zhbert.analysis.recalibrate` reads (fractions, loss)."""
-    kind = r["cls"].split("/")[0]
-    return {"cls": r["cls"], "kind": kind, "value": r["value"] / r["scale"],
-            "lower": r["raw_lower"] / r["scale"], "upper": r["raw_upper"] / r["scale"],
-            "actual": r["actual"] / r["scale"]}
-
-
-def calibration_records(rows: list[dict]) -> list[dict]:
-    """Ours' forecasts that have a class, as :func:`zhbert.analysis.recalibrate.fit` reads them
-    (each with its ``curve``)."""
-    return [{**_natural(r), "curve": r["curve"]} for r in rows
-            if r["method"] == "ours" and r["ok"] and r.get("cls")]
-
-
-def recalibrate_rows(rows: list[dict], norm: str = "sqrt_width", narrow_small_pools=False,
-                     by_kind: bool = False) -> None:
-    """Ours' intervals recalibrated on the OTHER curves' backtests (leave one curve out), in
-    place; ``raw_lower``/``raw_upper`` keep the forecaster's own. ``norm``,
-    ``narrow_small_pools`` as in ``zhbert.analysis.recalibrate.fit``; ``by_kind``: one class per
-    kind instead of per kind and phase (the variants of studies/recalibration_variants.py)."""
-    records = calibration_records(rows)
-    if by_kind:
-        records = [{**x, "cls": x["kind"]} for x in records]
-    cals: dict[str, dict] = {}  # one leave-one-out calibration per curve
-    for r in rows:
-        if r["method"] != "ours" or not r["ok"] or not r.get("cls"):
-            continue
-        r.update(lower=r["raw_lower"], upper=r["raw_upper"], recalibrated=False)
-        if r["curve"] not in cals:
-            cals[r["curve"]] = recalibrate.fit([x for x in records if x["curve"] != r["curve"]],
-                                               LEVEL, norm, narrow_small_pools)
-        cal = cals[r["curve"]]
-        n = _natural(r)
-        cls = n["kind"] if by_kind else r["cls"]
-        out = recalibrate.apply(n["kind"], n["value"], n["lower"], n["upper"], cls, cal)
-        if out is not None:
-            r.update(lower=out["lower"] * r["scale"], upper=out["upper"] * r["scale"],
-                     recalibrated=True)
-
-
 def _wsd(total: int, warmup: int, decay_from: float) -> TabulatedSchedule:
     """Warmup, constant, then a linear decay to 10 % over the last ``1 - decay_from``."""
     steps = np.linspace(0, total, 401)
@@ -334,12 +304,15 @@ def _history_paths(args) -> list[Path]:
 
 
 def write_calibration(path: Path, args) -> None:
-    """Fit the package's interval calibration on ours' backtests of every history and write it."""
+    """Fit the package's interval calibration on ours' backtests of every history and of the
+    public curves with their lr withheld, and write it."""
     histories, _ = unique_histories(_history_paths(args))
+    curves = read_curves(args.curves)
     rows = history_rows(histories, args, methods=("ours",))
+    rows += public_rows(curves, args, sources=(NO_LR,), methods=("ours",))
     cal = recalibrate.fit(calibration_records(rows), LEVEL)
     cal.update(cuts=list(args.cuts), n_boot=args.n_boot, seed=args.seed,
-               curves=[_name(p) for p, _ in histories],
+               curves=[_name(p) for p, _ in histories] + [c[0] for c in curves],
                command="python studies/forecast_peers.py --write-calibration " + str(path))
     atomic_write_json(path, cal)
     print(f"wrote {path} ({len(histories)} histories; classes: "

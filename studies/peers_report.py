@@ -21,17 +21,20 @@ def _block(rows: list[dict]) -> dict:
 
 def wins(rows: list[dict]) -> dict:
     """Per curve, the method with the lowest mean interval score over the cuts every method
-    forecast; ``{"curves", "ours", "best": {curve: method}}`` (curves with no such cut left out)."""
+    forecast; ``{"curves", "ours", "best": {curve: method}}`` (curves with no such cut left out).
+    A method that forecasts nothing in ``rows`` (a schedule-aware law without an lr column) does
+    not compete."""
+    methods = [m for m in METHODS if any(r["ok"] for r in rows if r["method"] == m)]
     best = {}
     for curve in dict.fromkeys(r["curve"] for r in rows):
-        rs = [r for r in rows if r["curve"] == curve]
+        rs = [r for r in rows if r["curve"] == curve and r["method"] in methods]
         cuts = [q for q in dict.fromkeys(r["cut"] for r in rs)
                 if all(r["ok"] for r in rs if r["cut"] == q)]
         if not cuts:
             continue
         score = {m: interval_summary([r for r in rs if r["method"] == m and r["cut"] in cuts],
-                                     LEVEL)["mean_interval_score"] for m in METHODS}
-        best[curve] = min(METHODS, key=lambda m: score[m])  # ties go to the first: ours
+                                     LEVEL)["mean_interval_score"] for m in methods}
+        best[curve] = min(methods, key=lambda m: score[m])  # ties go to the first: ours
     return {"curves": len(best), "ours": sum(m == "ours" for m in best.values()), "best": best}
 
 

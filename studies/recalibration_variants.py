@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from studies.forecast_peers import DEFAULT_JSON, LEVEL, recalibrate_rows  # noqa: E402
+from studies.forecast_peers import DEFAULT_JSON, LEVEL  # noqa: E402
+from studies.peers_recalibration import recalibrate_rows  # noqa: E402
 from zhbert.analysis.scoring import interval_summary  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import (  # noqa: E402

@@ -16,9 +16,9 @@ from zhbert.errors import UserError
 PLAN = Schedule(1e-3, 100, 4000, "cosine")
 
 
-def _curves(folder):
+def _curves(folder, kinds=("cosine", "constant")):
     folder.mkdir()
-    for i, kind in enumerate(("cosine", "constant")):
+    for i, kind in enumerate(kinds):
         c = make_loss_curve(Schedule(3e-4, 100, 4000, kind), n=60, noise=0.002, seed=i)
         rows = ["step,lr,loss"] + [f"{s:g},{lr:.6g},{v:.6f}" for s, lr, v in
                                    zip(c["steps"], c["lr"], c["loss"], strict=True)]
@@ -39,8 +39,15 @@ def test_quick_run_writes_the_record_and_its_table(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["methods"] == ["ours", "tissue_s1s2", "multi_power", "power_law_steps",
                               "last_value"]
-    assert set(rec["summary"]) == {"public loss curves", "project accuracy", "project loss",
-                                   "synthetic accuracy", "synthetic loss"}
+    assert set(rec["summary"]) == {"public loss curves", "public loss curves, lr withheld",
+                                   "project accuracy", "project loss", "synthetic accuracy",
+                                   "synthetic loss"}
+    blind = [r for r in rec["rows"] if r["source"] == peers.NO_LR]
+    assert {r["method"] for r in blind if r["ok"]} == {"ours", "power_law_steps", "last_value"}
+    assert all(r["cls"] == "loss/no-schedule" for r in blind if r["method"] == "ours")
+    w = rec["summary"][peers.NO_LR]["wins"]  # the laws that need the lr do not compete
+    assert w["curves"] == 2 and set(w["best"].values()) <= {"ours", "power_law_steps",
+                                                            "last_value"}
     rows = [r for r in rec["rows"] if r["source"] == "public loss curves"]
     assert len(rows) == 2 * 2 * 5 and {r["curve"] for r in rows} == {"cosine", "constant"}
     for r in rows:
@@ -126,13 +133,17 @@ def test_write_calibration_fits_classes_on_the_histories(tmp_path):
     peers = load_script("studies/forecast_peers.py")
     paths = _histories(tmp_path / "h")
     out = tmp_path / "cal.json"
+    curves = _curves(tmp_path / "curves", ("cosine", "constant", "linear"))
     assert peers.main(["--write-calibration", str(out), "--n-boot", "20", "--histories",
-                       *map(str, paths)]) == 0
+                       *map(str, paths), "--curves", str(curves)]) == 0
     cal = json.loads(out.read_text())
-    assert cal["curves"] == [str(p) for p in paths] and cal["cuts"] == [0.2, 0.3, 0.5]
+    assert cal["curves"][:4] == [str(p) for p in paths] and cal["cuts"] == [0.2, 0.3, 0.5]
+    assert sorted(cal["curves"][4:]) == ["constant", "cosine", "linear"]
     # 4 histories x 3 cuts, accuracy and loss, all above the bigram tables
     assert cal["classes"]["accuracy/context"]["n"] == 12
     assert cal["classes"]["loss/context"]["n"] == 12
+    # the public curves without their lr: 3 x 3 cuts, too few for a class; never in "loss"
+    assert "loss/no-schedule" not in cal["classes"] and cal["classes"]["loss"]["n"] == 12
 
 
 def test_recalibration_in_the_study_leaves_the_scored_curve_out():
@@ -205,5 +216,7 @@ def test_the_docs_show_the_committed_head_to_head_and_variants():
     assert variants.markdown(table) in doc
     shipped = json.loads((peers.ROOT / "zhbert" / "analysis" / "interval_calibration.json")
                          .read_text())
-    assert shipped["curves"] == sorted(shipped["curves"])  # every committed history, once
+    histories = [c for c in shipped["curves"] if c.startswith("results/")]
+    assert histories == sorted(histories)  # every committed history, once
+    assert len(shipped["curves"]) - len(histories) == 27  # and the public curves, lr withheld
     assert "results/training_history.json" not in shipped["curves"]  # the copy is left out

@@ -118,10 +118,44 @@ def test_the_shipped_calibration_has_its_command_and_classes():
     assert cal["command"].startswith("python studies/forecast_peers.py --write-calibration")
     assert cal["classes"] and all(v["n"] >= R.MIN_POOL for v in cal["classes"].values())
     assert set(cal["classes"]) <= {f"{k}/{p}" for k in ("accuracy", "loss")
-                                   for p in ("plateau", "context")} | {"accuracy", "loss"}
+                                   for p in R.PHASES} | {"accuracy", "loss", R.NO_SCHEDULE}
     for kind in ("accuracy", "loss"):  # the kind pools every phase and the unknown ones
         assert cal["classes"][kind]["n"] > sum(v["n"] for k, v in cal["classes"].items()
-                                               if k.startswith(kind + "/"))
+                                               if k.split("/")[-1] in R.PHASES
+                                               and k.startswith(kind + "/"))
+    # the public curves with their lr withheld: large enough for the conformal rank
+    assert cal["classes"][R.NO_SCHEDULE]["n"] >= 39
+
+
+def test_a_loss_without_its_lr_schedule_is_widened_whatever_its_source(tmp_path):
+    """A loss-only CSV (a W&B or TensorBoard export) is forecast in steps: the annealing still
+    to come is unknown, and the class fitted on the public curves without their lr widens it;
+    the same curve with its lr column keeps the forecaster's own interval."""
+    from zhbert.analysis import analyze
+    from zhbert.analysis.sources import load_source
+
+    steps = np.arange(100, 3001, 100, dtype=float)
+    loss = 2.5 + 4.0 * (steps / 100) ** -0.4
+    lr = 1e-3 * 0.5 * (1 + np.cos(np.pi * steps / 6000))
+    blind, seen = tmp_path / "loss.csv", tmp_path / "loss_lr.csv"
+    blind.write_text("step,loss\n" + "".join(f"{a:g},{b:.6f}\n"
+                                              for a, b in zip(steps, loss, strict=True)))
+    seen.write_text("step,lr,loss\n" + "".join(f"{a:g},{c:.6g},{b:.6f}\n"
+                                                for a, b, c in zip(steps, loss, lr, strict=True)))
+    x = analyze(load_source(blind), n_boot=40)["extrapolation"]
+    rc = x["recalibration"]
+    assert x["time_axis"] == "steps" and rc["applied"] and rc["class"] == R.NO_SCHEDULE
+    assert x["ci95"][0] < x["ci95_raw"][0] and x["ci95"][1] > x["ci95_raw"][1]
+    y = analyze(load_source(seen), n_boot=40)["extrapolation"]
+    assert y["time_axis"] == "lr_area" and not y["recalibration"]["applied"]
+    assert "ci95_raw" not in y
+
+
+def test_the_no_schedule_class_does_not_pool_into_the_loss_class():
+    recs = [{"cls": R.NO_SCHEDULE, "kind": "loss", "value": 3.0, "lower": 2.9, "upper": 3.1,
+             "actual": 3.0 + 0.01 * i} for i in range(12)]
+    classes = R.fit(recs)["classes"]
+    assert set(classes) == {R.NO_SCHEDULE} and classes[R.NO_SCHEDULE]["n"] == 12
 
 
 def test_the_norm_is_recorded_and_read_back():

@@ -9,7 +9,9 @@ narrows, an interval by what the backtests of other runs in the same *class* nee
   count-table baselines (``zhbert.baselines``, recorded in a history's ``meta``) and its accuracy
   at the cut (:func:`phase`): ``plateau`` up to the best bigram table's accuracy plus
   :data:`PLATEAU_PAD`, ``context`` above. An older history of this project without baselines
-  gets its kind's class, every phase pooled. Any other series (another tool's log, a public
+  gets its kind's class, every phase pooled. A lower-is-better series of any source forecast
+  without an lr schedule (fitted in steps: the schedule's annealing still to come is unknown)
+  has the class :data:`NO_SCHEDULE`. Any other series (another tool's log with its lr, a public
   curve, the original study's file) has no class and keeps its raw interval;
 * a backtest's excess over each edge, ``(actual - upper)`` and ``(lower - actual)``, is measured
   in the kind's unit (accuracy points; loss in % of the forecast value) and divided by the square
@@ -23,7 +25,8 @@ narrows, an interval by what the backtests of other runs in the same *class* nee
   out.
 
 The package's calibration, ``interval_calibration.json``, is fitted on the backtests of this
-project's committed run histories (``python studies/forecast_peers.py --write-calibration
+project's committed run histories and, for :data:`NO_SCHEDULE`, of the public loss curves with
+their lr column withheld (``python studies/forecast_peers.py --write-calibration
 zhbert/analysis/interval_calibration.json``); the head-to-head study refits it leaving out the
 curve it scores.
 """
@@ -50,6 +53,10 @@ MIN_POOL = 10
 WIDTH_FLOOR = 0.25
 #: how an excess is scaled: by the square root of the width (the package's), the width, or not
 NORMS = ("sqrt_width", "width", "additive")
+#: the phases of this project's runs (each also pools into its kind's class)
+PHASES = ("plateau", "context")
+#: the class of a lower-is-better forecast made without an lr schedule, whatever its source
+NO_SCHEDULE = "loss/no-schedule"
 
 
 def phase(level: float, baselines: dict | None) -> str | None:
@@ -142,8 +149,9 @@ def fit(records: Iterable[dict], level: float = 0.95, norm: str = "sqrt_width",
             continue
         e = excess(r["kind"], r["value"], r["lower"], r["upper"], r["actual"], norm)
         pools.setdefault(r["cls"], []).append(e)
-        if "/" in r["cls"]:  # every phase also pools into its kind (a run of unknown phase)
-            pools.setdefault(r["cls"].split("/")[0], []).append(e)
+        kind, _, part = r["cls"].partition("/")
+        if part in PHASES:  # every phase also pools into its kind (a run of unknown phase)
+            pools.setdefault(kind, []).append(e)
     classes = {}
     for cls, ex in sorted(pools.items()):
         n = len(ex)
@@ -222,6 +230,15 @@ def history_class(history, series, upto_step: float) -> str | None:
     return cls
 
 
+def forecast_class(forecast: dict, history, series, upto_step: float) -> str | None:
+    """The class of ``forecast`` (of ``series`` from its points up to ``upto_step``):
+    :data:`NO_SCHEDULE` for a lower-is-better forecast fitted in steps, else
+    :func:`history_class`."""
+    if not series.higher_is_better and forecast.get("time_axis") == "steps":
+        return NO_SCHEDULE
+    return history_class(history, series, upto_step)
+
+
 def recalibrated(forecast: dict, history, series, upto_step: float,
                  calibration: dict | None = None) -> dict:
     """``forecast`` (a ``forecast_final`` or ``forecast_lower`` result) with its interval
@@ -231,13 +248,14 @@ def recalibrated(forecast: dict, history, series, upto_step: float,
     stays raw."""
     out = dict(forecast)
     ci = forecast.get("ci95") or [None, None]
-    cls = history_class(history, series, upto_step)
+    cls = forecast_class(forecast, history, series, upto_step)
     block = {"applied": False, "class": cls, "why": None}
     if not forecast.get("ok") or None in ci or forecast.get("value") is None:
         block["why"] = "no interval to recalibrate"
     elif cls is None:
         block["why"] = ("no class: the run records no count-table baselines or the series is "
-                        "not masked-LM accuracy or loss")
+                        "not masked-LM accuracy or loss, and it is not a lower-is-better series "
+                        "forecast without an lr schedule")
     else:
         cal = calibration if calibration is not None else default_calibration()
         kind = cls.split("/")[0]
