@@ -220,3 +220,19 @@ def test_the_docs_show_the_committed_head_to_head_and_variants():
     assert histories == sorted(histories)  # every committed history, once
     assert len(shipped["curves"]) - len(histories) == 27  # and the public curves, lr withheld
     assert "results/training_history.json" not in shipped["curves"]  # the copy is left out
+
+
+def test_perplexity_backtest_forecasts_the_log_and_records_each_way(tmp_path):
+    study = load_script("studies/perplexity_backtest.py")
+    out = tmp_path / "ppl.json"
+    assert study.main(["--curves", str(_curves(tmp_path / "curves")), "--cuts", "0.5",
+                       "--n-boot", "20", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert {r["way"] for r in rec["rows"]} == set(study.WAYS) and len(rec["rows"]) == 2 * 3
+    s = rec["summary"]
+    for way in study.WAYS:
+        done = [r for r in rec["rows"] if r["way"] == way and r["ok"]]
+        assert s[way]["n"] == len(done) and s[way]["covered"] == sum(r["covered"] for r in done)
+    # the log's relative width is about the loss's times the loss (d ppl / ppl = d loss)
+    loss, log = s["loss"]["mean_width"], s["perplexity, on its log"]["mean_width"]
+    assert log > loss

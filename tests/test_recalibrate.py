@@ -191,3 +191,32 @@ def test_the_analysis_recalibrates_a_plateau_backtest_of_a_project_history(tmp_p
     assert hi - raw_hi > raw_lo - lo
     assert row["covered"] == (lo <= out["backtest"]["actual"]["value"] <= hi)
     assert out["extrapolation"]["recalibration"]["class"] == "accuracy/context"  # the end
+
+
+def test_a_perplexity_is_forecast_and_recalibrated_as_the_exp_of_its_loss(tmp_path):
+    """A perplexity is exp(loss): its forecast and its recalibrated interval are the loss's,
+    exponentiated, with and without its lr column."""
+    from zhbert.analysis import analyze
+    from zhbert.analysis.sources import load_source
+
+    steps = np.arange(100, 3001, 100, dtype=float)
+    loss = 2.5 + 4.0 * (steps / 100) ** -0.4
+    lr = 1e-3 * 0.5 * (1 + np.cos(np.pi * steps / 3000))
+    for with_lr in (False, True):
+        paths = {}
+        for name, values in (("loss", loss), ("perplexity", np.exp(loss))):
+            head, cells = ("step,lr," if with_lr else "step,"), []
+            for a, b, c in zip(steps, values, lr, strict=True):
+                cells.append(f"{a:g},{c:.6g},{b:.17g}\n" if with_lr else f"{a:g},{b:.17g}\n")
+            paths[name] = tmp_path / f"{name}_{with_lr}.csv"
+            paths[name].write_text(head + name + "\n" + "".join(cells))
+        x = analyze(load_source(paths["loss"]), n_boot=30)["extrapolation"]
+        y = analyze(load_source(paths["perplexity"]), n_boot=30)["extrapolation"]
+        assert y["transform"] == "log" and "transform" not in x
+        assert y["value"] == pytest.approx(math.exp(x["value"]), rel=1e-6)
+        assert y["ci95"] == pytest.approx([math.exp(v) for v in x["ci95"]], rel=1e-6)
+        assert y["recalibration"]["applied"] == x["recalibration"]["applied"] == (not with_lr)
+    from zhbert.analysis import format_report
+
+    assert "on the log of the perplexity (a loss)" in format_report(
+        analyze(load_source(paths["perplexity"]), n_boot=30))

@@ -64,7 +64,7 @@ def _forecast(history: History, series: Series, m: np.ndarray, schedule, last: f
     (:func:`zhbert.analysis.recalibrate.recalibrated`)."""
     if not series.higher_is_better:
         f = forecast_lower(series.steps[m], series.acc[m], schedule, last, noise_sd=sd,
-                           n_boot=n_boot, seed=seed)
+                           n_boot=n_boot, seed=seed, metric=series.metric)
     else:
         f = forecast_final(series.steps[m], series.acc[m], schedule, last, n_boot=n_boot,
                            seed=seed, measurement_sd=sd, floor=unigram_floor(history.meta))

@@ -67,7 +67,7 @@ def _extrapolation(history: History, s: Series, schedule, target: float,
     runs' backtests where its class has an entry (:mod:`zhbert.analysis.recalibrate`)."""
     if not s.higher_is_better:
         _, source = resolve_target(s.steps, schedule, target_step)
-        f = forecast_lower(s.steps, s.acc, schedule, target, target_source=source,
+        f = forecast_lower(s.steps, s.acc, schedule, target, target_source=source, metric=s.metric,
                            n_boot=n_boot, seed=seed)
     else:
         f = forecast_final(s.steps, s.acc, schedule, target_step, n_boot=n_boot, seed=seed,

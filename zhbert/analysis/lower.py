@@ -4,7 +4,10 @@
   loss power law ``E + A t^-alpha``), not the saturating accuracy families;
 * the forecast is the loss forecaster's, ``zhbert.analysis.loss_forecast.forecast_loss``
   (schedule-aware families), imported when first needed; when that module is not installed the
-  forecast says so (``ok`` False, :data:`NOT_AVAILABLE`) and everything else still runs.
+  forecast says so (``ok`` False, :data:`NOT_AVAILABLE`) and everything else still runs;
+* a perplexity (:func:`is_perplexity`) is the exponential of a loss: its forecast is the loss
+  forecaster's on its logarithm, exponentiated (the laws and their prior are laws of a loss in
+  nats; an interval's quantiles map through the monotone exp unchanged).
 
 :func:`metric_block` (the ``metric`` block of the analysis JSON) serves both directions.
 """
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 
@@ -37,6 +41,30 @@ def metric_block(s: Series) -> dict:
             "final": float(s.acc[-1])}
 
 
+def is_perplexity(name: str | None) -> bool:
+    """Whether a metric's name says perplexity (``perplexity``, or a name part ``ppl``).
+
+    >>> [is_perplexity(n) for n in ("eval/perplexity", "valid_ppl", "eval_loss", None)]
+    [True, True, False, False]
+    """
+    if not name:
+        return False
+    low = name.lower()
+    return "perplexity" in low or "ppl" in re.split(r"[^a-z0-9]+", low)
+
+
+def _exp_back(result: dict) -> dict:
+    """A forecast of log(perplexity) as a forecast of perplexity (``transform`` "log")."""
+    out = dict(result, transform="log")
+    for key in ("value", "lower", "upper"):
+        if out.get(key) is not None:
+            out[key] = float(np.exp(out[key]))
+    if out.get("band"):
+        out["band"] = {k: (v if k == "steps" else np.exp(v).tolist())
+                       for k, v in out["band"].items()}
+    return out
+
+
 def forecaster():
     """``forecast_loss`` of :data:`LOSS_FORECAST_MODULE`, or None when the module is missing."""
     try:
@@ -49,12 +77,14 @@ def forecaster():
 
 
 def forecast_lower(steps, values, schedule, target_step: float, *, target_source: str = "given",
-                   noise_sd: float | None = None, n_boot: int = 200, seed: int = 0) -> dict:
+                   noise_sd: float | None = None, n_boot: int = 200, seed: int = 0,
+                   metric: str | None = None) -> dict:
     """The ``extrapolation`` block of a lower-is-better series: the loss forecaster's result
     (``value``, ``lower``, ``upper``, ``family``, ...) with the keys the report, the figures and
     the backtest read (``ci95`` = [lower, upper], ``target_source``, ``time_axis``,
     ``schedule``, ``interval_for``); ``ok`` False with :data:`NOT_AVAILABLE` without the module.
-    Points at step 0 or before are left out (as for accuracy)."""
+    Points at step 0 or before are left out (as for accuracy). A ``metric`` named like a
+    perplexity (all values above 0) is forecast on its logarithm (``transform`` "log")."""
     steps, values = np.asarray(steps, np.float64), np.asarray(values, np.float64)
     keep = steps > 0
     steps, values = steps[keep], values[keep]
@@ -70,9 +100,13 @@ def forecast_lower(steps, values, schedule, target_step: float, *, target_source
     if forecast is None:
         out["reason"] = NOT_AVAILABLE
         return out
+    log = is_perplexity(metric) and values.size > 0 and bool(np.all(values > 0))
+    if log:  # a measurement sd of the perplexity is, to first order, sd / value in log units
+        noise_sd = noise_sd / float(values[-1]) if noise_sd else noise_sd
+        values = np.log(values)
     result = forecast(steps, values, schedule, float(target_step), noise_sd=noise_sd,
                       n_boot=n_boot, seed=seed)
-    out.update(result)
-    out["ci95"] = [result.get("lower"), result.get("upper")]
+    out.update(_exp_back(result) if log else result)
+    out["ci95"] = [out.get("lower"), out.get("upper")]
     out["families"] = out.get("families") or {}
     return out

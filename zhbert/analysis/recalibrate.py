@@ -259,7 +259,12 @@ def recalibrated(forecast: dict, history, series, upto_step: float,
     else:
         cal = calibration if calibration is not None else default_calibration()
         kind = cls.split("/")[0]
-        r = apply(kind, forecast["value"], ci[0], ci[1], cls, cal)
+        log = forecast.get("transform") == "log"  # a perplexity: recalibrated as its log, a loss
+        to, back = (math.log, math.exp) if log else (float, float)
+        r = apply(kind, to(forecast["value"]), to(ci[0]), to(ci[1]), cls, cal)
+        if r is not None and log:
+            r = {**r, "lower": back(r["lower"]), "upper": back(r["upper"]),
+                 "raw": [float(ci[0]), float(ci[1])]}
         if r is None:
             block["why"] = f"the calibration has no entry for {cls}"
         else:

@@ -145,9 +145,10 @@ def _lower_extrapolation(r: dict) -> list[str]:
         return [*lines, f"forecast: {why}" if why == NOT_AVAILABLE else f"no forecast: {why}"]
     lo, hi = x["ci95"]
     axis = "lr area" if x["time_axis"] == "lr_area" else "steps"
+    on = " on the log of the perplexity (a loss)" if x.get("transform") == "log" else ""
     lines.append(f"at step {x['target_step']:,.0f} ({x['target_source']}): {_g(x['value'])} "
                  f"(95% interval {_g(lo)} .. {_g(hi)}, for the {x['interval_for']}); family "
-                 f"{x.get('family') or 'n/a'}, in {axis}; {x['n_points']} points")
+                 f"{x.get('family') or 'n/a'}{on}, in {axis}; {x['n_points']} points")
     lines += _recalibration(x, _g)
     for g in r["marginal_gain"]:
         lines.append(f"  change per 1K steps at step {g['step']:,.0f}: {g['gain_per_1k']:+.4g}")

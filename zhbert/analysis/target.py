@@ -145,7 +145,8 @@ def _lower_target(history: History, s: Series, target: float, n_boot: int, seed:
     elif last >= planned:
         status, fc["reason"] = "not_reached", "not needed: the run has ended"
     else:
-        fc = forecast_lower(s.steps, s.acc, schedule, float(planned), n_boot=n_boot, seed=seed)
+        fc = forecast_lower(s.steps, s.acc, schedule, float(planned), n_boot=n_boot, seed=seed,
+                            metric=s.metric)
         status = ("unknown" if not fc["ok"] else
                   "forecast_by_end" if fc["value"] <= target else "not_reached")
     return {
