@@ -321,6 +321,7 @@ def write_calibration(path: Path, args) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every method on every source, print the tables, write the record and the tables."""
+    argv = list(sys.argv[1:] if argv is None else argv)  # the record names the real command
     args = parse_args(argv)
     t0, c0 = time.perf_counter(), time.process_time()
     if args.write_calibration is not None:

@@ -70,6 +70,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Forecast every curve's cuts three ways, print the summary, write the record."""
+    argv = list(sys.argv[1:] if argv is None else argv)  # the record names the real command
     args = parse_args(argv)
     t0 = time.perf_counter()
     rows = []
