@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 import importlib
-import re
 
 import numpy as np
 
 from zhbert.analysis.correlation import describe
 from zhbert.analysis.history import Series
+from zhbert.analysis.sources import is_perplexity
 
 LOWER_FAMILIES = ("linear", "log_linear", "loss_power_law")
 LOSS_FORECAST_MODULE = "zhbert.analysis.loss_forecast"
@@ -39,18 +39,6 @@ def metric_block(s: Series) -> dict:
             "direction": "max" if s.higher_is_better else "min", "kind": s.kind, "n": s.n,
             "stats": describe(s.acc), "best": float(s.acc[i]), "best_step": float(s.steps[i]),
             "final": float(s.acc[-1])}
-
-
-def is_perplexity(name: str | None) -> bool:
-    """Whether a metric's name says perplexity (``perplexity``, or a name part ``ppl``).
-
-    >>> [is_perplexity(n) for n in ("eval/perplexity", "valid_ppl", "eval_loss", None)]
-    [True, True, False, False]
-    """
-    if not name:
-        return False
-    low = name.lower()
-    return "perplexity" in low or "ppl" in re.split(r"[^a-z0-9]+", low)
 
 
 def _exp_back(result: dict) -> dict:

@@ -100,6 +100,15 @@ def direction_by_name(name: str) -> bool | None:
     return None
 
 
+def is_perplexity(name: str | None) -> bool:
+    """Whether a metric's name says perplexity (``perplexity``, or a name part ``ppl``).
+
+    >>> [is_perplexity(n) for n in ("eval/perplexity", "run - valid_ppl", "eval_loss", None)]
+    [True, True, False, False]
+    """
+    return bool(name) and ("perplexity" in _own(name).lower() or "ppl" in _parts(name))
+
+
 def higher_is_better(name: str, direction: str | None = None) -> bool:
     """The metric's direction: ``direction`` ("max" / "min") when given, else by its name; a
     name that does not say is a UserError asking for ``--direction``."""
@@ -291,5 +300,5 @@ def load_source(path: str | Path, metric: str | None = None, lr_metric: str | No
     return _from_scalars(path, fmt, scalars, metric, lr_metric, direction)
 
 
-__all__ = ["candidates", "direction_by_name", "higher_is_better", "is_lr", "load_source",
-           "read_scalars"]
+__all__ = ["candidates", "direction_by_name", "higher_is_better", "is_lr", "is_perplexity",
+           "load_source", "read_scalars"]
