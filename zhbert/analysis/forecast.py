@@ -2,7 +2,7 @@
 
 Time axes: the learning-rate area ``x = S1(step) / S1(last observed step)`` when the planned
 schedule is known (``zhbert.analysis.schedule``), and the step ``step / last step``. Candidate
-families (:func:`forecast_families`):
+families (``zhbert.analysis.forecast_families``):
 
 * every ``zhbert.analysis.curves.FAMILIES`` entry marked ``forecast`` (``log_linear`` a + b ln x,
   ``power_law`` a - b x^-c, ``weibull`` a - (a-d) exp(-(x/lam)^k)), fitted in both units
@@ -25,31 +25,22 @@ are block-bootstrapped, EVERY family is refitted on every resample (``refit.grid
 the pooled predictions (family f's weighted w_f) are widened by an extrapolation allowance (the
 weighted families' bias on the held-back tail, beyond noise, grown with the square root of the
 log-distance in lr area past the data) and, for a forecast of one measured point, its
-measurement noise; the 2.5-97.5% weighted percentiles are the 95% interval.
+measurement noise; the 2.5-97.5% weighted percentiles are the 95% interval. Every family is
+non-decreasing, so the value and the refits ahead of the data are first raised to the curve's
+level at the cut (the mean of its last ``LEVEL_POINTS`` points): a fit that ends below it
+misfits the curve, and that is not an uncertainty about the future.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 import numpy as np
 
 from zhbert.analysis.bootstrap import block_length, circular_block_indices
-from zhbert.analysis.curves import (
-    FAMILIES,
-    Family,
-    accuracy_cap,
-    bin_series,
-    fit_params,
-    params_at_bound,
-    power_law_basis,
-    power_law_grid,
-    power_law_valid,
-    start_and_bounds,
-)
+from zhbert.analysis.curves import bin_series, fit_params, params_at_bound, start_and_bounds
+from zhbert.analysis.forecast_families import Candidate, forecast_families
 from zhbert.analysis.readiness import (
     ACCELERATING,
     ACCELERATING_NOTE,
@@ -57,7 +48,7 @@ from zhbert.analysis.readiness import (
     accelerating,
     too_early,
 )
-from zhbert.analysis.refit import Refit, grid_refit
+from zhbert.analysis.refit import grid_refit
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.trend import effective_n, lag1_autocorr
 
@@ -74,124 +65,7 @@ LEVEL = 0.95
 WEIGHT_MAX_N = 1.0
 #: the extrapolation allowance grows as (distance / tail distance) ** DRIFT_GROWTH
 DRIFT_GROWTH = 0.5
-#: the annealing term is used only when the target's annealing area is at most this many times
-#: the largest one in the data
-ANNEAL_REACH = 4.0
 BAND_POINTS = 60
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A forecast family: ``family`` evaluated on the (3, n) :func:`design`, and its checks.
-
-    * ``needs_schedule``: a candidate only when the schedule is known (without one the lr-area
-      and step rows of the design are the same);
-    * ``supported(X, X_at)``: whether the data support a forecast at ``X_at`` (None: always);
-    * ``unidentified(fam, X, y, popt)``: why a converged fit cannot be used although no
-      parameter is at a bound (a string), None when it can (None: always usable).
-    """
-
-    family: Family
-    needs_schedule: bool = False
-    supported: Callable | None = None
-    unidentified: Callable | None = None
-
-
-def _on_row(base: Family, row: int, suffix: str) -> Family:
-    """``base`` on row ``row`` of the (3, n) design (x, z, steps): its curve, start values and
-    refit basis read that row; named ``base.name + suffix``."""
-    if base.start is None or base.refit is None:
-        raise NotImplementedError(f"forecast family {base.name!r} needs start values and refit "
-                                  "parts (zhbert.analysis.curves.Family.start, .refit)")
-    parts = base.refit
-    return replace(base, name=base.name + suffix, func=lambda X, *p: base.func(X[row], *p),
-                   start=lambda X, y: base.start(X[row], y),
-                   refit=replace(parts, basis=lambda X, grid: parts.basis(X[row], grid)))
-
-
-# -- power_law_anneal a - b x^-c + C z (Tissue et al. 2024) ---------------------------------------
-
-def _anneal(X, a, b, c, C):  # noqa: N803 - C as in Tissue et al.
-    return a - b * X[0] ** (-c) + C * X[1]
-
-
-def _anneal_start(X: np.ndarray, y: np.ndarray):
-    """Grid over c, least squares for (a, b, C) at each: starting values and bounds."""
-    best = None
-    for c in np.geomspace(0.01, 3.0, 32):
-        design = np.column_stack([np.ones_like(y), -X[0] ** (-c), X[1]])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        rss = float(np.sum((design @ coef - y) ** 2))
-        if best is None or rss < best[0]:
-            best = (rss, [coef[0], max(coef[1], 1e-6), c, max(coef[2], 1e-9)])
-    return best[1], ([-np.inf, 0.0, 1e-4, 0.0], [accuracy_cap(y), np.inf, 10.0, np.inf])
-
-
-def _anneal_basis(X: np.ndarray, grid: list[np.ndarray]) -> np.ndarray:
-    """The power law's basis (1, x^-c) on the lr-area row, and the annealing area z."""
-    pl = power_law_basis(X[0], grid)
-    return np.concatenate([pl, np.broadcast_to(X[1], (pl.shape[0], 1, X.shape[1]))], axis=1)
-
-
-def _anneal_valid(coef: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The power law's bounds, and C >= 0."""
-    return power_law_valid(coef, lo, hi) & (coef[:, 2] >= 0)
-
-
-def _rel_se_ok(fam: Family, X: np.ndarray, y: np.ndarray, popt: np.ndarray, i: int) -> bool:
-    """Parameter ``i`` is at least twice its standard error (numerical Jacobian, Gauss-Newton)."""
-    f0 = fam.func(X, *popt)
-    jac = np.empty((len(y), len(popt)))
-    for j, p in enumerate(popt):
-        h = 1e-6 * max(abs(p), 1e-6)
-        q = popt.copy()
-        q[j] = p + h
-        jac[:, j] = (fam.func(X, *q) - f0) / h
-    dof = max(1, len(y) - len(popt))
-    s2 = float(np.sum((y - f0) ** 2)) / dof
-    try:
-        cov = np.linalg.pinv(jac.T @ jac) * s2
-    except np.linalg.LinAlgError:
-        return False
-    se = math.sqrt(max(cov[i, i], 0.0))
-    return se > 0 and popt[i] >= 2 * se
-
-
-def _anneal_unidentified(fam: Family, X: np.ndarray, y: np.ndarray, popt: np.ndarray,
-                         ) -> str | None:
-    """The annealing term needs a varying annealing area and C at least twice its standard
-    error."""
-    if np.ptp(X[1]) > 0 and _rel_se_ok(fam, X, y, popt, 3):
-        return None
-    return "annealing term not identifiable (C < 2 standard errors)"
-
-
-def anneal_supported(X: np.ndarray, X_at: np.ndarray) -> bool:
-    """The annealing area seen in the data is at least 1/ANNEAL_REACH of the target's: beyond
-    that the term's forecast is an extrapolation of a barely observed effect."""
-    return bool(np.max(X[1]) > 0 and np.max(X[1]) * ANNEAL_REACH >= X_at[1, 0])
-
-
-#: forecast families defined on the whole design rather than on one time axis
-DESIGN_FAMILIES = (
-    Candidate(Family("power_law_anneal", _anneal, ("a", "b", "c", "C"), "a", start=_anneal_start,
-                     refit=Refit(power_law_grid, _anneal_basis, _anneal_valid)),
-              supported=anneal_supported, unidentified=_anneal_unidentified),
-)
-
-
-def forecast_families() -> dict[str, Candidate]:
-    """The candidates by name, in order: every ``forecast`` family of ``FAMILIES`` in lr area,
-    the same in steps (``*_steps``; only with a schedule), then ``DESIGN_FAMILIES``.
-
-    >>> print(*forecast_families())
-    log_linear power_law weibull log_linear_steps power_law_steps weibull_steps power_law_anneal
-    """
-    base = [fam for fam in FAMILIES.values() if fam.forecast]
-    return {c.family.name: c for c in (
-        *(Candidate(_on_row(fam, 0, "")) for fam in base),
-        *(Candidate(_on_row(fam, 2, "_steps"), needs_schedule=True) for fam in base),
-        *DESIGN_FAMILIES)}
 
 
 def fit_one(cand: Candidate, X: np.ndarray, y: np.ndarray) -> dict:
@@ -432,6 +306,28 @@ def _weighted_value(fits: dict, weights: dict, cands: dict[str, Candidate], X_at
 MIN_REFITS = 10
 
 
+#: the curve's level at the cut: the mean of this many last (bin-mean) points
+LEVEL_POINTS = 3
+
+
+def _at_least_level(value: np.ndarray, preds: np.ndarray, y: np.ndarray,
+                    ahead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mixture's value and the refits' predictions at the columns ``ahead`` of the data,
+    raised to the curve's level at the cut (the mean of its last :data:`LEVEL_POINTS` points):
+    every family is non-decreasing, so one that ends below where the curve already is misfits
+    it (a log-linear fit under an accelerating curve), and its deficit is not an uncertainty
+    about the future. Measurement noise is added afterwards.
+
+    >>> v, p = _at_least_level(np.array([0.1, 0.3]), np.array([[0.05, 0.3]]),
+    ...                        np.array([0.1, 0.2, 0.2, 0.2]), np.array([True, True]))
+    >>> v.round(2).tolist(), p.round(2).tolist()
+    ([0.2, 0.3], [[0.2, 0.3]])
+    """
+    level = float(np.mean(y[-LEVEL_POINTS:]))
+    floor = np.where(ahead, level, -np.inf)
+    return np.maximum(value, floor), (np.maximum(preds, floor[None, :]) if len(preds) else preds)
+
+
 def _interval(preds: np.ndarray, wts: np.ndarray, value: np.ndarray, extra: np.ndarray) -> dict:
     """``ci95`` at the target and, for band steps ``extra``, the ``band``: the ``LEVEL``
     interval of the pooled refits (nothing from fewer than ``MIN_REFITS``)."""
@@ -513,6 +409,8 @@ def forecast_final(steps, acc, schedule: Schedule | None = None, target_step: fl
         rng = np.random.default_rng(seed)
         preds, wts, block = _bootstrap(X, by, fits, weights, drift, X_at, n_boot, rng, cands)
     value = _weighted_value(fits, weights, cands, X_at, by)
+    ahead = np.concatenate([[target >= bs[-1]], extra > bs[-1]])
+    value, preds = _at_least_level(value, preds, by, ahead)
     if measurement_sd and len(preds):
         preds = preds + rng.normal(0.0, measurement_sd, size=(len(preds), 1))
     out.update(ok=True, value=float(value[0]), n_refits=int(len(preds)), block_length=block,
