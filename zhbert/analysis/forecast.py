@@ -313,17 +313,20 @@ LEVEL_POINTS = 3
 def _at_least_level(value: np.ndarray, preds: np.ndarray, y: np.ndarray,
                     ahead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mixture's value and the refits' predictions at the columns ``ahead`` of the data,
-    raised to the curve's level at the cut (the mean of its last :data:`LEVEL_POINTS` points):
+    raised to the curve's level at the cut (the mean of its last :data:`LEVEL_POINTS` points,
+    less twice that mean's noise: the first differences' sd / sqrt 2, over sqrt 3):
     every family is non-decreasing, so one that ends below where the curve already is misfits
     it (a log-linear fit under an accelerating curve), and its deficit is not an uncertainty
     about the future. Measurement noise is added afterwards.
 
     >>> v, p = _at_least_level(np.array([0.1, 0.3]), np.array([[0.05, 0.3]]),
-    ...                        np.array([0.1, 0.2, 0.2, 0.2]), np.array([True, True]))
-    >>> v.round(2).tolist(), p.round(2).tolist()
+    ...                        np.array([0.2, 0.2, 0.2, 0.2]), np.array([True, False]))
+    >>> v.round(2).tolist(), p.round(2).tolist()  # the column behind the data is left alone
     ([0.2, 0.3], [[0.2, 0.3]])
     """
-    level = float(np.mean(y[-LEVEL_POINTS:]))
+    tail = y[-LEVEL_POINTS:]
+    noise = float(np.std(np.diff(y)) / math.sqrt(2)) if len(y) > 2 else 0.0
+    level = float(np.mean(tail)) - 2.0 * noise / math.sqrt(len(tail))  # its own noise allowed
     floor = np.where(ahead, level, -np.inf)
     return np.maximum(value, floor), (np.maximum(preds, floor[None, :]) if len(preds) else preds)
 
