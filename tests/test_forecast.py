@@ -219,3 +219,14 @@ def test_infer_keeps_a_plan_that_ends_after_the_data():
     steps = np.arange(0, 1000, 10)  # a log grid from 0: the last log is step 990 of 1,000
     got = infer(steps, Schedule(1e-3, 50, 1000, "cosine").lr(steps))
     assert got.total == 1000
+
+
+def test_a_forecast_ahead_of_the_data_does_not_end_below_the_curve():
+    """An accelerating curve that a log-linear fit undershoots: the forecast and its interval
+    stay at or above the level the curve has reached (less the level's own noise)."""
+    steps = np.arange(12, 241, 12, dtype=float)
+    acc = 0.03 + 0.09 / (1 + np.exp(-(steps - 170) / 25))  # still climbing at the cut
+    f = forecast_final(steps, acc, None, 480.0, n_boot=40, families=["log_linear"])
+    assert f["ok"]
+    level = acc[-3:].mean() - 2 * np.std(np.diff(acc)) / np.sqrt(2) / np.sqrt(3)
+    assert f["value"] >= level - 1e-12 and f["ci95"][0] >= level - 1e-12
