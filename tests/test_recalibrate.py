@@ -196,7 +196,7 @@ def test_the_analysis_recalibrates_a_plateau_backtest_of_a_project_history(tmp_p
 def test_a_perplexity_is_forecast_and_recalibrated_as_the_exp_of_its_loss(tmp_path):
     """A perplexity is exp(loss): its forecast and its recalibrated interval are the loss's,
     exponentiated, with and without its lr column."""
-    from zhbert.analysis import analyze
+    from zhbert.analysis import analyze, format_report
     from zhbert.analysis.sources import load_source
 
     steps = np.arange(100, 3001, 100, dtype=float)
@@ -216,7 +216,5 @@ def test_a_perplexity_is_forecast_and_recalibrated_as_the_exp_of_its_loss(tmp_pa
         assert y["value"] == pytest.approx(math.exp(x["value"]), rel=1e-6)
         assert y["ci95"] == pytest.approx([math.exp(v) for v in x["ci95"]], rel=1e-6)
         assert y["recalibration"]["applied"] == x["recalibration"]["applied"] == (not with_lr)
-    from zhbert.analysis import format_report
-
     assert "on the log of the perplexity (a loss)" in format_report(
         analyze(load_source(paths["perplexity"]), n_boot=30))

@@ -26,7 +26,7 @@ from zhbert.analysis.lower import forecast_lower
 from zhbert.analysis.recalibrate import recalibrated
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.scoring import interval_score
-from zhbert.analysis.trend import effective_n, lag1_autocorr
+from zhbert.analysis.trend import effective_n, lag1_autocorr, noise_sd
 from zhbert.baselines import unigram_floor
 
 DEFAULT_CUTS = (0.1, 0.2, 0.3, 0.5)
@@ -42,7 +42,7 @@ def actual_value(history: History, series: Series) -> dict:
             v = float(history.eval[H.EVAL_STDERR].to_numpy(dtype=np.float64)[-1])
             se = v if math.isfinite(v) and v > 0 else None
         if se is None:  # no recorded standard error: the point-to-point noise
-            se = float(np.std(np.diff(series.acc)) / math.sqrt(2))
+            se = noise_sd(series.acc)
         return {"value": float(series.acc[-1]), "stderr": se, "how": "last held-out point"}
     m = max(2, int(round(ACTUAL_FRACTION * series.n)))
     tail = series.acc[-m:]

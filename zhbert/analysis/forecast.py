@@ -50,7 +50,7 @@ from zhbert.analysis.readiness import (
 )
 from zhbert.analysis.refit import grid_refit
 from zhbert.analysis.schedule import Schedule
-from zhbert.analysis.trend import effective_n, lag1_autocorr
+from zhbert.analysis.trend import effective_n, lag1_autocorr, noise_sd
 
 #: fits and refits run on at most this many bin means (scores use them too)
 FORECAST_MAX_POINTS = 200
@@ -325,7 +325,7 @@ def _at_least_level(value: np.ndarray, preds: np.ndarray, y: np.ndarray,
     ([0.2, 0.3], [[0.2, 0.3]])
     """
     tail = y[-LEVEL_POINTS:]
-    noise = float(np.std(np.diff(y)) / math.sqrt(2)) if len(y) > 2 else 0.0
+    noise = noise_sd(y) if len(y) > 2 else 0.0
     level = float(np.mean(tail)) - 2.0 * noise / math.sqrt(len(tail))  # its own noise allowed
     floor = np.where(ahead, level, -np.inf)
     return np.maximum(value, floor), (np.maximum(preds, floor[None, :]) if len(preds) else preds)

@@ -9,15 +9,11 @@ import numpy as np
 import ruptures as rpt
 
 from zhbert.analysis.curves import bin_series, evaluate_family
+from zhbert.analysis.trend import noise_sd
 
 #: change-point search runs on at most this many (bin-mean) points: Pelt is superlinear in n
 CP_MAX_POINTS = 1000
 MARGINAL_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
-
-
-def noise_sd(acc: np.ndarray) -> float:
-    """Noise level from first differences: sd(diff)/sqrt(2) (a smooth trend barely contributes)."""
-    return float(np.std(np.diff(acc)) / math.sqrt(2)) if len(acc) > 2 else math.nan
 
 
 def quarters(steps: np.ndarray, acc: np.ndarray) -> list[dict]:

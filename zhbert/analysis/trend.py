@@ -19,6 +19,12 @@ from statsmodels.tsa.stattools import acf
 
 from zhbert.analysis.correlation import fisher_ci, pearson_p_value
 
+
+def noise_sd(acc: np.ndarray) -> float:
+    """Noise level from first differences: sd(diff)/sqrt(2) (a smooth trend barely contributes)."""
+    return float(np.std(np.diff(acc)) / math.sqrt(2)) if len(acc) > 2 else math.nan
+
+
 #: pymannkendall's S statistic and Sen slope are O(n^2) in time (Sen's also in memory),
 #: so longer series are thinned to this many evenly spaced points before the MK tests.
 MK_MAX_POINTS = 2000
