@@ -180,3 +180,27 @@ def test_backtest_reports_width_and_interval_score_beside_coverage(tmp_path):
     assert b["mean_interval_score"] == pytest.approx(np.mean([r["interval_score"] for r in done]))
     assert all(r["width"] is None and r["interval_score"] is None
                for r in b["rows"] if r["covered"] is None)
+
+
+def test_an_unrecorded_held_out_noise_is_read_off_the_tail_not_the_early_fall(tmp_path):
+    """A CSV of a held-out loss (no standard error recorded) that fell steeply at first: the
+    actual's noise is the measured noise near the end, not the early fall's slope changes, so
+    the backtest's intervals are not widened by the trend."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(200, 20_001, 200)
+    noise = 0.002
+    loss = 2.5 + 6.0 * (steps / 200.0) ** -0.6 + rng.normal(0, noise, steps.size)
+    path = tmp_path / "eval.csv"
+    path.write_text("step,eval_loss\n" + "".join(f"{s},{v}\n" for s, v in zip(steps, loss,
+                                                                              strict=True)))
+    from zhbert.analysis import load_source
+    from zhbert.analysis.trend import noise_sd
+    h = load_source(path)
+    s = select_series(h)
+    a = actual_value(h, s)
+    assert a["value"] == pytest.approx(loss[-1]) and "second differences" in a["how"]
+    assert 0.5 * noise < a["stderr"] < 2 * noise  # the noise that was put in
+    assert noise_sd(s.acc) > 10 * noise  # what first differences of the whole curve say
+    b = backtest(h, s, None, cuts=(0.5,), n_boot=40)
+    row = b["rows"][0]
+    assert row["covered"] and row["width"] < 0.1 * loss[-1]  # first differences: about 0.36

@@ -26,7 +26,7 @@ from zhbert.analysis.lower import forecast_lower
 from zhbert.analysis.recalibrate import recalibrated
 from zhbert.analysis.schedule import Schedule
 from zhbert.analysis.scoring import interval_score
-from zhbert.analysis.trend import effective_n, lag1_autocorr, noise_sd
+from zhbert.analysis.trend import effective_n, lag1_autocorr, tail_noise_sd
 from zhbert.baselines import unigram_floor
 
 DEFAULT_CUTS = (0.1, 0.2, 0.3, 0.5)
@@ -41,9 +41,11 @@ def actual_value(history: History, series: Series) -> dict:
         if series.metric == H.EVAL_MLM_ACC and H.EVAL_STDERR in history.eval.columns:
             v = float(history.eval[H.EVAL_STDERR].to_numpy(dtype=np.float64)[-1])
             se = v if math.isfinite(v) and v > 0 else None
-        if se is None:  # no recorded standard error: the point-to-point noise
-            se = noise_sd(series.acc)
-        return {"value": float(series.acc[-1]), "stderr": se, "how": "last held-out point"}
+        how = "last held-out point"
+        if se is None:  # no recorded standard error: the point-to-point noise near the end
+            se = tail_noise_sd(series.acc)
+            how += " (its noise: second differences of the last half of the points)"
+        return {"value": float(series.acc[-1]), "stderr": se, "how": how}
     m = max(2, int(round(ACTUAL_FRACTION * series.n)))
     tail = series.acc[-m:]
     se = float(np.std(tail, ddof=1)) / math.sqrt(effective_n(m, lag1_autocorr(tail)))
@@ -73,11 +75,12 @@ def _forecast(history: History, series: Series, m: np.ndarray, schedule, last: f
 
 def backtest(history: History, series: Series, schedule: Schedule | None,
              cuts=DEFAULT_CUTS, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-             recalibrate: bool = True) -> dict:
+             recalibrate: bool = True, actual: dict | None = None) -> dict:
     """Forecast the last step from each cut; rows plus mean absolute error and coverage.
     ``recalibrate`` False keeps the forecaster's own intervals (a study of the forecaster on
-    the histories the package's calibration was fitted on)."""
-    actual = actual_value(history, series)
+    the histories the package's calibration was fitted on); ``actual`` (``{"value", "stderr",
+    "how"}``) replaces :func:`actual_value` (a study of another noise estimate)."""
+    actual = actual if actual is not None else actual_value(history, series)
     last = float(series.steps[-1])
     if (schedule is not None and schedule.end is not None and last > schedule.end
             and schedule.continue_lr is None):

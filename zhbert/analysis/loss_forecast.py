@@ -40,6 +40,7 @@ from zhbert.analysis.loss_fit import (
 )
 from zhbert.analysis.loss_laws import LAWS, loss_design
 from zhbert.analysis.loss_prior import default_prior
+from zhbert.analysis.trend import second_diff_noise_sd
 
 FIT_POINTS = 100
 #: points needed with a known schedule (the lr areas carry the shape) and without one
@@ -47,13 +48,6 @@ MIN_POINTS_SCHEDULE = 3
 MIN_POINTS_STEPS = 5
 LAST_FRACTION = 0.1
 PEERS = ("tissue_s1s2", "multi_power", "power_law_steps", "last_value")
-
-
-def _noise(values: np.ndarray) -> float | None:
-    """Point-to-point noise: sd of second differences / sqrt(6) (a smooth trend cancels)."""
-    if values.size < 4:
-        return None
-    return float(np.std(np.diff(values, 2)) / math.sqrt(6))
 
 
 def _empty(n: int, target: float, family: str, schedule, level: float, n_boot: int,
@@ -200,7 +194,7 @@ def forecast_loss(steps: np.ndarray, values: np.ndarray, schedule, target_step: 
     d = loss_design(steps, schedule, horizon, max_points=FIT_POINTS)
     d_at = loss_design(at, schedule, horizon)
     by = d.avg(values)
-    noise = noise_sd if noise_sd is not None else _noise(values)
+    noise = noise_sd if noise_sd is not None else second_diff_noise_sd(values)
     out.update(noise_sd=noise, noise_source="given" if noise_sd is not None else
                "point-to-point noise of the series" if noise is not None else None)
     with np.errstate(all="ignore"):

@@ -25,6 +25,42 @@ def noise_sd(acc: np.ndarray) -> float:
     return float(np.std(np.diff(acc)) / math.sqrt(2)) if len(acc) > 2 else math.nan
 
 
+def second_diff_noise_sd(values: np.ndarray) -> float | None:
+    """Point-to-point noise from second differences: sd(diff2)/sqrt(6), which a linear trend
+    cancels exactly (first differences keep a steep curve's slope changes); None below 4 points.
+
+    >>> second_diff_noise_sd(np.arange(10.0)), second_diff_noise_sd([1, 2])  # a line: no noise
+    (0.0, None)
+    """
+    values = np.asarray(values, np.float64)
+    if values.size < 4:
+        return None
+    return float(np.std(np.diff(values, 2)) / math.sqrt(6))
+
+
+#: the measurement noise at the end of a curve is read off this last fraction of its points
+TAIL_FRACTION = 0.5
+TAIL_MIN_POINTS = 5
+
+
+def tail_noise_sd(values: np.ndarray) -> float:
+    """The noise of one point near the end of a curve: :func:`second_diff_noise_sd` of its last
+    :data:`TAIL_FRACTION` (at least :data:`TAIL_MIN_POINTS` points), where the curve bends least;
+    :func:`noise_sd` of the whole series when that has fewer than 4 points.
+
+    A noise-free curve that fell steeply at first has no noise here, while its first differences
+    mistake the early fall for noise:
+
+    >>> y = 3 + 5 / np.arange(1.0, 21)
+    >>> round(tail_noise_sd(y), 4), round(noise_sd(y), 2)
+    (0.0006, 0.4)
+    """
+    values = np.asarray(values, np.float64)
+    k = min(values.size, max(TAIL_MIN_POINTS, int(values.size * TAIL_FRACTION)))
+    sd = second_diff_noise_sd(values[-k:])
+    return sd if sd is not None else noise_sd(values)
+
+
 #: pymannkendall's S statistic and Sen slope are O(n^2) in time (Sen's also in memory),
 #: so longer series are thinned to this many evenly spaced points before the MK tests.
 MK_MAX_POINTS = 2000
