@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from tests.helpers_scripts import load_script
 from tests.test_forecast_peers import PLAN, _curves
-from zhbert.analysis.synthetic import make_scheduled_history
+from zhbert.analysis.synthetic import make_scheduled_history, random_loss_shape
 
 
 def test_the_study_backtests_both_sources_with_both_noise_estimates(tmp_path):
@@ -34,3 +36,16 @@ def test_the_study_backtests_both_sources_with_both_noise_estimates(tmp_path):
     first = {r["stderr"] for r in acc if r["estimate"] == study.ESTIMATES[1]}
     assert len(tail) == len(first) == 1 and tail.pop() < first.pop()
     assert rec["command"].startswith("python studies/foreign_backtest.py --curves")
+
+
+def test_tissue_fits_reads_the_generator_range_and_fits_each_curve(tmp_path):
+    study = load_script("studies/tissue_fits.py")
+    low, high = study.generator_range()
+    draws = [random_loss_shape(np.random.default_rng(i))["C"] for i in range(50)]
+    assert low <= min(draws) and max(draws) <= high and high - low > 0.01
+    out = tmp_path / "t.json"
+    assert study.main(["--curves", str(_curves(tmp_path / "curves")), "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert set(rec["fits"]) == {"cosine", "constant"}
+    assert rec["by_schedule"]["constant"]["n"] == 1 and rec["generator_C"] == [low, high]
+    assert all(np.isfinite(f["C"]) for f in rec["fits"].values())
