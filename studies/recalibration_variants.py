@@ -14,7 +14,10 @@ forecasts:
   small for the conformal rank (what ``zhbert.analysis.recalibrate`` ships);
 * ``by width`` / ``additive``: the excess divided by the width, or not divided;
 * ``narrow small pools``: small pools may narrow an edge too;
-* ``one class per kind``: accuracy and loss pooled over both phases.
+* ``one class per kind``: accuracy and loss pooled over both phases;
+* ``by phase and reach``: each class split by how far the forecast reaches, a cut below 40 %
+  of the run (``far``) or at or above it (``near``), so a 50 % cut's edges are not set by the
+  misses of the 20 % cuts.
 
 For each source with classes (the project's histories) it reports coverage, mean width at the
 50 % cut and pooled, and mean interval score; written to ``recalibration_variants.{json,md}``
@@ -50,6 +53,7 @@ VARIANTS = {
     "additive": {"norm": "additive"},
     "narrow small pools": {"narrow_small_pools": True},
     "one class per kind": {"by_kind": True},
+    "by phase and reach": {"reach_split": 0.4},
 }
 DOC_BLOCK = "recalibration-variants"
 
@@ -95,6 +99,12 @@ def variant_rows(rows: list[dict], options: dict | None) -> list[dict]:
         for r in out:
             r.update(lower=r["raw_lower"], upper=r["raw_upper"])
     else:
+        options = dict(options)
+        split = options.pop("reach_split", None)
+        if split is not None:
+            for r in out:
+                if r.get("cls"):
+                    r["cls"] += "/far" if r["cut"] < split else "/near"
         recalibrate_rows(out, **options)
     return out
 
