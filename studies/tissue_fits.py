@@ -5,7 +5,7 @@
 
 The synthetic loss curves of the head-to-head (``zhbert.analysis.synthetic.make_loss_curve``)
 follow Tissue et al. 2024's ``L0 + A S1^-alpha - C S2`` with ``C`` drawn from
-``random_loss_shape``'s range. This fits that law (``tissue_s1s2``, every parameter free, as the
+``LOSS_C_RANGE``. This fits that law (``tissue_s1s2``, every parameter free, as the
 head-to-head's peer) to every point of each ``step,lr,loss`` curve of ``--curves`` and reports
 ``C`` per schedule (the file name before its first ``_``), beside the generator's range, in the
 same units (1,000 peak-lr steps).
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from studies.forecast_peers import DEFAULT_CURVES, read_curves  # noqa: E402
 from zhbert.analysis.loss_forecast import forecast_loss  # noqa: E402
-from zhbert.analysis.synthetic import random_loss_shape  # noqa: E402
+from zhbert.analysis.synthetic import LOSS_C_RANGE  # noqa: E402
 from zhbert.errors import run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_json  # noqa: E402
 
@@ -39,18 +39,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    default=ROOT / "results" / "forecast_peers" / "tissue_fits.json",
                    help="the record (default results/forecast_peers/tissue_fits.json)")
     return p.parse_args(argv)
-
-
-class _Edges:
-    """A generator that records the bounds ``random_loss_shape`` draws between."""
-
-    def uniform(self, low, high):
-        return (float(low), float(high))
-
-
-def generator_range() -> list[float]:
-    """The synthetic generator's range of ``C``."""
-    return list(random_loss_shape(_Edges())["C"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         by.setdefault(Path(name).name.split("_")[0], []).append(p["C"])
     summary = {k: {"n": len(v), "min": float(np.min(v)), "max": float(np.max(v))}
                for k, v in sorted(by.items())}
-    gen = generator_range()
+    gen = list(LOSS_C_RANGE)
     print(f"synthetic generator: C in [{gen[0]:g}, {gen[1]:g}]")
     for k, b in summary.items():
         print(f"{k:9s} {b['n']} curves: C from {b['min']:.4f} to {b['max']:.4f}")

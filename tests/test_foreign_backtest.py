@@ -8,7 +8,7 @@ import numpy as np
 
 from tests.helpers_scripts import load_script
 from tests.test_forecast_peers import PLAN, _curves
-from zhbert.analysis.synthetic import make_scheduled_history, random_loss_shape
+from zhbert.analysis.synthetic import LOSS_C_RANGE, make_scheduled_history, random_loss_shape
 
 
 def test_the_study_backtests_both_sources_with_both_noise_estimates(tmp_path):
@@ -38,9 +38,9 @@ def test_the_study_backtests_both_sources_with_both_noise_estimates(tmp_path):
     assert rec["command"].startswith("python studies/foreign_backtest.py --curves")
 
 
-def test_tissue_fits_reads_the_generator_range_and_fits_each_curve(tmp_path):
+def test_tissue_fits_records_the_generator_range_and_fits_each_curve(tmp_path):
     study = load_script("studies/tissue_fits.py")
-    low, high = study.generator_range()
+    low, high = LOSS_C_RANGE
     draws = [random_loss_shape(np.random.default_rng(i))["C"] for i in range(50)]
     assert low <= min(draws) and max(draws) <= high and high - low > 0.01
     out = tmp_path / "t.json"

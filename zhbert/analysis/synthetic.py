@@ -151,10 +151,14 @@ def make_original_like(seed: int = 0) -> dict:
             H.LOSS: loss.tolist(), H.LR: warmup_cosine(steps).tolist()}
 
 
+#: the range :func:`random_loss_shape` draws Tissue's annealing constant ``C`` from
+LOSS_C_RANGE = (0.01, 0.04)
+
+
 def random_loss_shape(rng: np.random.Generator) -> dict:
     """Random but plausible parameters of :func:`loss_truth` (areas in 1,000 peak-lr steps)."""
     return {"L0": rng.uniform(2.0, 4.0), "A": rng.uniform(0.5, 1.5),
-            "alpha": rng.uniform(0.3, 0.7), "C": rng.uniform(0.01, 0.04)}
+            "alpha": rng.uniform(0.3, 0.7), "C": rng.uniform(*LOSS_C_RANGE)}
 
 
 def loss_truth(steps: np.ndarray, schedule, shape: dict) -> np.ndarray:
