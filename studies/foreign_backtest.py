@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Backtests of curves read as other tools' logs: what ``analyze_100k.py --backtest`` gives a user.
 
-    python studies/foreign_backtest.py      # writes results/forecast_peers/foreign.json
+    python studies/foreign_backtest.py --update-docs docs/ANALYSIS.md   # writes foreign.json too
+    python studies/foreign_backtest.py --from-record --update-docs docs/ANALYSIS.md  # table only
 
 Each curve is written to a temporary folder as another tool's CSV, read back with
 ``zhbert.analysis.load_source`` (as ``analyze_100k.py --history`` reads it) and backtested with
@@ -26,6 +27,7 @@ value, accuracy in points.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -50,11 +52,13 @@ from zhbert.analysis import load_source, select_series  # noqa: E402
 from zhbert.analysis.backtest import actual_value, backtest  # noqa: E402
 from zhbert.analysis.schedule import history_schedule  # noqa: E402
 from zhbert.analysis.trend import noise_sd  # noqa: E402
-from zhbert.errors import run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_json  # noqa: E402
+from zhbert.errors import UserError, run_cli  # noqa: E402
+from zhbert.io_utils import atomic_write_json, replace_marked_block  # noqa: E402
 
 ESTIMATES = ("tail second differences", "first differences")
 SOURCES = ("public loss", "project accuracy as CSV")
+DOC_BLOCK = "foreign-backtest"
+UNITS = {SOURCES[0]: "% of the final value", SOURCES[1]: "accuracy points"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,6 +74,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path,
                    default=ROOT / "results" / "forecast_peers" / "foreign.json",
                    help="the record (default results/forecast_peers/foreign.json)")
+    p.add_argument("--update-docs", type=Path, default=None, metavar="DOC.md",
+                   help=f"also write the table into DOC.md's {DOC_BLOCK} block")
+    p.add_argument("--from-record", action="store_true",
+                   help="run nothing: render the table of the existing --json record (and "
+                        "--update-docs)")
     return p.parse_args(argv)
 
 
@@ -136,9 +145,9 @@ def summary(rows: list[dict], cuts) -> dict:
     return out
 
 
-def markdown(s: dict) -> str:
-    """The summary as a markdown table."""
-    lines = ["| source | actual's noise from | cut | covered | mean width | mean interval "
+def markdown(s: dict, units: dict | None = None) -> str:
+    """The summary as a markdown table (``units``: each source's unit, named in its rows)."""
+    lines = ["| source (unit) | actual's noise from | cut | covered | mean width | mean interval "
              "score | mean abs error |", "|---|---|---|---|---|---|---|"]
     for source, by in s.items():
         for estimate, block in by.items():
@@ -146,28 +155,43 @@ def markdown(s: dict) -> str:
                 if not b["n"]:
                     continue
                 label = cut if cut == "pooled" else f"{float(cut):.0%}"
-                lines.append(f"| {source} | {estimate} | {label} | {b['covered']}/{b['n']} | "
+                unit = f" ({units[source]})" if units and source in units else ""
+                lines.append(f"| {source}{unit} | {estimate} | {label} | "
+                             f"{b['covered']}/{b['n']} | "
                              f"{b['mean_width']:.2f} | {b['mean_interval_score']:.2f} | "
                              f"{b['mean_abs_error']:.2f} |")
     return "\n".join(lines)
+
+
+def _publish(md: str, args) -> None:
+    """Print the table and write it into ``--update-docs``."""
+    if args.update_docs is not None:
+        replace_marked_block(args.update_docs, DOC_BLOCK, md)
+    print(md)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the CSVs, backtest each both ways, print the table, write the record."""
     argv = list(sys.argv[1:] if argv is None else argv)  # the record names the real command
     args = parse_args(argv)
+    if args.from_record:
+        if not args.json.is_file():
+            raise UserError(f"{args.json}: no record to render (run without --from-record)")
+        rec = json.loads(args.json.read_text("utf-8"))
+        _publish(markdown(rec["summary"], rec.get("units")), args)
+        return 0
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for source, name, path in write_csvs(args, Path(tmp)):
             rows += curve_rows(source, name, path, args)
     s = summary(rows, args.cuts)
-    print(markdown(s))
+    _publish(markdown(s, UNITS), args)  # first: a doc without the block writes no record
     atomic_write_json(args.json, {
         "command": "python studies/foreign_backtest.py" + (" " + " ".join(argv) if argv
                                                             else ""),
         "settings": {"cuts": args.cuts, "n_boot": args.n_boot},
-        "units": {SOURCES[0]: "% of the final value", SOURCES[1]: "accuracy points"},
+        "units": UNITS,
         "wall_s": time.perf_counter() - t0, "summary": s, "rows": rows})
     return 0
 
