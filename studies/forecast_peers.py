@@ -176,18 +176,25 @@ def loss_rows(source: str, curve: str, steps, values, schedule, actual: float,
 
 def accuracy_rows(source: str, curve: str, steps, acc, schedule, actual: float,
                   noise_sd: float | None, floor: float | None, args, cls_at=_no_class,
-                  methods=METHODS) -> list[dict]:
+                  methods=METHODS, families=None, family_values=False) -> list[dict]:
     """``forecast_final`` and every peer (on 1 - acc) on every cut of one accuracy series;
-    ``cls_at(cut step)`` gives ours' recalibration class."""
+    ``cls_at(cut step)`` gives ours' recalibration class. ``families``: ours' candidate
+    families (default all); ``family_values``: ours' row also holds each family's forecast and
+    weight (``families``: name -> [value in points or None, weight])."""
     rows = []
     for q in args.cuts:
         m = steps <= q * steps[-1]
         f = forecast_final(steps[m], acc[m], schedule, steps[-1], n_boot=args.n_boot,
-                           seed=args.seed, measurement_sd=noise_sd, floor=floor)
+                           seed=args.seed, measurement_sd=noise_sd, floor=floor,
+                           families=families)
         ok = f["ok"] and None not in f["ci95"]
         f = {**f, "ok": ok, "lower": f["ci95"][0], "upper": f["ci95"][1]}
         rows.append(_row(source, curve, "ours", q, f, actual, 100.0,
                          cls_at(float(steps[m][-1])) if m.any() else None))
+        if family_values:
+            rows[-1]["families"] = {
+                k: [None if d.get("value") is None else 100.0 * d["value"], d.get("weight") or 0.0]
+                for k, d in (f.get("families") or {}).items()}
         for method in methods[1:]:
             g = forecast_loss(steps[m], 1.0 - acc[m], schedule, steps[-1], noise_sd=noise_sd,
                               n_boot=args.n_boot, seed=args.seed, family=method)
@@ -239,9 +246,11 @@ def _name(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def history_rows(histories: list[tuple[Path, object]], args, methods=METHODS) -> list[dict]:
-    """Accuracy and loss of each history's chosen series (held-out when it has 10+ points),
-    ours with its recalibration class (``zhbert.analysis.recalibrate.history_class``)."""
+def history_rows(histories: list[tuple[Path, object]], args, methods=METHODS,
+                 with_loss=True, **accuracy_options) -> list[dict]:
+    """Accuracy and (``with_loss``) loss of each history's chosen series (held-out when it has 10+
+    points), ours with its recalibration class (``zhbert.analysis.recalibrate.history_class``);
+    ``accuracy_options`` go to :func:`accuracy_rows`."""
     rows, prior = [], default_prior()
     for path, h in histories:
         s = select_series(h, "auto")
@@ -252,9 +261,10 @@ def history_rows(histories: list[tuple[Path, object]], args, methods=METHODS) ->
         name = _name(path)
         rows += accuracy_rows("project accuracy", name, s.steps, s.acc, schedule, acc["value"],
                               acc["stderr"], unigram_floor(h.meta), args,
-                              lambda at, s=s, h=h: recalibrate.history_class(h, s, at), methods)
+                              lambda at, s=s, h=h: recalibrate.history_class(h, s, at), methods,
+                              **accuracy_options)
         frame, key = (h.eval, H.EVAL_LOSS) if s.kind == "eval" else (h.train, H.LOSS)
-        if key not in frame.columns:
+        if not with_loss or key not in frame.columns:
             continue
         loss = frame[key].to_numpy(np.float64)
         ls = Series(s.kind, s.steps, loss, key, False)
@@ -276,24 +286,46 @@ def _wsd(total: int, warmup: int, decay_from: float) -> TabulatedSchedule:
     return TabulatedSchedule(steps, lr, source="synthetic WSD")
 
 
+def _synthetic_plan(i: int) -> Schedule:
+    return Schedule(1e-3, 200 + 100 * (i % 4), 10_000, ("cosine", "linear", "constant")[i % 3])
+
+
+def synthetic_accuracy(i: int, seed: int) -> tuple[str, np.ndarray, np.ndarray, Schedule, float]:
+    """The ``i``-th synthetic accuracy history's held-out series (``make_scheduled_history``;
+    cosine / linear / constant in turn): ``(name, steps, acc, plan, stderr)``."""
+    plan = _synthetic_plan(i)
+    h = make_scheduled_history(plan, seed=seed, n=1000, noise=0.03, rho=0.5, eval_every=25)
+    steps, acc = np.asarray(h[H.EVAL_STEPS], float), np.asarray(h[H.EVAL_MLM_ACC], float)
+    return f"{plan.kind} seed {seed}", steps, acc, plan, float(h[H.EVAL_STDERR][-1])
+
+
+#: the synthetic loss curves' noise sd
+SYNTHETIC_LOSS_NOISE = 0.01
+
+
+def synthetic_loss(i: int, seed: int, c_ranges: dict | None = None,
+                   ) -> tuple[str, np.ndarray, np.ndarray, object]:
+    """The ``i``-th synthetic loss curve of Tissue's law (``make_loss_curve``; every fourth on a
+    WSD schedule, the others as :func:`synthetic_accuracy`'s): ``(name, steps, loss, schedule)``.
+    ``c_ranges``: schedule kind -> the range its ``C`` is drawn from (``make_loss_curve``'s
+    ``c_range``; a kind not named keeps the generator's)."""
+    sched = _wsd(10_000, 200, 0.8) if i % 4 == 3 else _synthetic_plan(i)
+    c = make_loss_curve(sched, n=200, noise=SYNTHETIC_LOSS_NOISE, rho=0.5, seed=seed,
+                        c_range=(c_ranges or {}).get(sched.kind))
+    return f"{sched.kind} seed {seed}", np.asarray(c["steps"]), np.asarray(c["loss"]), sched
+
+
 def synthetic_rows(count: int, args) -> list[dict]:
-    """``count`` synthetic accuracy histories (held-out series, ``make_scheduled_history``) and
-    ``count`` loss curves of Tissue's law (``make_loss_curve``), cosine / linear / constant /
-    WSD schedules."""
+    """``count`` synthetic accuracy histories (:func:`synthetic_accuracy`) and ``count`` loss
+    curves (:func:`synthetic_loss`), seeds ``args.seed`` on."""
     rows, prior = [], default_prior()
     for i in range(count):
-        seed = args.seed + i
-        kind = ("cosine", "linear", "constant")[i % 3]
-        plan = Schedule(1e-3, 200 + 100 * (i % 4), 10_000, kind)
-        h = make_scheduled_history(plan, seed=seed, n=1000, noise=0.03, rho=0.5, eval_every=25)
-        steps, acc = np.asarray(h[H.EVAL_STEPS], float), np.asarray(h[H.EVAL_MLM_ACC], float)
-        rows += accuracy_rows("synthetic accuracy", f"{kind} seed {seed}", steps, acc, plan,
-                              float(acc[-1]), h[H.EVAL_STDERR][-1], None, args)
-        sched = _wsd(10_000, 200, 0.8) if i % 4 == 3 else plan
-        c = make_loss_curve(sched, n=200, noise=0.01, rho=0.5, seed=seed)
-        loss = np.asarray(c["loss"])
-        rows += loss_rows("synthetic loss", f"{sched.kind} seed {seed}", np.asarray(c["steps"]),
-                          loss, sched, float(loss[-1]), 0.01, prior, args)
+        name, steps, acc, plan, stderr = synthetic_accuracy(i, args.seed + i)
+        rows += accuracy_rows("synthetic accuracy", name, steps, acc, plan, float(acc[-1]),
+                              stderr, None, args)
+        name, steps, loss, sched = synthetic_loss(i, args.seed + i)
+        rows += loss_rows("synthetic loss", name, steps, loss, sched, float(loss[-1]),
+                          SYNTHETIC_LOSS_NOISE, prior, args)
     return rows
 
 

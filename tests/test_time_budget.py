@@ -132,7 +132,9 @@ def test_a_slow_run_stops_within_its_budget(tiny_corpus, tmp_path, monkeypatch):
     h = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
     block = h["meta"]["time_budget"]
     assert (block["budget_s"], block["planned_steps"], block["max_steps"]) == (0, 70, 70)
-    assert block["knots"][-1] == [last, 60.0]  # the first session's plan ended there
+    # the first session's plan ended there: at max_steps, or short of it when the pace fell
+    # late (a loaded machine) and the budget ran out first
+    assert block["knots"][-1][0] == last and 0 < block["knots"][-1][1] <= 60.0
     new = np.array(h["steps"]) > last  # this session follows the current config exactly
     sched = planned_schedule(h["meta"])
     lr = np.array(h["lr"])

@@ -169,13 +169,20 @@ def loss_truth(steps: np.ndarray, schedule, shape: dict) -> np.ndarray:
 
 
 def make_loss_curve(schedule, n: int = 200, noise: float = 0.01, rho: float = 0.5,
-                    seed: int = 0, shape: dict | None = None) -> dict:
+                    seed: int = 0, shape: dict | None = None,
+                    c_range: tuple[float, float] | None = None) -> dict:
     """A training-loss curve ``{"steps", "loss", "lr", "truth", "truth_curve"}`` of
     :func:`loss_truth` with AR(1) noise (sd ``noise``, lag-1 ``rho``), ``n`` points up to
     ``schedule.end``; ``truth`` holds the noise-free final loss and the shape, ``truth_curve``
-    the noise-free curve."""
+    the noise-free curve. ``c_range``: the random shape's ``C`` is moved to the same quantile
+    of this range instead of :data:`LOSS_C_RANGE` (every other draw, the noise included, is
+    the same as without it)."""
     rng = np.random.default_rng(seed)
-    shape = shape or random_loss_shape(rng)
+    if shape is None:
+        shape = random_loss_shape(rng)
+        if c_range is not None:
+            lo, hi = LOSS_C_RANGE
+            shape["C"] = c_range[0] + (shape["C"] - lo) / (hi - lo) * (c_range[1] - c_range[0])
     total = int(schedule.end)
     steps = np.linspace(total / n, total, n).round()
     truth = loss_truth(steps, schedule, shape)
