@@ -8,9 +8,9 @@ cause them.
 
 The head-to-head (``studies/forecast_peers.py``) scores 8 synthetic curves of each kind: 24
 forecasts, whose binomial band (20-24) a single curve's two misses can leave. This study makes
-``--n`` of each with the same recipe and seeds (``forecast_peers.synthetic_accuracy`` and
-``synthetic_loss``; the first 8 are the head-to-head's) and forecasts them with ours only, at
-the same cuts, against the last measured point:
+``--n`` of each with the same recipe and seeds (``studies/synthetic_sets.py``; the first 8 are
+the head-to-head's) and forecasts them with ours only, at the same cuts, against the last
+measured point:
 
 * accuracy, two variants of ours: the package's (every family of
   ``zhbert.analysis.forecast_families``) and ``lr-area families only`` (the ``*_steps``
@@ -43,17 +43,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from studies.forecast_peers import (  # noqa: E402
-    SYNTHETIC_LOSS_NOISE,
     _history_paths,
     accuracy_rows,
     default_prior,
     history_rows,
     loss_rows,
-    synthetic_accuracy,
-    synthetic_loss,
     unique_histories,
 )
 from studies.peers_recalibration import recalibrate_rows  # noqa: E402
+from studies.synthetic_sets import (  # noqa: E402
+    SYNTHETIC_LOSS_NOISE,
+    synthetic_accuracy,
+    synthetic_loss,
+)
 from zhbert.analysis.forecast_families import forecast_families  # noqa: E402
 from zhbert.analysis.scoring import binomial_band  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from studies.synthetic_sets import synthetic_accuracy
 from tests.helpers_scripts import load_script
 from tests.test_forecast_peers import PLAN
 from zhbert.analysis.schedule import Schedule
@@ -37,7 +38,6 @@ def test_c_range_moves_only_c_to_the_same_quantile():
 
 def test_the_study_scores_every_source_variant_and_schedule(tmp_path):
     study = load_script("studies/synthetic_coverage.py")
-    peers = load_script("studies/forecast_peers.py")
     hist = tmp_path / "h.json"
     hist.write_text(json.dumps(make_scheduled_history(PLAN, n=200, seed=1, eval_every=10)))
     fits = tmp_path / "tissue.json"
@@ -55,7 +55,7 @@ def test_the_study_scores_every_source_variant_and_schedule(tmp_path):
         assert len([r for r in rows if r["source"] == study.PROJ and r["variant"] == variant]) == 1
     assert len([r for r in rows if r["source"] == study.LOSS]) == 4
     # the first curves are the head-to-head's
-    name, steps, acc, _, _ = peers.synthetic_accuracy(0, 0)
+    name, steps, acc, _, _ = synthetic_accuracy(0, 0)
     first = next(r for r in rows if r["source"] == study.SYN)
     assert first["curve"] == name and first["actual"] == pytest.approx(100 * acc[-1])
     # the lr-area variant has no step-axis family
