@@ -46,6 +46,7 @@ from studies.peers_recalibration import calibration_records, recalibrate_rows  #
 from studies.peers_report import (  # noqa: E402, F401 - wins and summarise re-exported
     LEVEL,
     METHODS,
+    hindsight_markdown,
     markdown_table,
     summarise,
     targets,
@@ -81,6 +82,7 @@ DEFAULT_HISTORIES = ("results/training_history.json", "results/demo_*/training_h
                      "results/calibration/*_history.json")
 DEFAULT_JSON = ROOT / "results" / "forecast_peers" / "peers.json"
 DOC_BLOCK = "peers"
+HINDSIGHT_BLOCK = "peers-hindsight"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -367,8 +369,16 @@ def publish(record: dict, args) -> None:
     print(table)
     atomic_write_text(args.json.with_suffix(".md"), table)
     if args.update_docs is not None:
+        if not args.update_docs.is_file():
+            raise UserError(f"{args.update_docs}: no such file (--update-docs)")
+        text = args.update_docs.read_text("utf-8")
+        for block in (DOC_BLOCK, HINDSIGHT_BLOCK):  # both or neither
+            if f"<!-- {block}:start -->" not in text or f"<!-- {block}:end -->" not in text:
+                raise UserError(f"{args.update_docs}: no <!-- {block}:start --> ... "
+                                f"<!-- {block}:end --> block to update")
         replace_marked_block(args.update_docs, DOC_BLOCK,
                              f"{table}\n{targets_markdown(record)}")
+        replace_marked_block(args.update_docs, HINDSIGHT_BLOCK, hindsight_markdown(record))
 
 
 if __name__ == "__main__":

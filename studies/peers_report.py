@@ -1,11 +1,11 @@
 """The head-to-head's summaries and tables (studies/forecast_peers.py): per source, method and
 cut, coverage with its binomial band, width, interval score and point error; interval-score wins
-per curve; the issue's targets for ours; markdown of all of it."""
+per curve; the issue's targets for ours; the narrowest hindsight bands; markdown of all of it."""
 
 from __future__ import annotations
 
 from zhbert.analysis.loss_forecast import PEERS
-from zhbert.analysis.scoring import binomial_band, interval_summary
+from zhbert.analysis.scoring import binomial_band, hindsight_band, interval_summary
 
 METHODS = ("ours", *PEERS)
 LEVEL = 0.95
@@ -122,4 +122,35 @@ def targets_markdown(record: dict) -> str:
             f"(target at most {t['width_limit']:g}: {met(t['width_at_50pct_within_limit'])}); "
             f"best interval score on {w['ours']} of {w['curves']} curves (target two thirds: "
             f"{met(t['best_interval_score_on_two_thirds'])}).")
+    return "\n".join(lines) + "\n"
+
+
+def hindsight(record: dict, cut: str = "0.5") -> dict:
+    """Per source and method, at ``cut``: the forecasts made, the fewest the per-cut target lets
+    an interval cover (the lower end of the binomial band), and the narrowest constant band
+    around the method's forecasts that covers that many, chosen knowing the actuals
+    (:func:`zhbert.analysis.scoring.hindsight_band`; in the source's unit)."""
+    out: dict = {}
+    for source in record["summary"]:
+        for m in METHODS:
+            e = [r["actual"] - r["value"] for r in record["rows"]
+                 if r["source"] == source and r["method"] == m and r["ok"]
+                 and str(r["cut"]) == cut]
+            if e:
+                k = binomial_band(len(e))[0]
+                out.setdefault(source, {})[m] = {"n": len(e), "k": k,
+                                                 "band": hindsight_band(e, k)}
+    return out
+
+
+def hindsight_markdown(record: dict, cut: str = "0.5") -> str:
+    """:func:`hindsight` as a table, beside the width target."""
+    lines = [f"| source | method | {float(cut):.0%}-cut forecasts | fewest the target lets "
+             "cover | narrowest constant band covering them | width target |",
+             "|---|---|---|---|---|---|"]
+    for source, by in hindsight(record, cut).items():
+        limit = record["targets"][source]["width_limit"]
+        for m, h in by.items():
+            lines.append(f"| {source} | {m} | {h['n']} | {h['k']} | {h['band']:.2f} | "
+                         f"{limit:g} |")
     return "\n".join(lines) + "\n"

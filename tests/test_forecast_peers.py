@@ -68,11 +68,18 @@ def test_quick_run_writes_the_record_and_its_table(tmp_path):
     assert rec["settings"]["n_boot"] == 20 and rec["wall_s"] > 0
     assert out.with_suffix(".md").read_text() == peers.markdown_table(rec)
     doc = tmp_path / "doc.md"
+    # a doc with only one of the two blocks: an error, and the doc is left as it was
     doc.write_text("intro\n<!-- peers:start -->\n<!-- peers:end -->\n")
+    with pytest.raises(UserError, match="peers-hindsight"):
+        peers.main(["--from-record", "--json", str(out), "--update-docs", str(doc)])
+    assert doc.read_text() == "intro\n<!-- peers:start -->\n<!-- peers:end -->\n"
+    doc.write_text("intro\n<!-- peers:start -->\n<!-- peers:end -->\n"
+                   "<!-- peers-hindsight:start -->\n<!-- peers-hindsight:end -->\n")
     out.with_suffix(".md").unlink()
     assert peers.main(["--from-record", "--json", str(out), "--update-docs", str(doc)]) == 0
     text = doc.read_text()
     assert peers.markdown_table(rec) in text and "* public loss curves: pooled coverage" in text
+    assert peers.hindsight_markdown(rec) in text
     assert out.with_suffix(".md").read_text() == peers.markdown_table(rec)
     assert json.loads(out.read_text()) == rec  # rendering does not rewrite the record
     bad = tmp_path / "bad.json"
@@ -210,6 +217,7 @@ def test_the_docs_show_the_committed_head_to_head_and_variants():
     doc = (peers.ROOT / "docs" / "ANALYSIS.md").read_text()
     rec = json.loads(peers.DEFAULT_JSON.read_text())
     assert peers.markdown_table(rec) in doc and peers.targets_markdown(rec) in doc
+    assert peers.hindsight_markdown(rec) in doc
     assert rec["targets"] == peers.targets(rec["summary"])
     table = {name: variants.score(variants.variant_rows(rec["rows"], opts))
              for name, opts in variants.VARIANTS.items()}
@@ -236,3 +244,28 @@ def test_perplexity_backtest_forecasts_the_log_and_records_each_way(tmp_path):
     # the log's relative width is about the loss's times the loss (d ppl / ppl = d loss)
     loss, log = s["loss"]["mean_width"], s["perplexity, on its log"]["mean_width"]
     assert log > loss
+
+
+def test_hindsight_is_the_narrowest_band_over_the_fewest_the_target_allows():
+    from zhbert.analysis.scoring import binomial_band, hindsight_band
+
+    report = load_script("studies/peers_report.py")
+    errors = [0.0, 1.0, -1.0, 2.0, 10.0, -3.0] + [0.5] * 15  # 21 forecasts: the band's low end 18
+    rows = [{"source": "s", "method": m, "cut": 0.5, "ok": True, "value": 50.0,
+             "actual": 50.0 + e} for m in report.METHODS for e in errors]
+    rows.append({"source": "s", "method": "ours", "cut": 0.3, "ok": True, "value": 0.0,
+                 "actual": 99.0})  # another cut: not counted
+    rows.append({"source": "s", "method": "ours", "cut": 0.5, "ok": False, "value": None,
+                 "actual": 50.0})  # refused: not counted
+    rec = {"rows": rows, "summary": {"s": {}}, "targets": {"s": {"width_limit": 10.0}}}
+    h = report.hindsight(rec)["s"]["ours"]
+    assert (h["n"], h["k"]) == (21, binomial_band(21)[0]) == (21, 18)
+    # 18 of the 21: the 15 halves, 0, 1 and -1 or 2; the narrowest is [-1, 1] (or [0, 2]): 2
+    assert h["band"] == pytest.approx(2.0) == hindsight_band(errors, 18)
+    assert "| s | ours | 21 | 18 | 2.00 | 10 |" in report.hindsight_markdown(rec)
+    with pytest.raises(ValueError, match="k must be"):
+        hindsight_band([1.0], 2)
+    import doctest
+
+    import zhbert.analysis.scoring as scoring
+    assert doctest.testmod(scoring).failed == 0  # the examples in its docstrings hold

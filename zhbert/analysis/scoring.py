@@ -67,3 +67,23 @@ def binomial_band(n: int, p: float = 0.95, mass: float = 0.95) -> tuple[int, int
     lo = int(np.searchsorted(cdf, tail, side="right"))
     hi = int(np.searchsorted(cdf, 1.0 - tail - 1e-12, side="left"))
     return lo, min(hi, n)
+
+
+def hindsight_band(errors, k: int) -> float:
+    """The width of the narrowest range holding ``k`` of ``errors`` (``actual - forecast``).
+
+    Chosen knowing every actual, it is the least width a band of one constant width around the
+    forecasts can have and still cover ``k`` of them: a floor for any interval of the form
+    forecast + constant offsets, however its offsets were set.
+
+    >>> hindsight_band([-1.0, 0.5, 0.0, 4.0], 3)  # -1, 0, 0.5
+    1.5
+    >>> hindsight_band([2.0, 2.0], 1), hindsight_band([5.0], 0)  # covering none takes no width
+    (0.0, 0.0)
+    """
+    e = np.sort(np.asarray(errors, dtype=np.float64))
+    if not 0 <= k <= len(e):
+        raise ValueError(f"k must be between 0 and {len(e)} (got {k})")
+    if k == 0:
+        return 0.0
+    return float(np.min(e[k - 1:] - e[:len(e) - k + 1]))
