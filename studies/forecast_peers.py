@@ -53,6 +53,7 @@ from studies.peers_report import (  # noqa: E402, F401 - wins and summarise re-e
     targets_markdown,
     wins,
 )
+from studies.records import load_record  # noqa: E402
 from studies.synthetic_sets import (  # noqa: E402
     SYNTHETIC_LOSS_NOISE,
     synthetic_accuracy,
@@ -72,7 +73,6 @@ from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import (  # noqa: E402
     atomic_write_json,
     atomic_write_text,
-    read_json,
     replace_marked_block,
 )
 
@@ -330,11 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_calibration(args.write_calibration, args)
         return 0
     if args.from_record:
-        record = read_json(args.json, "the head-to-head record")
-        if not isinstance(record, dict) or not {"summary", "targets"} <= set(record):
-            raise UserError(f"{args.json}: not a head-to-head record (no summary and targets; "
-                            "write one with studies/forecast_peers.py)")
-        publish(record, args)
+        publish(load_record(args.json, "a head-to-head record", ("summary", "targets"),
+                            "studies/forecast_peers.py"), args)
         return 0
     curves = read_curves(args.curves)
     if args.write_prior is not None:

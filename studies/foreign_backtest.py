@@ -27,7 +27,6 @@ value, accuracy in points.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -47,13 +46,14 @@ from studies.forecast_peers import (  # noqa: E402
     read_curves,
     unique_histories,
 )
+from studies.records import load_record, publish  # noqa: E402
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.analysis import load_source, select_series  # noqa: E402
 from zhbert.analysis.backtest import actual_value, backtest  # noqa: E402
 from zhbert.analysis.schedule import history_schedule  # noqa: E402
 from zhbert.analysis.trend import noise_sd  # noqa: E402
-from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_json, replace_marked_block  # noqa: E402
+from zhbert.errors import run_cli  # noqa: E402
+from zhbert.io_utils import atomic_write_json  # noqa: E402
 
 ESTIMATES = ("tail second differences", "first differences")
 SOURCES = ("public loss", "project accuracy as CSV")
@@ -163,22 +163,13 @@ def markdown(s: dict, units: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def _publish(md: str, args) -> None:
-    """Print the table and write it into ``--update-docs``."""
-    if args.update_docs is not None:
-        replace_marked_block(args.update_docs, DOC_BLOCK, md)
-    print(md)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the CSVs, backtest each both ways, print the table, write the record."""
     argv = list(sys.argv[1:] if argv is None else argv)  # the record names the real command
     args = parse_args(argv)
     if args.from_record:
-        if not args.json.is_file():
-            raise UserError(f"{args.json}: no record to render (run without --from-record)")
-        rec = json.loads(args.json.read_text("utf-8"))
-        _publish(markdown(rec["summary"], rec.get("units")), args)
+        rec = load_record(args.json, "a foreign-backtest record", ("summary", "units"), "studies/foreign_backtest.py")
+        publish(markdown(rec["summary"], rec["units"]), args.update_docs, DOC_BLOCK)
         return 0
     t0 = time.perf_counter()
     rows = []
@@ -186,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for source, name, path in write_csvs(args, Path(tmp)):
             rows += curve_rows(source, name, path, args)
     s = summary(rows, args.cuts)
-    _publish(markdown(s, UNITS), args)  # first: a doc without the block writes no record
+    publish(markdown(s, UNITS), args.update_docs, DOC_BLOCK)  # first: a doc without the block writes no record
     atomic_write_json(args.json, {
         "command": "python studies/foreign_backtest.py" + (" " + " ".join(argv) if argv
                                                             else ""),

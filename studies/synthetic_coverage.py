@@ -31,7 +31,6 @@ Accuracy in points; loss in % of the final value. Numbers go to ``--json``; noth
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from studies.forecast_peers import (  # noqa: E402
     unique_histories,
 )
 from studies.peers_recalibration import recalibrate_rows  # noqa: E402
+from studies.records import load_record, publish  # noqa: E402
 from studies.synthetic_sets import (  # noqa: E402
     SYNTHETIC_LOSS_NOISE,
     synthetic_accuracy,
@@ -59,7 +59,7 @@ from studies.synthetic_sets import (  # noqa: E402
 from zhbert.analysis.forecast_families import forecast_families  # noqa: E402
 from zhbert.analysis.scoring import binomial_band  # noqa: E402
 from zhbert.errors import UserError, run_cli  # noqa: E402
-from zhbert.io_utils import atomic_write_json, replace_marked_block  # noqa: E402
+from zhbert.io_utils import atomic_write_json  # noqa: E402
 
 DOC_BLOCK = "synthetic-coverage"
 SYN, PROJ, LOSS = "synthetic accuracy", "project accuracy", "synthetic loss"
@@ -105,10 +105,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def matched_c_ranges(path: Path) -> dict[str, tuple[float, float]]:
     """Synthetic schedule kind -> the C range of the public schedule :data:`MATCH` names."""
+    by = load_record(path, "a tissue_fits.py record", ("by_schedule",),
+                     "studies/tissue_fits.py")["by_schedule"]
     try:
-        by = json.loads(path.read_text("utf-8"))["by_schedule"]
         return {k: (float(by[v]["min"]), float(by[v]["max"])) for k, v in MATCH.items()}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path}: not a tissue_fits.py record with C per schedule "
                         f"({', '.join(sorted(set(MATCH.values())))}): {e}") from None
 
@@ -228,26 +229,18 @@ def markdown(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _publish(md: str, args) -> None:
-    """Print the tables and write them into ``--update-docs``."""
-    if args.update_docs is not None:
-        replace_marked_block(args.update_docs, DOC_BLOCK, md)
-    print(md)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Forecast every curve, summarise, print the tables, write the record."""
     argv = list(sys.argv[1:] if argv is None else argv)  # the record names the real command
     args = parse_args(argv)
     if args.from_record:
-        if not args.json.is_file():
-            raise UserError(f"{args.json}: no record to render (run without --from-record)")
-        _publish(markdown(json.loads(args.json.read_text("utf-8"))["summary"]), args)
+        rec = load_record(args.json, "a synthetic-coverage record", ("summary",), "studies/synthetic_coverage.py")
+        publish(markdown(rec["summary"]), args.update_docs, DOC_BLOCK)
         return 0
     t0, c0 = time.perf_counter(), time.process_time()
     rows = forecast_rows(args)
     s = summarise(rows, args.cuts)
-    _publish(markdown(s), args)  # first: a doc without the block writes no record
+    publish(markdown(s), args.update_docs, DOC_BLOCK)  # first: a doc without the block writes no record
     atomic_write_json(args.json, {
         "command": "python studies/synthetic_coverage.py" + (" " + " ".join(argv) if argv
                                                               else ""),

@@ -45,7 +45,7 @@ def test_the_study_backtests_both_sources_with_both_noise_estimates(tmp_path):
     again.write_text(marked)
     assert study.main(["--json", str(out), "--from-record", "--update-docs", str(again)]) == 0
     assert again.read_text() == doc.read_text()
-    with pytest.raises(UserError, match="no record"):
+    with pytest.raises(UserError, match="file not found"):
         study.main(["--json", str(tmp_path / "none.json"), "--from-record"])
     rows = rec["rows"]
     assert {r["source"] for r in rows} == set(study.SOURCES)

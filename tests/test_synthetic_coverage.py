@@ -95,8 +95,16 @@ def test_a_bad_tissue_record_is_one_error_and_writes_nothing(tmp_path):
     with pytest.raises(UserError, match="tissue_fits.py record"):
         study.main(["--n", "1", "--tissue-fits", str(bad), "--json", str(out)])
     assert not out.exists()
-    with pytest.raises(UserError, match="no record"):
+    with pytest.raises(UserError, match="file not found"):
         study.main(["--from-record", "--json", str(out)])
+    # a record cut short, or another study's: one error each, and the doc is not touched
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"<!-- {study.DOC_BLOCK}:start -->\nkept\n<!-- {study.DOC_BLOCK}:end -->\n")
+    for text, message in (("{", "invalid JSON"), ('{"rows": []}', "not a synthetic-coverage")):
+        out.write_text(text)
+        with pytest.raises(UserError, match=message):
+            study.main(["--from-record", "--json", str(out), "--update-docs", str(doc)])
+    assert "kept" in doc.read_text()
 
 
 def test_the_docs_show_the_committed_synthetic_coverage():
