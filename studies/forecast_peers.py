@@ -53,7 +53,12 @@ from studies.peers_report import (  # noqa: E402, F401 - wins and summarise re-e
     targets_markdown,
     wins,
 )
-from studies.records import load_record  # noqa: E402
+from studies.records import (  # noqa: E402
+    check_run_options,
+    publish,
+    render_record,
+    require_blocks,
+)
 from studies.synthetic_sets import (  # noqa: E402
     SYNTHETIC_LOSS_NOISE,
     synthetic_accuracy,
@@ -73,7 +78,6 @@ from zhbert.errors import UserError, run_cli  # noqa: E402
 from zhbert.io_utils import (  # noqa: E402
     atomic_write_json,
     atomic_write_text,
-    replace_marked_block,
 )
 
 DEFAULT_CURVES = ROOT.parent / "shared" / "curves"
@@ -83,6 +87,7 @@ DEFAULT_HISTORIES = ("results/training_history.json", "results/demo_*/training_h
 DEFAULT_JSON = ROOT / "results" / "forecast_peers" / "peers.json"
 DOC_BLOCK = "peers"
 HINDSIGHT_BLOCK = "peers-hindsight"
+DOC_BLOCKS = (DOC_BLOCK, HINDSIGHT_BLOCK)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -120,8 +125,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.n_boot, args.synthetic = min(args.n_boot, 20), min(args.synthetic, 2)
-    if not args.cuts or any(not 0 < q < 1 for q in args.cuts):
-        p.error("--cuts must lie strictly between 0 and 1")
+    check_run_options(p, args)
     return args
 
 
@@ -329,9 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write_calibration is not None:
         write_calibration(args.write_calibration, args)
         return 0
+    require_blocks(args.update_docs, *DOC_BLOCKS)  # before any work
     if args.from_record:
-        publish(load_record(args.json, "a head-to-head record", ("summary", "targets"),
-                            "studies/forecast_peers.py"), args)
+        rendered = render_record(args.json, "a head-to-head record",
+                                 ("summary", "targets", "rows"), "studies/forecast_peers.py",
+                                 lambda r: (markdown_table(r), doc_tables(r)))
+        publish_tables(*rendered, args)
         return 0
     curves = read_curves(args.curves)
     if args.write_prior is not None:
@@ -355,27 +362,21 @@ def main(argv: Sequence[str] | None = None) -> int:
               "targets": targets(summary), "rows": rows}
     print(f"{len(rows)} forecasts in {record['wall_s']:.0f} s wall, {record['cpu_s']:.0f} CPU s")
     atomic_write_json(args.json, record)
-    publish(record, args)
+    publish_tables(markdown_table(record), doc_tables(record), args)
     return 0
 
 
-def publish(record: dict, args) -> None:
-    """Print the record's tables and write them beside it (.md) and, with ``--update-docs``,
-    into the doc."""
-    table = markdown_table(record)
-    print(table)
+def doc_tables(record: dict) -> dict[str, str]:
+    """The record's tables by doc block: the head-to-head with the targets, the hindsight bands."""
+    return {DOC_BLOCK: f"{markdown_table(record)}\n{targets_markdown(record)}",
+            HINDSIGHT_BLOCK: hindsight_markdown(record)}
+
+
+def publish_tables(table: str, tables: dict[str, str], args) -> None:
+    """Write the head-to-head ``table`` beside the record (.md), print ``tables`` and, with
+    ``--update-docs``, write each into its block of the doc."""
     atomic_write_text(args.json.with_suffix(".md"), table)
-    if args.update_docs is not None:
-        if not args.update_docs.is_file():
-            raise UserError(f"{args.update_docs}: no such file (--update-docs)")
-        text = args.update_docs.read_text("utf-8")
-        for block in (DOC_BLOCK, HINDSIGHT_BLOCK):  # both or neither
-            if f"<!-- {block}:start -->" not in text or f"<!-- {block}:end -->" not in text:
-                raise UserError(f"{args.update_docs}: no <!-- {block}:start --> ... "
-                                f"<!-- {block}:end --> block to update")
-        replace_marked_block(args.update_docs, DOC_BLOCK,
-                             f"{table}\n{targets_markdown(record)}")
-        replace_marked_block(args.update_docs, HINDSIGHT_BLOCK, hindsight_markdown(record))
+    publish(args.update_docs, tables)
 
 
 if __name__ == "__main__":

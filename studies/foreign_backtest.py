@@ -46,7 +46,12 @@ from studies.forecast_peers import (  # noqa: E402
     read_curves,
     unique_histories,
 )
-from studies.records import load_record, publish  # noqa: E402
+from studies.records import (  # noqa: E402
+    check_run_options,
+    publish,
+    render_record,
+    require_blocks,
+)
 from zhbert import history_schema as H  # noqa: E402
 from zhbert.analysis import load_source, select_series  # noqa: E402
 from zhbert.analysis.backtest import actual_value, backtest  # noqa: E402
@@ -79,7 +84,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--from-record", action="store_true",
                    help="run nothing: render the table of the existing --json record (and "
                         "--update-docs)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_run_options(p, args)
+    return args
 
 
 def write_csvs(args, folder: Path) -> list[tuple[str, str, Path]]:
@@ -167,9 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write the CSVs, backtest each both ways, print the table, write the record."""
     argv = list(sys.argv[1:] if argv is None else argv)  # the record names the real command
     args = parse_args(argv)
+    require_blocks(args.update_docs, DOC_BLOCK)  # before any work
     if args.from_record:
-        rec = load_record(args.json, "a foreign-backtest record", ("summary", "units"), "studies/foreign_backtest.py")
-        publish(markdown(rec["summary"], rec["units"]), args.update_docs, DOC_BLOCK)
+        md = render_record(args.json, "a foreign-backtest record", ("summary", "units"),
+                           "studies/foreign_backtest.py",
+                           lambda r: markdown(r["summary"], r["units"]))
+        publish(args.update_docs, {DOC_BLOCK: md})
         return 0
     t0 = time.perf_counter()
     rows = []
@@ -177,13 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for source, name, path in write_csvs(args, Path(tmp)):
             rows += curve_rows(source, name, path, args)
     s = summary(rows, args.cuts)
-    publish(markdown(s, UNITS), args.update_docs, DOC_BLOCK)  # first: a doc without the block writes no record
     atomic_write_json(args.json, {
         "command": "python studies/foreign_backtest.py" + (" " + " ".join(argv) if argv
                                                             else ""),
         "settings": {"cuts": args.cuts, "n_boot": args.n_boot},
         "units": UNITS,
         "wall_s": time.perf_counter() - t0, "summary": s, "rows": rows})
+    publish(args.update_docs, {DOC_BLOCK: markdown(s, UNITS)})
     return 0
 
 

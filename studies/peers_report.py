@@ -144,11 +144,15 @@ def hindsight(record: dict, cut: str = "0.5") -> dict:
 
 
 def hindsight_markdown(record: dict, cut: str = "0.5") -> str:
-    """:func:`hindsight` as a table, beside the width target."""
+    """:func:`hindsight` as a table, beside the width target (a sentence when the record has no
+    forecast at ``cut``)."""
+    bands = hindsight(record, cut)
+    if not bands:
+        return f"No forecasts at the {float(cut):.0%} cut in this record: no hindsight bands.\n"
     lines = [f"| source | method | {float(cut):.0%}-cut forecasts | fewest the target lets "
              "cover | narrowest constant band covering them | width target |",
              "|---|---|---|---|---|---|"]
-    for source, by in hindsight(record, cut).items():
+    for source, by in bands.items():
         limit = record["targets"][source]["width_limit"]
         for m, h in by.items():
             lines.append(f"| {source} | {m} | {h['n']} | {h['k']} | {h['band']:.2f} | "

@@ -13,8 +13,8 @@ the head-to-head's) and forecasts them with ours only, at the same cuts, against
 measured point:
 
 * accuracy, two variants of ours: the package's (every family of
-  ``zhbert.analysis.forecast_families``) and ``lr-area families only`` (the ``*_steps``
-  families left out). This project's accuracy histories (the head-to-head's, each once) are
+  ``zhbert.analysis.forecast_families``) and ``without the step-axis families`` (the
+  ``*_steps`` families left out). This project's accuracy histories (the head-to-head's, each once) are
   forecast with both and recalibrated as in the head-to-head (leave one curve out); the
   synthetic curves, like any series without this project's baselines, keep the raw interval;
 * per family, on both sources: its mean signed error (forecast - actual) and its mean weight in
@@ -50,7 +50,12 @@ from studies.forecast_peers import (  # noqa: E402
     unique_histories,
 )
 from studies.peers_recalibration import recalibrate_rows  # noqa: E402
-from studies.records import load_record, publish  # noqa: E402
+from studies.records import (  # noqa: E402
+    check_run_options,
+    publish,
+    render_record,
+    require_blocks,
+)
 from studies.synthetic_sets import (  # noqa: E402
     SYNTHETIC_LOSS_NOISE,
     synthetic_accuracy,
@@ -58,7 +63,7 @@ from studies.synthetic_sets import (  # noqa: E402
 )
 from zhbert.analysis.forecast_families import forecast_families  # noqa: E402
 from zhbert.analysis.scoring import binomial_band  # noqa: E402
-from zhbert.errors import UserError, run_cli  # noqa: E402
+from zhbert.errors import run_cli  # noqa: E402
 from zhbert.io_utils import atomic_write_json  # noqa: E402
 
 DOC_BLOCK = "synthetic-coverage"
@@ -68,7 +73,10 @@ LOSS_MATCHED = "synthetic loss, C as the public curves'"
 MATCH = {"cosine": "cosine", "linear": "cosine", "tabulated": "wsd"}
 #: ours' candidate families per variant (None: the package's, every one)
 VARIANTS = {"package": None,
-            "lr-area families only": [k for k in forecast_families() if not k.endswith("_steps")]}
+            "without the step-axis families": [k for k in forecast_families()
+                                               if not k.endswith("_steps")]}
+#: how the tables name a schedule kind (the synthetic WSD schedule is a tabulated one)
+SCHEDULE_LABELS = {"tabulated": "WSD"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -98,26 +106,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.n < 1:
         p.error("--n must be at least 1")
-    if not args.cuts or any(not 0 < q < 1 for q in args.cuts):
-        p.error("--cuts must lie strictly between 0 and 1")
+    check_run_options(p, args)
     return args
 
 
 def matched_c_ranges(path: Path) -> dict[str, tuple[float, float]]:
     """Synthetic schedule kind -> the C range of the public schedule :data:`MATCH` names."""
-    by = load_record(path, "a tissue_fits.py record", ("by_schedule",),
-                     "studies/tissue_fits.py")["by_schedule"]
-    try:
+    def ranges(rec: dict) -> dict[str, tuple[float, float]]:
+        by = rec["by_schedule"]
         return {k: (float(by[v]["min"]), float(by[v]["max"])) for k, v in MATCH.items()}
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: not a tissue_fits.py record with C per schedule "
-                        f"({', '.join(sorted(set(MATCH.values())))}): {e}") from None
+    return render_record(path, "a tissue_fits.py record with C per schedule ("
+                         + ", ".join(sorted(set(MATCH.values()))) + ")", ("by_schedule",),
+                         "studies/tissue_fits.py", ranges)
 
 
-def forecast_rows(args) -> list[dict]:
+def forecast_rows(args, c_ranges: dict) -> list[dict]:
     """Ours' rows: both accuracy variants on the synthetic and project accuracy, the package on
-    both synthetic loss sets; each row tagged with its ``variant``."""
-    c_ranges = matched_c_ranges(args.tissue_fits)
+    both synthetic loss sets (``c_ranges``: :func:`matched_c_ranges`); each row tagged with its
+    ``variant``."""
     rows = []
     histories, _ = unique_histories(_history_paths(args))
     for variant, families in VARIANTS.items():
@@ -197,7 +203,8 @@ def _cut(c: str) -> str:
 def markdown(s: dict) -> str:
     """The three tables of :func:`summarise`."""
     lines = ["| source | ours | cut | covered (95 % band) | mean width | mean error | mean abs "
-             "error | misses: interval above / below the actual |", "|---|---|---|---|---|---|---|---|"]
+             "error | misses: interval above / below the actual |",
+             "|---|---|---|---|---|---|---|---|"]
     for source, by in s["coverage"].items():
         for variant, block in by.items():
             for c, b in block.items():
@@ -223,7 +230,8 @@ def markdown(s: dict) -> str:
             for c, b in block.items():
                 if b["n"]:
                     lines.append(
-                        f"| {source} | {kind} | {_cut(c)} | {b['covered']}/{b['n']} "
+                        f"| {source} | {SCHEDULE_LABELS.get(kind, kind)} | {_cut(c)} | "
+                        f"{b['covered']}/{b['n']} "
                         f"({b['band'][0]}-{b['band'][1]}) | {b['mean_width']:.2f} | "
                         f"{b['mean_error']:+.2f} | {b['misses_high']} / {b['misses_low']} |")
     return "\n".join(lines)
@@ -233,14 +241,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Forecast every curve, summarise, print the tables, write the record."""
     argv = list(sys.argv[1:] if argv is None else argv)  # the record names the real command
     args = parse_args(argv)
+    require_blocks(args.update_docs, DOC_BLOCK)  # before any work
     if args.from_record:
-        rec = load_record(args.json, "a synthetic-coverage record", ("summary",), "studies/synthetic_coverage.py")
-        publish(markdown(rec["summary"]), args.update_docs, DOC_BLOCK)
+        md = render_record(args.json, "a synthetic-coverage record", ("summary",),
+                           "studies/synthetic_coverage.py", lambda r: markdown(r["summary"]))
+        publish(args.update_docs, {DOC_BLOCK: md})
         return 0
     t0, c0 = time.perf_counter(), time.process_time()
-    rows = forecast_rows(args)
+    c_ranges = matched_c_ranges(args.tissue_fits)
+    rows = forecast_rows(args, c_ranges)
     s = summarise(rows, args.cuts)
-    publish(markdown(s), args.update_docs, DOC_BLOCK)  # first: a doc without the block writes no record
     atomic_write_json(args.json, {
         "command": "python studies/synthetic_coverage.py" + (" " + " ".join(argv) if argv
                                                               else ""),
@@ -248,9 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "variants": VARIANTS},
         "units": {SYN: "accuracy points", PROJ: "accuracy points",
                   LOSS: "% of the final value", LOSS_MATCHED: "% of the final value"},
-        "matched_c_ranges": matched_c_ranges(args.tissue_fits),
+        "matched_c_ranges": c_ranges,
         "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
         "summary": s, "rows": rows})
+    publish(args.update_docs, {DOC_BLOCK: markdown(s)})
     return 0
 
 

@@ -263,9 +263,6 @@ def test_hindsight_is_the_narrowest_band_over_the_fewest_the_target_allows():
     # 18 of the 21: the 15 halves, 0, 1 and -1 or 2; the narrowest is [-1, 1] (or [0, 2]): 2
     assert h["band"] == pytest.approx(2.0) == hindsight_band(errors, 18)
     assert "| s | ours | 21 | 18 | 2.00 | 10 |" in report.hindsight_markdown(rec)
+    assert report.hindsight_markdown(rec, "0.2").startswith("No forecasts at the 20% cut")
     with pytest.raises(ValueError, match="k must be"):
         hindsight_band([1.0], 2)
-    import doctest
-
-    import zhbert.analysis.scoring as scoring
-    assert doctest.testmod(scoring).failed == 0  # the examples in its docstrings hold

@@ -87,3 +87,4 @@ def test_the_docs_show_the_committed_foreign_backtest():
     doc = (study.ROOT / "docs" / "ANALYSIS.md").read_text()
     assert study.markdown(rec["summary"], rec["units"]) in doc
     assert set(rec["summary"]) == set(study.SOURCES) and rec["units"] == study.UNITS
+    assert study.summary(rec["rows"], rec["settings"]["cuts"]) == rec["summary"]

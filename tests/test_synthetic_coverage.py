@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from studies.synthetic_sets import synthetic_accuracy
 from tests.helpers_scripts import load_script
 from tests.test_forecast_peers import PLAN
 from zhbert.analysis.schedule import Schedule
@@ -19,6 +18,8 @@ TISSUE = {"by_schedule": {"cosine": {"n": 6, "min": 0.003, "max": 0.01},
 
 
 def test_c_range_moves_only_c_to_the_same_quantile():
+    with pytest.raises(ValueError, match="not both"):
+        make_loss_curve(Schedule(1e-3, 100, 4000, "cosine"), shape={"C": 0.1}, c_range=(0, 1))
     sched = Schedule(1e-3, 100, 4000, "cosine")
     base = make_loss_curve(sched, n=50, seed=3)
     moved = make_loss_curve(sched, n=50, seed=3, c_range=(0.1, 0.2))
@@ -54,10 +55,13 @@ def test_the_study_scores_every_source_variant_and_schedule(tmp_path):
         assert len([r for r in rows if r["source"] == study.SYN and r["variant"] == variant]) == 4
         assert len([r for r in rows if r["source"] == study.PROJ and r["variant"] == variant]) == 1
     assert len([r for r in rows if r["source"] == study.LOSS]) == 4
-    # the first curves are the head-to-head's
-    name, steps, acc, _, _ = synthetic_accuracy(0, 0)
-    first = next(r for r in rows if r["source"] == study.SYN)
-    assert first["curve"] == name and first["actual"] == pytest.approx(100 * acc[-1])
+    # the first curves are the head-to-head's: its committed record holds the same actuals
+    peers = json.loads((study.ROOT / "results" / "forecast_peers" / "peers.json").read_text())
+    for source in (study.SYN, study.LOSS):
+        theirs = {r["curve"]: r["actual"] for r in peers["rows"]
+                  if r["source"] == source and r["method"] == "ours"}
+        ours = {r["curve"]: r["actual"] for r in rows if r["source"] == source}
+        assert len(ours) == 4 and all(ours[c] == pytest.approx(theirs[c]) for c in ours)
     # the lr-area variant has no step-axis family
     for r in rows:
         if r["variant"] != "package" and r["ok"]:
@@ -68,7 +72,8 @@ def test_the_study_scores_every_source_variant_and_schedule(tmp_path):
             done = [r for r in rows if r["source"] == source and r["variant"] == variant
                     and r["ok"]]
             b = block["pooled"]
-            assert b["n"] == len(done) and b["covered"] + b["misses_high"] + b["misses_low"] == b["n"]
+            assert b["n"] == len(done)
+            assert b["covered"] + b["misses_high"] + b["misses_low"] == b["n"]
             assert b["mean_error"] == pytest.approx(np.mean([r["value"] - r["actual"]
                                                              for r in done]))
     # the matched set takes the public cosine range for cosine and linear, wsd's for WSD
@@ -84,7 +89,8 @@ def test_the_study_scores_every_source_variant_and_schedule(tmp_path):
     again = tmp_path / "again.md"
     again.write_text(doc.read_text().replace("| synthetic", "| old", 1))
     assert study.main(["--json", str(out), "--from-record", "--update-docs", str(again)]) == 0
-    assert again.read_text() == doc.read_text() and "| synthetic loss | tabulated |" in doc.read_text()
+    assert again.read_text() == doc.read_text()
+    assert "| synthetic loss | WSD |" in doc.read_text()  # the tabulated schedule, by its name
 
 
 def test_a_bad_tissue_record_is_one_error_and_writes_nothing(tmp_path):
@@ -113,3 +119,4 @@ def test_the_docs_show_the_committed_synthetic_coverage():
                      .read_text())
     assert study.markdown(rec["summary"]) in (study.ROOT / "docs" / "ANALYSIS.md").read_text()
     assert rec["settings"]["n"] == 96
+    assert study.summarise(rec["rows"], rec["settings"]["cuts"]) == rec["summary"]

@@ -177,8 +177,10 @@ def make_loss_curve(schedule, n: int = 200, noise: float = 0.01, rho: float = 0.
     the noise-free curve. ``c_range``: the random shape's ``C`` is moved to the same quantile
     of this range instead of :data:`LOSS_C_RANGE` (every other draw, the noise included, is
     the same as without it)."""
+    if shape and c_range is not None:
+        raise ValueError("give a shape or a c_range, not both (c_range moves a random shape's C)")
     rng = np.random.default_rng(seed)
-    if shape is None:
+    if not shape:
         shape = random_loss_shape(rng)
         if c_range is not None:
             lo, hi = LOSS_C_RANGE
