@@ -200,20 +200,26 @@ def _cut(c: str) -> str:
     return c if c == "pooled" else f"{float(c):.0%}"
 
 
+#: the columns of a coverage row after its two labels and its cut
+_COVERAGE_COLUMNS = ("covered (95 % band) | mean width | mean error | mean abs error | misses: "
+                     "interval above / below the actual |")
+
+
+def _coverage_rows(blocks: dict) -> list[str]:
+    """One markdown row per cut of ``blocks`` (``{label: {second label: {cut: cell}}}``) that
+    has forecasts: the two labels, the cut, then the :func:`_cell` numbers."""
+    return [f"| {a} | {b_label} | {_cut(c)} | {b['covered']}/{b['n']} "
+            f"({b['band'][0]}-{b['band'][1]}) | {b['mean_width']:.2f} | "
+            f"{b['mean_error']:+.2f} | {b['mean_abs_error']:.2f} | "
+            f"{b['misses_high']} / {b['misses_low']} |"
+            for a, by in blocks.items() for b_label, block in by.items()
+            for c, b in block.items() if b["n"]]
+
+
 def markdown(s: dict) -> str:
     """The three tables of :func:`summarise`."""
-    lines = ["| source | ours | cut | covered (95 % band) | mean width | mean error | mean abs "
-             "error | misses: interval above / below the actual |",
-             "|---|---|---|---|---|---|---|---|"]
-    for source, by in s["coverage"].items():
-        for variant, block in by.items():
-            for c, b in block.items():
-                if b["n"]:
-                    lines.append(
-                        f"| {source} | {variant} | {_cut(c)} | {b['covered']}/{b['n']} "
-                        f"({b['band'][0]}-{b['band'][1]}) | {b['mean_width']:.2f} | "
-                        f"{b['mean_error']:+.2f} | {b['mean_abs_error']:.2f} | "
-                        f"{b['misses_high']} / {b['misses_low']} |")
+    lines = [f"| source | ours | cut | {_COVERAGE_COLUMNS}", "|---|---|---|---|---|---|---|---|",
+             *_coverage_rows(s["coverage"])]
     cuts = [c for c in next(iter(s["coverage"][SYN].values())) if c != "pooled"]
     lines += ["", "| source | family | " + " | ".join(
         f"{_cut(c)}: mean error (mean weight)" for c in cuts) + " |",
@@ -223,17 +229,10 @@ def markdown(s: dict) -> str:
             cells = [f"{block[c]['mean_error']:+.2f} ({block[c]['mean_weight']:.2f})"
                      if c in block else "–" for c in cuts]
             lines.append(f"| {source} | {fam} | " + " | ".join(cells) + " |")
-    lines += ["", "| source | schedule | cut | covered (95 % band) | mean width | mean error | "
-              "misses: interval above / below the actual |", "|---|---|---|---|---|---|---|"]
-    for source, by in s["loss_by_schedule"].items():
-        for kind, block in by.items():
-            for c, b in block.items():
-                if b["n"]:
-                    lines.append(
-                        f"| {source} | {SCHEDULE_LABELS.get(kind, kind)} | {_cut(c)} | "
-                        f"{b['covered']}/{b['n']} "
-                        f"({b['band'][0]}-{b['band'][1]}) | {b['mean_width']:.2f} | "
-                        f"{b['mean_error']:+.2f} | {b['misses_high']} / {b['misses_low']} |")
+    schedules = {source: {SCHEDULE_LABELS.get(k, k): block for k, block in by.items()}
+                 for source, by in s["loss_by_schedule"].items()}
+    lines += ["", f"| source | schedule | cut | {_COVERAGE_COLUMNS}",
+              "|---|---|---|---|---|---|---|---|", *_coverage_rows(schedules)]
     return "\n".join(lines)
 
 
